@@ -1,0 +1,66 @@
+# Netia: `make run` serves the platform, `make test` runs the whole suite plus lint. Both set up from nothing.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+PYTEST_ARGS ?=
+BENCH_TENANTS_N ?= 1000
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install setup run test lint format typecheck worker beat bench bench-tenants bench-chat bench-webhooks lock clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+install: $(BIN)/.installed
+
+## Migrate the public schema, the clone template and every tenant; create the demo once.
+setup: install
+	$(BIN)/python manage.py migrate_schemas --noinput -v 0
+	$(BIN)/python manage.py netia_demo
+
+run: setup
+	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
+
+test: install lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+worker: install
+	$(BIN)/celery -A netia worker -l info
+
+beat: install
+	$(BIN)/celery -A netia beat -l info
+
+bench: bench-tenants bench-chat bench-webhooks
+
+bench-tenants: setup
+	$(BIN)/python -m benchmarks.bench_tenants --existing $(BENCH_TENANTS_N)
+
+bench-chat: setup
+	$(BIN)/python -m benchmarks.bench_chat
+
+bench-webhooks: setup
+	$(BIN)/python -m benchmarks.bench_webhooks
+
+## Re-pin requirements.txt from requirements.in in a throwaway venv.
+lock:
+	rm -rf /tmp/netia-lock && $(PYTHON) -m venv /tmp/netia-lock
+	/tmp/netia-lock/bin/pip install --quiet -r requirements.in
+	(echo "# Pinned from requirements.in with 'make lock' (pip freeze in a clean venv). Python 3.11."; \
+	 /tmp/netia-lock/bin/pip freeze) > requirements.txt
+
+clean:
+	rm -rf $(VENV) staticfiles

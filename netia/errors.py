@@ -1,0 +1,164 @@
+"""One error hierarchy for the whole platform, mapped to JSON in one place.
+
+Every API error has the shape {"error": {"code": str, "message": str, "details": dict}}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, HttpRequest, JsonResponse
+from django_ratelimit.exceptions import Ratelimited
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.response import Response
+
+
+class ApplicationError(Exception):
+    """A failure the client can understand: it carries an HTTP status, a stable code and a message."""
+
+    status_code = 400
+    code = "bad_request"
+    default_message = "The request could not be processed."
+
+    def __init__(self, message: str | None = None, *, extra: dict[str, Any] | None = None) -> None:
+        self.message = message or self.default_message
+        self.extra = extra or {}
+        super().__init__(self.message)
+
+
+class ValidationFailed(ApplicationError):
+    status_code = 400
+    code = "invalid"
+    default_message = "The request is invalid."
+
+
+class AuthenticationFailed(ApplicationError):
+    status_code = 401
+    code = "unauthenticated"
+    default_message = "Missing or invalid credentials."
+
+
+class PaymentRequired(ApplicationError):
+    status_code = 402
+    code = "payment_required"
+    default_message = "The subscription is not active."
+
+
+class PermissionDenied(ApplicationError):
+    status_code = 403
+    code = "forbidden"
+    default_message = "You are not allowed to do this."
+
+
+class NotFound(ApplicationError):
+    status_code = 404
+    code = "not_found"
+    default_message = "Not found."
+
+
+class Conflict(ApplicationError):
+    status_code = 409
+    code = "conflict"
+    default_message = "The request conflicts with the current state."
+
+
+class PayloadTooLarge(ApplicationError):
+    status_code = 413
+    code = "payload_too_large"
+    default_message = "The request body is too large."
+
+
+class RateLimited(ApplicationError):
+    status_code = 429
+    code = "rate_limited"
+    default_message = "Too many requests. Retry later."
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON body of every error response."""
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def _drf_details(exc: drf_exceptions.APIException) -> dict[str, Any]:
+    detail = exc.detail
+    if isinstance(detail, dict):
+        return {"fields": detail}
+    if isinstance(detail, list):
+        return {"errors": detail}
+    return {}
+
+
+_DRF_CODES: dict[type[drf_exceptions.APIException], tuple[str, str]] = {
+    drf_exceptions.ValidationError: ("invalid", "The request is invalid."),
+    drf_exceptions.ParseError: ("malformed", "The request body is not valid JSON."),
+    drf_exceptions.NotAuthenticated: ("unauthenticated", "Missing or invalid credentials."),
+    drf_exceptions.AuthenticationFailed: ("unauthenticated", "Missing or invalid credentials."),
+    drf_exceptions.PermissionDenied: ("forbidden", "You are not allowed to do this."),
+    drf_exceptions.NotFound: ("not_found", "Not found."),
+    drf_exceptions.MethodNotAllowed: ("method_not_allowed", "Method not allowed."),
+    drf_exceptions.UnsupportedMediaType: ("unsupported_media_type", "Send a JSON body."),
+    drf_exceptions.Throttled: ("rate_limited", "Too many requests. Retry later."),
+}
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF exception handler: map every known failure to the error shape; unknown ones stay 500."""
+    if isinstance(exc, ApplicationError):
+        headers = {}
+        if isinstance(exc, RateLimited) and "retry_after" in exc.extra:
+            headers["Retry-After"] = str(exc.extra["retry_after"])
+        return Response(error_body(exc.code, exc.message, exc.extra), status=exc.status_code, headers=headers)
+    if isinstance(exc, Ratelimited):
+        return Response(
+            error_body(RateLimited.code, RateLimited.default_message, {"retry_after": 60}),
+            status=429,
+            headers={"Retry-After": "60"},
+        )
+    if isinstance(exc, RequestDataTooBig):
+        return Response(error_body(PayloadTooLarge.code, PayloadTooLarge.default_message), status=413)
+    if isinstance(exc, Http404):
+        exc = drf_exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = drf_exceptions.PermissionDenied()
+    if isinstance(exc, drf_exceptions.APIException):
+        code, message = next(
+            (pair for cls, pair in _DRF_CODES.items() if isinstance(exc, cls)),
+            (str(exc.default_code), str(exc.default_detail)),
+        )
+        if isinstance(exc, drf_exceptions.MethodNotAllowed | drf_exceptions.ParseError):
+            message = str(exc.detail)
+        headers = {}
+        wait = getattr(exc, "wait", None)
+        if isinstance(exc, drf_exceptions.Throttled) and wait is not None:
+            headers["Retry-After"] = str(int(wait) + 1)
+        status = exc.status_code
+        if isinstance(exc, drf_exceptions.NotAuthenticated | drf_exceptions.AuthenticationFailed):
+            status = 401
+        return Response(error_body(code, message, _drf_details(exc)), status=status, headers=headers)
+    return None
+
+
+def ratelimited_view(request: HttpRequest, exception: Exception) -> JsonResponse:
+    """django-ratelimit's view for limits hit outside DRF."""
+    return JsonResponse(
+        error_body(RateLimited.code, RateLimited.default_message, {"retry_after": 60}),
+        status=429,
+        headers={"Retry-After": "60"},
+    )
+
+
+def json_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """404 for paths no view matched."""
+    return JsonResponse(error_body("not_found", "Not found."), status=404)
+
+
+def json_server_error(request: HttpRequest) -> JsonResponse:
+    """500 without internals."""
+    return JsonResponse(error_body("server_error", "Something went wrong on our side."), status=500)
+
+
+def json_bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """400 raised by Django itself (bad host, suspicious operation)."""
+    return JsonResponse(error_body("bad_request", "Bad request."), status=400)

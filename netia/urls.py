@@ -1,0 +1,49 @@
+"""URL map. API under /api/v1, Papercups webhooks under /papercups, staff console under /admin."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.urls import include, path
+from django.views import defaults
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from netia import errors
+from netia.api import HealthApi, metrics_view
+from netia.middleware import API_PATH_PREFIXES
+
+admin.site.site_header = "Netia staff console"
+admin.site.site_title = "Netia"
+
+api_v1 = [
+    path("health", HealthApi.as_view(), name="health"),
+    path("metrics", metrics_view, name="metrics"),
+    path("schema", SpectacularAPIView.as_view(), name="schema"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("", include("dashboard.urls")),
+]
+
+
+def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """JSON for API paths, the HTML page elsewhere."""
+    if request.path.startswith(API_PATH_PREFIXES):
+        return errors.json_not_found(request, exception)
+    return defaults.page_not_found(request, exception)
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    """JSON for API paths, the HTML page elsewhere."""
+    if request.path.startswith(API_PATH_PREFIXES):
+        return errors.json_server_error(request)
+    return defaults.server_error(request)
+
+
+def handler400(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if request.path.startswith(API_PATH_PREFIXES):
+        return errors.json_bad_request(request, exception)
+    return defaults.bad_request(request, exception)

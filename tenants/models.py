@@ -1,0 +1,161 @@
+"""Tenants (one PostgreSQL schema each), their domains, users, memberships and API keys. Public schema."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, ClassVar
+
+from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.db import models
+from django.utils import timezone
+from django_tenants.models import DomainMixin, TenantMixin
+
+from netia.fields import EncryptedTextField
+
+
+class UserManager(BaseUserManager["User"]):
+    """Users are identified by email; there is no username."""
+
+    use_in_migrations = True
+
+    def _create(self, email: str, password: str | None, **fields: Any) -> User:
+        if not email:
+            raise ValueError("An email address is required.")
+        user = self.model(email=self.normalize_email(email).lower(), **fields)
+        if password:
+            user.set_password(password)
+        else:
+            user.set_unusable_password()
+        user.save(using=self._db)
+        return user
+
+    def create_user(self, email: str, password: str | None = None, **fields: Any) -> User:
+        fields.setdefault("is_staff", False)
+        fields.setdefault("is_superuser", False)
+        return self._create(email, password, **fields)
+
+    def create_superuser(self, email: str, password: str | None = None, **fields: Any) -> User:
+        fields.update(is_staff=True, is_superuser=True)
+        return self._create(email, password, **fields)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A person: a tenant's owner or member (magic-link login) or a Netia employee (`is_staff`)."""
+
+    email = models.EmailField(unique=True)
+    full_name = models.CharField(max_length=200, blank=True)
+    is_staff = models.BooleanField(default=False, help_text="Netia employee: may use the admin console.")
+    is_active = models.BooleanField(default=True)
+    date_joined = models.DateTimeField(default=timezone.now)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: ClassVar[list[str]] = []
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class Tenant(TenantMixin):
+    """A business using Netia. Its conversations, knowledge and leads live in its own schema."""
+
+    class SubscriptionStatus(models.TextChoices):
+        TRIALING = "trialing", "Trialing"
+        ACTIVE = "active", "Active"
+        PAST_DUE = "past_due", "Past due"
+        CANCELED = "canceled", "Canceled"
+        UNPAID = "unpaid", "Unpaid"
+
+    name = models.CharField(max_length=200)
+    owner_email = models.EmailField()
+    subscription_status = models.CharField(
+        max_length=16, choices=SubscriptionStatus.choices, default=SubscriptionStatus.TRIALING
+    )
+    # The public chat token used when the tenant has no Papercups account; public like the widget.
+    public_token = models.CharField(max_length=64, unique=True)
+    webhook_secret = EncryptedTextField(help_text="Carried in the Papercups webhook URL; rotatable.")
+    papercups_account_id = models.UUIDField(unique=True, null=True, blank=True)
+    papercups_base_url = models.URLField(blank=True, help_text="Empty: PAPERCUPS_BASE_URL from settings.")
+    papercups_api_key = EncryptedTextField(blank=True)
+    papercups_bot_user_id = models.PositiveIntegerField(null=True, blank=True)
+    suspended_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    auto_create_schema = True
+    auto_drop_schema = False
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [models.Index(fields=["subscription_status"]), models.Index(fields=["created_at"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def chat_token(self) -> str:
+        """The token the tenant's website chats with: its Papercups account id once connected."""
+        return str(self.papercups_account_id) if self.papercups_account_id else self.public_token
+
+    @property
+    def is_suspended(self) -> bool:
+        return self.suspended_at is not None
+
+
+class Domain(DomainMixin):
+    """A host name of a tenant (required by django-tenants; Netia routes by credential, not host)."""
+
+
+class Membership(models.Model):
+    """A user's role in a tenant."""
+
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        MEMBER = "member", "Member"
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "tenant"], name="membership_unique_user_tenant")]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.tenant} ({self.role})"
+
+
+class ApiKey(models.Model):
+    """A developer's key to the tenant's REST API. Only a hash of the secret is stored."""
+
+    class Permission(models.TextChoices):
+        CHAT = "chat", "Chat"
+        KNOWLEDGE_READ = "knowledge:read", "Read knowledge"
+        KNOWLEDGE_WRITE = "knowledge:write", "Write knowledge"
+        CONVERSATIONS_READ = "conversations:read", "Read conversations"
+        LEADS_READ = "leads:read", "Read leads"
+        LEADS_WRITE = "leads:write", "Write leads"
+        BILLING = "billing", "Billing"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True, help_text="Public part of the key, for lookup.")
+    secret_hash = models.CharField(max_length=64, help_text="SHA-256 of the full key.")
+    permissions = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (nk_{self.prefix}_…)"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None

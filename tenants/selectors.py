@@ -1,0 +1,38 @@
+"""Reads for tenants."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+
+from django.db.models import Q, QuerySet
+
+from tenants.models import Membership, Tenant, User
+
+
+def tenant_get_by_chat_token(*, token: str) -> Tenant | None:
+    """The tenant a public chat token belongs to: its Papercups account id or its generated token."""
+    if not token:
+        return None
+    condition = Q(public_token=token)
+    with contextlib.suppress(ValueError):
+        condition |= Q(papercups_account_id=uuid.UUID(token))
+    return Tenant.objects.filter(condition).first()
+
+
+def tenant_get_by_papercups_account(*, account_id: str) -> Tenant | None:
+    """The tenant connected to a Papercups account, or None (also for a malformed id)."""
+    try:
+        parsed = uuid.UUID(str(account_id))
+    except ValueError:
+        return None
+    return Tenant.objects.filter(papercups_account_id=parsed).first()
+
+
+def tenant_list_for_user(*, user: User) -> QuerySet[Tenant]:
+    """Tenants the user belongs to."""
+    return Tenant.objects.filter(memberships__user=user).order_by("name")
+
+
+def membership_get(*, user: User, tenant: Tenant) -> Membership | None:
+    return Membership.objects.filter(user=user, tenant=tenant).first()

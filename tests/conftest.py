@@ -1,0 +1,60 @@
+"""Test session setup: one test database, the clone template, and two tenants created once per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+
+from netia.tenancy import use_public_schema
+from tenants.models import Tenant
+
+# Created once per session (cloning the template) and kept for every test; tests wrap their own data
+# in a transaction that is rolled back.
+SESSION_TENANTS: dict[str, dict[str, Any]] = {
+    "acme": {
+        "name": "Acme Test Shop",
+        "owner_email": "owner@acme.test",
+        "papercups_account_id": "2ebbad4c-1f0a-4c8e-9d3b-eaf9ebf469a5",
+    },
+    "globex": {
+        "name": "Globex Test Clinic",
+        "owner_email": "owner@globex.test",
+        "papercups_account_id": "7d1e0c4b-3a2f-4b8e-9c6d-5e4f3a2b1c0d",
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def session_tenants(django_db_setup: None, django_db_blocker: Any) -> dict[str, Tenant]:
+    """The session's tenants, onboarded once (or found again with --reuse-db)."""
+    from tenants.services import tenant_onboard
+
+    tenants: dict[str, Tenant] = {}
+    with django_db_blocker.unblock():
+        for key, spec in SESSION_TENANTS.items():
+            tenant = Tenant.objects.filter(papercups_account_id=spec["papercups_account_id"]).first()
+            tenants[key] = tenant or tenant_onboard(**spec).tenant
+    return tenants
+
+
+@pytest.fixture
+def tenant(db: None, session_tenants: dict[str, Tenant]) -> Tenant:
+    """Tenant A, fresh from the database."""
+    return Tenant.objects.get(pk=session_tenants["acme"].pk)
+
+
+@pytest.fixture
+def other_tenant(db: None, session_tenants: dict[str, Tenant]) -> Tenant:
+    """Tenant B, for isolation tests."""
+    return Tenant.objects.get(pk=session_tenants["globex"].pk)
+
+
+@pytest.fixture(autouse=True)
+def _public_schema_and_clean_cache() -> Iterator[None]:
+    """Every test starts and ends in the public schema with an empty cache."""
+    yield
+    use_public_schema()
+    cache.clear()

@@ -1,0 +1,1 @@
+"""Real local HTTP servers that stand in for the outside world (OpenAI, Papercups, Stripe, SMTP) in tests."""

@@ -1,0 +1,241 @@
+"""A threaded local HTTP server that fakes build on: real sockets, real HTTP, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
+from urllib.parse import parse_qs, parse_qsl, urlsplit
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the fake received it."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+    raw_query: str = ""
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+    def form(self) -> dict[str, Any]:
+        """The form-encoded body (`a[b][c]=x`, `l[0][k]=v`, `l[]=v`) as nested dicts and lists."""
+        return parse_form(self.body.decode())
+
+    def query_form(self) -> dict[str, Any]:
+        """The query string, parsed with the same bracket rules as `form()`."""
+        return parse_form(self.raw_query)
+
+
+def parse_form(text: str) -> dict[str, Any]:
+    """Parse a bracket-style form encoding (as Stripe and Rails use) into nested dicts and lists."""
+    root: dict[str, Any] = {}
+    for key, value in parse_qsl(text, keep_blank_values=True):
+        name, _, rest = key.partition("[")
+        path = [name, *rest[:-1].split("][")] if rest.endswith("]") else [key]
+        node = root
+        for position, part in enumerate(path):
+            last = position == len(path) - 1
+            if part == "":
+                part = str(len(node))
+            if last:
+                node[part] = value
+            else:
+                child = node.get(part)
+                if not isinstance(child, dict):
+                    child = node[part] = {}
+                node = child
+    return _listify(root)
+
+
+def _listify(node: Any) -> Any:
+    """Turn every dict whose keys are all decimal indexes into a list ordered by index."""
+    if not isinstance(node, dict):
+        return node
+    converted = {key: _listify(value) for key, value in node.items()}
+    if converted and all(key.isdigit() for key in converted):
+        return [converted[key] for key in sorted(converted, key=int)]
+    return converted
+
+
+@dataclass
+class Reply:
+    """What a route answers: status, JSON-able body (or raw bytes) and extra headers."""
+
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None
+    delay: float = 0.0
+
+
+Route = Callable[[RecordedRequest], Reply]
+
+
+@dataclass
+class Fault:
+    """A one-shot override for the next `remaining` matching requests: a canned reply and/or a late answer."""
+
+    method: str
+    path_prefix: str
+    remaining: int
+    reply: Reply | None = None
+    delay: float = 0.0
+
+
+class FakeServer:
+    """Serves `routes` keyed by (method, path-prefix) and records every request.
+
+    Subclasses register routes in `__init__`. Use as a context manager or call start()/stop().
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[RecordedRequest] = []
+        self.errors: list[str] = []
+        self._routes: list[tuple[str, str, Route]] = []
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> Self:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                parts = urlsplit(self.path)
+                request = RecordedRequest(
+                    method=self.command,
+                    path=parts.path,
+                    query=parse_qs(parts.query),
+                    headers={k.lower(): v for k, v in self.headers.items()},
+                    body=body,
+                    raw_query=parts.query,
+                )
+                with fake._lock:
+                    fake.requests.append(request)
+                reply = fake.dispatch(request)
+                if reply.delay:
+                    fake._stopping.wait(reply.delay)
+                payload = reply.raw if reply.raw is not None else json.dumps(reply.body).encode()
+                self.send_response(reply.status)
+                headers = dict(reply.headers)
+                if not any(name.lower() == "content-type" for name in headers):
+                    headers["Content-Type"] = "application/json"
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up
+                    self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._stopping.clear()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        # A short poll interval keeps stop() fast: shutdown() waits for the serving loop to notice.
+        serve = functools.partial(self._httpd.serve_forever, poll_interval=0.01)
+        self._thread = threading.Thread(target=serve, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._httpd is not None, "server not started"
+        return f"http://127.0.0.1:{self._httpd.server_port}"
+
+    # -- routing -------------------------------------------------------------------------------
+    def route(self, method: str, path_prefix: str, handler: Route) -> None:
+        """Register a handler; later registrations win over earlier ones for the same prefix."""
+        self._routes.insert(0, (method.upper(), path_prefix, handler))
+
+    def dispatch(self, request: RecordedRequest) -> Reply:
+        fault = self._take_fault(request)
+        if fault is not None and fault.reply is not None:
+            return replace(fault.reply, delay=fault.reply.delay + fault.delay)
+        reply = self._route(request)
+        if fault is not None:
+            reply = replace(reply, delay=reply.delay + fault.delay)
+        return reply
+
+    def _route(self, request: RecordedRequest) -> Reply:
+        for method, prefix, handler in self._routes:
+            if request.method == method and request.path.startswith(prefix):
+                try:
+                    return handler(request)
+                except Exception:  # a crashing fake must answer, not hang the client
+                    with self._lock:
+                        self.errors.append(traceback.format_exc())
+                    return Reply(500, {"error": {"message": "fake server crashed; see FakeServer.errors"}})
+        return Reply(404, {"error": {"message": f"no route for {request.method} {request.path}"}})
+
+    # -- fault injection -----------------------------------------------------------------------
+    def inject_fault(
+        self,
+        method: str,
+        path_prefix: str,
+        *,
+        times: int = 1,
+        reply: Reply | None = None,
+        delay: float = 0.0,
+    ) -> None:
+        """Answer the next `times` matching requests with `reply` (skipping the route) and/or `delay` s late.
+
+        Faults are consumed first-in, first-out; a delayed request without `reply` is still handled normally.
+        """
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        with self._lock:
+            self._faults.append(Fault(method.upper(), path_prefix, times, reply, delay))
+
+    def clear_faults(self) -> None:
+        """Forget every fault not yet consumed."""
+        with self._lock:
+            self._faults.clear()
+
+    def _take_fault(self, request: RecordedRequest) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.method == request.method and request.path.startswith(fault.path_prefix):
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    def requests_to(self, method: str, path_prefix: str) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.method == method and r.path.startswith(path_prefix)]
