@@ -1,13 +1,406 @@
-"""Writes for the tenant's conversations and knowledge. Callers run inside the tenant's schema."""
+"""Writes for the tenant's conversations, messages, leads, knowledge and bot configuration.
+
+Callers run inside the tenant's schema (`tenant_context`). Every channel (chat API, Papercups) goes
+through `conversation_reply`, which answers all unanswered visitor messages of a conversation at once.
+"""
 
 from __future__ import annotations
 
-from django.db import transaction
+from dataclasses import dataclass, field
+from typing import Any
 
-from chat.models import KnowledgeArticle
+import structlog
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from billing.selectors import bot_access_get
+from billing.services import usage_ai_reply_record
+from chat import engine
+from chat.leads import ContactInfo, extract_contact
+from chat.models import BotConfiguration, Conversation, KnowledgeArticle, Lead, Message
+from chat.retrieval import article_index
+from chat.selectors import bot_configuration_get, conversation_history
+from netia.errors import PaymentRequired, ValidationFailed
+from netia.metrics import CHAT_REPLIES, HANDOFFS, LEADS_CAPTURED
+from netia.tenancy import current_schema
+from tenants.models import Tenant
+
+logger = structlog.get_logger(__name__)
+
+
+@dataclass
+class TurnResult:
+    """What one visitor turn produced."""
+
+    conversation: Conversation
+    visitor_messages: list[Message]
+    reply: Message | None = None
+    note: Message | None = None
+    intent: str = ""
+    handoff: bool = False
+    handoff_reason: str = ""
+    lead: Lead | None = None
+    lead_captured: bool = False
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    source: str = ""
+
+
+# --- Conversations and messages ------------------------------------------------------------------------------
+def conversation_get_or_create(
+    *,
+    channel: str,
+    external_id: str = "",
+    session_id: str = "",
+    external_customer_id: str = "",
+    visitor_name: str = "",
+    visitor_email: str = "",
+) -> tuple[Conversation, bool]:
+    """The conversation identified by the channel's id (or the visitor session), created if new."""
+    if not (external_id or session_id):
+        raise ValueError("a conversation needs an external id or a session id")
+    lookup = (
+        {"channel": channel, "external_id": external_id}
+        if external_id
+        else {"channel": channel, "session_id": session_id}
+    )
+    defaults = {
+        "external_customer_id": external_customer_id,
+        "visitor_name": visitor_name[:200],
+        "visitor_email": visitor_email,
+    }
+    try:
+        with transaction.atomic():
+            conversation, created = Conversation.objects.get_or_create(**lookup, defaults=defaults)
+    except IntegrityError:  # a concurrent request created it first
+        return Conversation.objects.get(**lookup), False
+    if not created:
+        changed = [k for k, v in defaults.items() if v and not getattr(conversation, k)]
+        for name in changed:
+            setattr(conversation, name, defaults[name])
+        if changed:
+            conversation.save(update_fields=[*changed, "updated_at"])
+    return conversation, created
+
+
+def _message_get_or_create(*, conversation: Conversation, external_id: str, **fields: Any) -> tuple[Message, bool]:
+    if not external_id:
+        return Message.objects.create(conversation=conversation, channel=conversation.channel, **fields), True
+    try:
+        with transaction.atomic():
+            return Message.objects.get_or_create(
+                channel=conversation.channel,
+                external_id=external_id,
+                defaults={"conversation": conversation, **fields},
+            )
+    except IntegrityError:
+        return Message.objects.get(channel=conversation.channel, external_id=external_id), False
+
+
+@transaction.atomic
+def message_record_visitor(*, conversation: Conversation, content: str, external_id: str = "") -> tuple[Message, bool]:
+    """Store a visitor's message once (idempotent on the channel's message id); reopens a closed chat."""
+    message, created = _message_get_or_create(
+        conversation=conversation, external_id=external_id, role=Message.Role.VISITOR, content=content
+    )
+    if created:
+        updates: dict[str, Any] = {"last_message_at": message.created_at, "updated_at": timezone.now()}
+        if conversation.status == Conversation.Status.CLOSED:
+            updates.update(status=Conversation.Status.BOT, closed_at=None)
+        Conversation.objects.filter(pk=conversation.pk).update(**updates)
+        conversation.refresh_from_db()
+    return message, created
+
+
+@transaction.atomic
+def message_record_agent(
+    *, conversation: Conversation, content: str, external_id: str = "", private: bool = False
+) -> tuple[Message, bool]:
+    """Store a human agent's message; a public one means the agent took over, so the bot stands down."""
+    message, created = _message_get_or_create(
+        conversation=conversation,
+        external_id=external_id,
+        role=Message.Role.AGENT,
+        kind=Message.Kind.NOTE if private else Message.Kind.REPLY,
+        content=content,
+        private=private,
+    )
+    if created and not private and conversation.status == Conversation.Status.BOT:
+        conversation_hand_off(conversation=conversation, reason="agent_replied")
+    return message, created
+
+
+def conversation_hand_off(*, conversation: Conversation, reason: str) -> Conversation:
+    """Move the conversation to human status: from now on the bot stays silent there."""
+    now = timezone.now()
+    Conversation.objects.filter(pk=conversation.pk).update(
+        status=Conversation.Status.HUMAN, handoff_reason=reason[:200], handed_off_at=now, updated_at=now
+    )
+    conversation.refresh_from_db()
+    HANDOFFS.labels(reason=reason.split(":")[0]).inc()
+    logger.info("conversation_handed_off", conversation=conversation.pk, reason=reason)
+    return conversation
+
+
+def conversation_set_status(*, conversation: Conversation, status: str) -> Conversation:
+    """Set the status (e.g. from the channel); closing records when."""
+    now = timezone.now()
+    conversation.status = status
+    conversation.closed_at = now if status == Conversation.Status.CLOSED else None
+    conversation.save(update_fields=["status", "closed_at", "updated_at"])
+    return conversation
+
+
+# --- Leads -----------------------------------------------------------------------------------------------------
+def _lead_upsert(*, conversation: Conversation, contact: ContactInfo, intent: str) -> tuple[Lead | None, bool]:
+    """Create or update the conversation's lead; returns (lead, whether new contact details were captured)."""
+    is_lead_intent = intent in engine.LEAD_INTENTS
+    lead = Lead.objects.select_for_update().filter(conversation=conversation).first()
+    if lead is None and not contact and not is_lead_intent:
+        return None, False
+    if lead is None:
+        lead = Lead(conversation=conversation, intent=intent if is_lead_intent else "")
+    known = ContactInfo(name=lead.name or None, email=lead.email or None, phone=lead.phone or None)
+    merged = known.merge(contact)
+    captured = merged.as_dict() != known.as_dict()
+    if is_lead_intent and not lead.intent:
+        lead.intent = intent
+    lead.name, lead.email, lead.phone = merged.name or "", merged.email or "", merged.phone or ""
+    lead.save()
+    if captured:
+        LEADS_CAPTURED.inc()
+        schema, lead_id = current_schema(), lead.pk
+        transaction.on_commit(lambda: _queue_lead_notification(schema, lead_id))
+    return lead, captured
+
+
+def _queue_lead_notification(schema_name: str, lead_id: int) -> None:
+    from chat.tasks import lead_notify
+
+    lead_notify.delay(schema_name=schema_name, lead_id=lead_id)
+
+
+def lead_update(*, lead: Lead, status: str | None = None, notes: str | None = None) -> Lead:
+    """Staff or owner updates to a lead's pipeline status and notes."""
+    if status is not None:
+        if status not in Lead.Status.values:
+            raise ValidationFailed("Unknown lead status.", extra={"allowed": list(Lead.Status.values)})
+        lead.status = status
+    if notes is not None:
+        lead.notes = notes
+    lead.save(update_fields=["status", "notes", "updated_at"])
+    return lead
+
+
+# --- Answering ----------------------------------------------------------------------------------------------------
+def _summary_note(*, conversation: Conversation, reason: str, question: str) -> str:
+    lines = [f"Netia handed this conversation to your team (reason: {reason.replace('_', ' ')})."]
+    lead = Lead.objects.filter(conversation=conversation).first()
+    if lead and lead.contact_info:
+        lines.append("Contact: " + ", ".join(f"{k} {v}" for k, v in lead.contact_info.items()))
+    lines.append(f"Last visitor message: {question[:500]}")
+    return "\n".join(lines)
+
+
+def _bot_message(*, conversation: Conversation, deliver: bool, **fields: Any) -> Message:
+    delivery = Message.Delivery.PENDING if deliver else Message.Delivery.NOT_APPLICABLE
+    return Message.objects.create(
+        conversation=conversation, channel=conversation.channel, delivery_status=delivery, **fields
+    )
+
+
+def conversation_reply(*, tenant: Tenant, conversation_id: int, deliver: bool) -> TurnResult | None:
+    """Answer every unanswered visitor message of the conversation, once.
+
+    Holds the conversation's row lock while answering (an LLM call included), so a duplicate task or a
+    concurrent request waits and then finds nothing left to answer: each visitor turn gets one reply.
+    Returns None when there is nothing to answer or a human has the conversation. With `deliver`, bot
+    messages are created pending delivery (the channel's outbox).
+    """
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+        pending = list(
+            conversation.messages.filter(role=Message.Role.VISITOR, answered_by__isnull=True).order_by(
+                "created_at", "id"
+            )
+        )
+        if conversation.status != Conversation.Status.BOT or not pending:
+            return None
+        config = bot_configuration_get()
+        question = "\n".join(m.content for m in pending)
+        result = TurnResult(conversation=conversation, visitor_messages=pending)
+
+        access = bot_access_get(tenant=tenant)
+        if not access.allowed:
+            result.note = _bot_message(
+                conversation=conversation,
+                deliver=deliver,
+                role=Message.Role.SYSTEM,
+                kind=Message.Kind.NOTE,
+                private=True,
+                content=_summary_note(conversation=conversation, reason=access.reason, question=question),
+            )
+            conversation_hand_off(conversation=conversation, reason=access.reason)
+            _mark_answered(pending, result.note)
+            result.handoff, result.handoff_reason, result.source = True, access.reason, engine.Source.PAUSED
+            CHAT_REPLIES.labels(channel=conversation.channel, source=engine.Source.PAUSED).inc()
+            return result
+
+        intent = engine.classifier(config).classify(question)
+        result.intent = intent.intent
+        result.lead, result.lead_captured = _lead_upsert(
+            conversation=conversation, contact=extract_contact(question), intent=intent.intent
+        )
+        reason = engine.handoff_reason_for(config=config, text=question, intent=intent)
+        if reason:
+            answer = engine.Answer(text=config.handoff_message, source=engine.Source.HANDOFF, handoff_reason=reason)
+        elif not engine.is_open(config=config, now=timezone.now()):
+            answer = engine.Answer(text=config.away_message, source=engine.Source.AWAY)
+        else:
+            history = conversation_history(conversation=conversation, exclude_ids=[m.pk for m in pending])
+            answer = engine.compose_answer(
+                config=config, business_name=tenant.name, question=question, intent=intent, history=history
+            )
+
+        result.reply = _bot_message(
+            conversation=conversation,
+            deliver=deliver,
+            role=Message.Role.BOT,
+            kind=Message.Kind.HANDOFF_NOTICE if answer.handoff_reason else Message.Kind.REPLY,
+            content=answer.text,
+            intent=intent.intent,
+            intent_keywords=list(intent.matched),
+            sources=answer.sources,
+            llm_model=answer.model,
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
+            latency_ms=answer.latency_ms,
+            from_cache=answer.source == engine.Source.CACHE,
+            is_fallback=answer.source == engine.Source.FALLBACK,
+        )
+        _mark_answered(pending, result.reply)
+        Conversation.objects.filter(pk=conversation.pk).update(last_message_at=result.reply.created_at)
+        if answer.handoff_reason:
+            if deliver:
+                result.note = _bot_message(
+                    conversation=conversation,
+                    deliver=deliver,
+                    role=Message.Role.SYSTEM,
+                    kind=Message.Kind.NOTE,
+                    private=True,
+                    content=_summary_note(conversation=conversation, reason=answer.handoff_reason, question=question),
+                )
+            conversation_hand_off(conversation=conversation, reason=answer.handoff_reason)
+        if answer.source in engine.METERED_SOURCES:
+            usage_ai_reply_record(tenant=tenant)
+        result.handoff, result.handoff_reason = bool(answer.handoff_reason), answer.handoff_reason
+        result.sources, result.source = answer.sources, answer.source
+        result.conversation = conversation
+        CHAT_REPLIES.labels(channel=conversation.channel, source=answer.source).inc()
+        return result
+
+
+def _mark_answered(messages: list[Message], answer: Message) -> None:
+    Message.objects.filter(pk__in=[m.pk for m in messages]).update(answered_by=answer)
+    for message in messages:
+        message.answered_by = answer
+
+
+def chat_api_turn(
+    *, tenant: Tenant, session_id: str, text: str, visitor_name: str = "", visitor_email: str = ""
+) -> tuple[Message, TurnResult]:
+    """One turn of the public chat API: store the visitor's message, answer it synchronously.
+
+    Raises PaymentRequired, storing nothing, when the tenant's bot may not answer.
+    """
+    access = bot_access_get(tenant=tenant)
+    if not access.allowed:
+        raise PaymentRequired(extra={"reason": access.reason})
+    conversation, _ = conversation_get_or_create(
+        channel=Conversation.Channel.API,
+        session_id=session_id,
+        visitor_name=visitor_name,
+        visitor_email=visitor_email,
+    )
+    message, _ = message_record_visitor(conversation=conversation, content=text)
+    result = conversation_reply(tenant=tenant, conversation_id=conversation.pk, deliver=False)
+    if result is None:  # a human has this conversation: the bot stays silent
+        conversation.refresh_from_db()
+        result = TurnResult(
+            conversation=conversation,
+            visitor_messages=[message],
+            handoff=True,
+            handoff_reason=conversation.handoff_reason,
+        )
+    return message, result
+
+
+# --- Knowledge and configuration ---------------------------------------------------------------------------------
+def _bump_knowledge_version() -> None:
+    bot_configuration_get()
+    BotConfiguration.objects.filter(pk=1).update(knowledge_version=F("knowledge_version") + 1)
 
 
 @transaction.atomic
 def knowledge_article_create(*, title: str, content: str, source_url: str = "") -> KnowledgeArticle:
-    """Add an article to the current tenant's knowledge base."""
-    return KnowledgeArticle.objects.create(title=title.strip(), content=content.strip(), source_url=source_url)
+    """Add an article to the current tenant's knowledge base and index it."""
+    title, content = title.strip(), content.strip()
+    if not title or not content:
+        raise ValidationFailed("An article needs a title and content.")
+    article = KnowledgeArticle.objects.create(title=title[:200], content=content, source_url=source_url)
+    article_index(article=article, language=bot_configuration_get().language)
+    _bump_knowledge_version()
+    return article
+
+
+@transaction.atomic
+def knowledge_article_update(
+    *, article: KnowledgeArticle, title: str | None = None, content: str | None = None, source_url: str | None = None
+) -> KnowledgeArticle:
+    """Edit an article, re-index it and invalidate cached answers."""
+    if title is not None:
+        article.title = title.strip()[:200]
+    if content is not None:
+        article.content = content.strip()
+    if source_url is not None:
+        article.source_url = source_url
+    if not article.title or not article.content:
+        raise ValidationFailed("An article needs a title and content.")
+    article.save()
+    article_index(article=article, language=bot_configuration_get().language)
+    _bump_knowledge_version()
+    return article
+
+
+@transaction.atomic
+def knowledge_article_delete(*, article: KnowledgeArticle) -> None:
+    """Remove an article and its passages; invalidates cached answers."""
+    article.delete()
+    _bump_knowledge_version()
+
+
+BOT_CONFIGURATION_FIELDS = frozenset(
+    f.name
+    for f in BotConfiguration._meta.get_fields()
+    if f.name not in {"id", "version", "knowledge_version", "updated_at"}
+)
+
+
+@transaction.atomic
+def bot_configuration_update(**changes: Any) -> BotConfiguration:
+    """Change the bot's configuration; bumps its version (invalidating cached answers and classifiers)."""
+    unknown = set(changes) - BOT_CONFIGURATION_FIELDS
+    if unknown:
+        raise ValidationFailed("Unknown configuration fields.", extra={"unknown": sorted(unknown)})
+    config = bot_configuration_get()
+    language_changed = "language" in changes and changes["language"] != config.language
+    for name, value in changes.items():
+        setattr(config, name, value)
+    config.version = F("version") + 1
+    config.full_clean(exclude=["version"])
+    config.save()
+    config.refresh_from_db()
+    if language_changed:
+        for article in KnowledgeArticle.objects.all():
+            article_index(article=article, language=config.language)
+    return config

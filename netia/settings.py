@@ -53,6 +53,7 @@ SHARED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",
     "rest_framework",
     "drf_spectacular",
     "django_prometheus",
@@ -155,6 +156,10 @@ else:
     # A process-local cache is fine for one local process; production sets REDIS_URL.
     SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 
+# Redis outages degrade instead of failing requests: cache misses, and rate limits fail open.
+DJANGO_REDIS_IGNORE_EXCEPTIONS = True
+DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+RATELIMIT_FAIL_OPEN = True
 RATELIMIT_USE_CACHE = "default"
 RATELIMIT_VIEW = "netia.errors.ratelimited_view"
 
@@ -220,13 +225,28 @@ STORAGES = {
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
-FORMS_URLFIELD_ASSUME_HTTPS = True
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
 # --- Integrations (each off unless configured) -------------------------------------------------------------
+# LLM: any OpenAI-compatible Chat Completions API. Without a key the bot answers offline (extractively).
+OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
+OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="") or None
+OPENAI_MODEL = env.str("OPENAI_MODEL", default="gpt-4o-mini")
+OPENAI_TIMEOUT = env.float("OPENAI_TIMEOUT", default=15.0)
+OPENAI_MAX_RETRIES = env.int("OPENAI_MAX_RETRIES", default=2)
+
+# Chat engine.
+CHAT_HISTORY_MESSAGES = env.int("CHAT_HISTORY_MESSAGES", default=10)
+CHAT_RETRIEVAL_PASSAGES = env.int("CHAT_RETRIEVAL_PASSAGES", default=4)
+CHAT_RESPONSE_CACHE_SECONDS = env.int("CHAT_RESPONSE_CACHE_SECONDS", default=24 * 3600)
+# django-ratelimit rates for POST /api/v1/chat ("<count>/<period>", period s/m/h).
+CHAT_RATE_PER_TOKEN = env.str("CHAT_RATE_PER_TOKEN", default="120/m")
+CHAT_RATE_PER_IP = env.str("CHAT_RATE_PER_IP", default="30/m")
+# Tenants are notified of new leads at this address when the owner email is not wanted.
+LEAD_NOTIFICATION_FROM = env.str("LEAD_NOTIFICATION_FROM", default="")
 PAPERCUPS_BASE_URL = env.str("PAPERCUPS_BASE_URL", default="https://app.papercups.io").rstrip("/")
 
 STRIPE_LIVE_MODE = env.bool("STRIPE_LIVE_MODE", default=False)

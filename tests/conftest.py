@@ -52,9 +52,31 @@ def other_tenant(db: None, session_tenants: dict[str, Tenant]) -> Tenant:
     return Tenant.objects.get(pk=session_tenants["globex"].pk)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _celery_eager() -> None:
+    """Tasks run in process, on the caller's transaction hooks; tests that need a real worker start one."""
+    from netia.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+
+
 @pytest.fixture(autouse=True)
 def _public_schema_and_clean_cache() -> Iterator[None]:
     """Every test starts and ends in the public schema with an empty cache."""
     yield
     use_public_schema()
     cache.clear()
+
+
+@pytest.fixture
+def fake_openai(settings: Any) -> Iterator[Any]:
+    """A real local OpenAI-compatible server, with the real client pointed at it."""
+    from tests.fakes.openai_server import FakeOpenAI
+
+    with FakeOpenAI() as server:
+        settings.OPENAI_API_KEY = "sk-test"
+        settings.OPENAI_BASE_URL = f"{server.url}/v1"
+        settings.OPENAI_MAX_RETRIES = 0
+        settings.OPENAI_TIMEOUT = 5.0
+        yield server

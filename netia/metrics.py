@@ -1,0 +1,28 @@
+"""Prometheus metrics of Netia's own behaviour (django-prometheus covers HTTP and the database)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+LLM_REQUESTS = Counter("netia_llm_requests_total", "LLM completions requested, by outcome.", ["outcome"])
+LLM_LATENCY = Histogram(
+    "netia_llm_latency_seconds",
+    "Latency of successful LLM completions, retries included.",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32),
+)
+LLM_TOKENS = Counter("netia_llm_tokens_total", "Tokens used by LLM completions.", ["kind"])
+CHAT_REPLIES = Counter(
+    "netia_chat_replies_total",
+    "Bot turns answered, by channel and by how the answer was made.",
+    ["channel", "source"],
+)
+HANDOFFS = Counter("netia_handoffs_total", "Conversations handed to a human, by reason.", ["reason"])
+LEADS_CAPTURED = Counter("netia_leads_captured_total", "Leads created or updated with new contact details.")
+WEBHOOK_EVENTS = Counter(
+    "netia_webhook_events_total",
+    "Channel webhooks received, by channel, event and outcome.",
+    ["channel", "event", "outcome"],
+)
+DELIVERIES = Counter(
+    "netia_channel_deliveries_total", "Outbound channel messages, by channel and outcome.", ["channel", "outcome"]
+)

@@ -1,0 +1,58 @@
+"""DRF authentication that resolves the tenant from a credential and enters its schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.request import Request
+
+from netia.errors import AuthenticationFailed, PermissionDenied
+from netia.tenancy import tenant_connection
+from tenants.models import ApiKey, Tenant
+from tenants.selectors import tenant_get_by_chat_token
+from tenants.services import api_key_authenticate
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer ") or not header[7:].strip():
+        raise AuthenticationFailed("Send 'Authorization: Bearer <token>'.")
+    return header[7:].strip()
+
+
+class ChatTokenAuthentication(BaseAuthentication):
+    """`Authorization: Bearer <chat token>`: the tenant's public token. Grants chatting, nothing more.
+
+    `request.auth` is the Tenant; there is no user.
+    """
+
+    def authenticate(self, request: Request) -> tuple[None, Tenant]:
+        tenant = tenant_get_by_chat_token(token=_bearer(request))
+        if tenant is None:
+            raise AuthenticationFailed("Unknown chat token.")
+        if tenant.is_suspended:
+            raise PermissionDenied("This account is suspended.", extra={"reason": "tenant_suspended"})
+        tenant_connection().set_tenant(tenant)
+        return None, tenant
+
+    def authenticate_header(self, request: Request) -> str:
+        return "Bearer"
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """`Authorization: Bearer nk_…`: a tenant's secret API key. `request.auth` is the ApiKey."""
+
+    def authenticate(self, request: Request) -> tuple[None, ApiKey]:
+        api_key = api_key_authenticate(raw_key=_bearer(request))
+        tenant_connection().set_tenant(api_key.tenant)
+        return None, api_key
+
+    def authenticate_header(self, request: Request) -> str:
+        return "Bearer"
+
+
+def require_permission(api_key: Any, permission: str) -> None:
+    """Raise PermissionDenied unless the API key carries `permission`."""
+    if not isinstance(api_key, ApiKey) or permission not in api_key.permissions:
+        raise PermissionDenied("This API key lacks the permission.", extra={"required": permission})
