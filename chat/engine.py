@@ -17,7 +17,7 @@ from django.core.cache import cache
 
 from chat import llm
 from chat.intents import IntentClassifier, IntentResult, classifier_for, contains_phrase, normalize, tokenize
-from chat.models import BotConfiguration, Message
+from chat.models import WEEKDAYS, BotConfiguration, Message
 from chat.prompts import HANDOFF_MARKER, chat_messages
 from chat.retrieval import RetrievedPassage, passages_search
 from netia.tenancy import current_schema
@@ -25,7 +25,6 @@ from netia.tenancy import current_schema
 logger = structlog.get_logger(__name__)
 
 LEAD_INTENTS = frozenset({"booking", "contact_request", "pricing"})
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 NO_MATCH_REPLY = (
     "I'm sorry, I don't have information about that. Would you like to talk to a member of our team? "

@@ -5,10 +5,14 @@ Every table here exists once per tenant schema; code reaches it inside `tenant_c
 
 from __future__ import annotations
 
+import re
 import uuid
+from datetime import time
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVectorField
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -58,6 +62,56 @@ class BotConfiguration(models.Model):
 
     def __str__(self) -> str:
         return f"{self.bot_name} configuration"
+
+    def clean(self) -> None:
+        """Validate the JSON settings' shapes, the time zone and the LLM parameters."""
+        errors: dict[str, str] = {}
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            errors["timezone"] = f"Unknown time zone {self.timezone!r}."
+        if not _valid_hours(self.business_hours):
+            errors["business_hours"] = (
+                'Use {"mon": [["09:00", "17:00"]], ...}: weekdays mon..sun, ranges of "HH:MM" with start < end.'
+            )
+        if not isinstance(self.intent_keywords, dict) or not all(
+            isinstance(k, str) and isinstance(v, list) and all(isinstance(w, str) for w in v)
+            for k, v in self.intent_keywords.items()
+        ):
+            errors["intent_keywords"] = "Use an object mapping intent codes to lists of keywords."
+        elif "other" in self.intent_keywords:
+            errors["intent_keywords"] = "The 'other' intent takes no keywords."
+        if not isinstance(self.handoff_keywords, list) or not all(isinstance(w, str) for w in self.handoff_keywords):
+            errors["handoff_keywords"] = "Use a list of words or phrases."
+        if not 0 <= self.temperature <= 2:
+            errors["temperature"] = "Use a temperature between 0 and 2."
+        if not 1 <= self.max_tokens <= 4000:
+            errors["max_tokens"] = "Use between 1 and 4000 tokens."
+        if not re.fullmatch(r"#[0-9a-fA-F]{6}", self.primary_color or ""):
+            errors["primary_color"] = "Use a colour like #1890ff."
+        if errors:
+            raise ValidationError(errors)
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _valid_hours(hours: object) -> bool:
+    if not isinstance(hours, dict) or not set(hours) <= set(WEEKDAYS):
+        return False
+    for ranges in hours.values():
+        if not isinstance(ranges, list):
+            return False
+        for pair in ranges:
+            if not (isinstance(pair, list | tuple) and len(pair) == 2 and all(isinstance(t, str) for t in pair)):
+                return False
+            try:
+                start, end = time.fromisoformat(pair[0]), time.fromisoformat(pair[1])
+            except ValueError:
+                return False
+            if start >= end:
+                return False
+    return True
 
 
 class Conversation(models.Model):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -396,8 +397,11 @@ def bot_configuration_update(**changes: Any) -> BotConfiguration:
     language_changed = "language" in changes and changes["language"] != config.language
     for name, value in changes.items():
         setattr(config, name, value)
+    try:
+        config.full_clean(exclude=["version", "knowledge_version"])
+    except DjangoValidationError as exc:
+        raise ValidationFailed("Invalid bot configuration.", extra={"fields": exc.message_dict}) from None
     config.version = F("version") + 1
-    config.full_clean(exclude=["version"])
     config.save()
     config.refresh_from_db()
     if language_changed:

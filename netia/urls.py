@@ -23,7 +23,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("chat.urls")),
 ]
 
-urlpatterns = [
+urlpatterns: list[URLPattern | URLResolver] = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("", include("dashboard.urls")),

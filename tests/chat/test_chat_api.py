@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django_tenants.utils import tenant_context
+from prometheus_client import REGISTRY
 
 from chat.models import Conversation, Lead, Message
 from chat.services import bot_configuration_update, knowledge_article_create
@@ -95,16 +96,35 @@ def test_two_tenants_never_see_each_others_knowledge(client, acme, globex, fake_
         assert Conversation.objects.count() == 0
 
 
-@pytest.mark.parametrize(("status", "times"), [(429, 1), (500, 1), (503, 1)])
-def test_llm_failures_give_the_fallback_reply(client, acme, fake_openai, status, times):
-    fake_openai.fail_with(status, times=times)
+@pytest.mark.parametrize(
+    ("status", "error"), [(429, "RateLimitError"), (500, "InternalServerError"), (503, "InternalServerError")]
+)
+def test_llm_failures_give_the_fallback_reply_and_are_counted(client, acme, fake_openai, status, error):
+    fake_openai.fail_with(status, times=1)
+    failures_before = REGISTRY.get_sample_value("netia_llm_requests_total", {"outcome": error}) or 0
 
     response = post(client, acme.chat_token, {"session_id": "s1", "message": "When are you open?"})
 
     assert response.status_code == 200
     assert response.json()["reply"].startswith("Sorry, I can't answer right now.")
+    assert REGISTRY.get_sample_value("netia_llm_requests_total", {"outcome": error}) == failures_before + 1
     with tenant_context(acme):
         assert Message.objects.get(role="bot").is_fallback is True
+
+
+def test_chat_keeps_working_when_redis_is_gone(client, acme, settings):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
+        }
+    }
+
+    response = post(client, acme.chat_token, {"session_id": "s1", "message": "Do you ship to Canada?"})
+
+    assert response.status_code == 200
+    assert response.json()["reply"] == "We ship to Canada in 3 to 5 business days for 12 dollars."
 
 
 def test_llm_timeout_gives_the_fallback_reply(client, acme, fake_openai, settings):

@@ -1,0 +1,174 @@
+"""POST /api/v1/chat under gunicorn vs a bare DRF view; intent classification; retrieval at 10,000 passages.
+
+Writes benchmarks/results/chat.json. Uses its own database (netia_bench_chat) and a local fake OpenAI
+server answering instantly, so the figures measure Netia, not the LLM.
+
+    python -m benchmarks.bench_chat [--requests 1000] [--concurrency 4] [--passages 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+from benchmarks._django import percentile, setup
+
+RESULTS = Path(__file__).parent / "results" / "chat.json"
+PORT = 8765
+WORDS = ["delivery", "price", "order", "cake", "bread", "opening", "hours", "saturday", "parking", "gluten", "allergy", "refund", "invoice", "booking", "table", "menu", "vegan", "coffee", "croissant", "birthday", "wedding", "catering", "discount", "voucher", "gift", "card", "pickup", "shipping"]
+
+
+def _bench_tenant() -> object:
+    from tenants.models import Tenant
+    from tenants.services import tenant_onboard
+
+    tenant = Tenant.objects.filter(name="Bench Bakery").first()
+    return tenant or tenant_onboard(name="Bench Bakery", owner_email="bench@bench.test").tenant
+
+
+def _fill_knowledge(tenant: object, passages: int) -> float:
+    """Make the tenant's knowledge base hold `passages` passages; returns seconds spent indexing."""
+    import random
+
+    from django_tenants.utils import tenant_context
+
+    from chat.models import KnowledgePassage
+    from chat.services import knowledge_article_create
+
+    rng = random.Random(7)
+    started = time.perf_counter()
+    with tenant_context(tenant):
+        existing = KnowledgePassage.objects.count()
+        for i in range(existing, passages):
+            text = " ".join(rng.choice(WORDS) for _ in range(60)) + "."
+            knowledge_article_create(title=f"Article {i} {rng.choice(WORDS)}", content=text)
+    return time.perf_counter() - started
+
+
+def _retrieval(tenant: object, queries: int) -> dict[str, float]:
+    import random
+
+    from django.db import connection
+    from django_tenants.utils import tenant_context
+
+    from chat.retrieval import passages_search
+
+    rng = random.Random(11)
+    search: list[float] = []
+    baseline: list[float] = []
+    with tenant_context(tenant):
+        for _ in range(queries):
+            question = f"do you have {rng.choice(WORDS)} and {rng.choice(WORDS)} on {rng.choice(WORDS)}?"
+            t0 = time.perf_counter()
+            passages_search(query=question, language="en", limit=4)
+            search.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT id FROM chat_knowledgepassage WHERE id = %s", [1])
+                cursor.fetchall()
+            baseline.append(time.perf_counter() - t0)
+    return {
+        "queries": queries,
+        "p50_ms": round(percentile(search, 50) * 1000, 3),
+        "p95_ms": round(percentile(search, 95) * 1000, 3),
+        "baseline_pk_lookup_p95_ms": round(percentile(baseline, 95) * 1000, 3),
+        "p95_ratio_vs_pk_lookup": round(percentile(search, 95) / percentile(baseline, 95), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--passages", type=int, default=10000)
+    args = parser.parse_args()
+
+    setup("netia_bench_chat")
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from benchmarks import bench_intents
+    from benchmarks.load import Gunicorn, run_load
+    from tests.fakes.openai_server import FakeOpenAI
+
+    call_command("migrate_schemas", interactive=False, verbosity=0)
+    tenant = _bench_tenant()
+    indexing_s = _fill_knowledge(tenant, args.passages)
+    retrieval = _retrieval(tenant, queries=300)
+
+    with FakeOpenAI(reply="We are open from 7:00 to 19:00 on weekdays.") as llm:
+        env = {
+            "OPENAI_API_KEY": "sk-bench",
+            "OPENAI_BASE_URL": f"{llm.url}/v1",
+            "CHAT_RATE_PER_TOKEN": "1000000/m",
+            "CHAT_RATE_PER_IP": "1000000/m",
+            "DJANGO_DEBUG": "true",
+            "LOG_LEVEL": "WARNING",
+            "DATABASE_URL": os.environ.get("DATABASE_URL", ""),
+            "NETIA_EMBEDDED_DB_NAME": "netia_bench_chat",
+        }
+        token = tenant.chat_token  # type: ignore[attr-defined]
+        headers = {"Authorization": f"Bearer {token}"}
+        with Gunicorn(app="benchmarks.wsgi_bench:application", port=PORT, env=env) as server:
+            run_load(
+                port=server.port,
+                path="/bench/bare",
+                body=lambda i: {"session_id": f"w{i}", "message": "hi"},
+                headers=headers,
+                requests=100,
+                concurrency=args.concurrency,
+            )
+            bare = run_load(
+                port=server.port,
+                path="/bench/bare",
+                body=lambda i: {"session_id": f"b{i}", "message": f"When are you open {i}?"},
+                headers=headers,
+                requests=args.requests,
+                concurrency=args.concurrency,
+            )
+            chat = run_load(
+                port=server.port,
+                path="/api/v1/chat",
+                body=lambda i: {"session_id": f"c{time.time_ns()}{i}", "message": f"When are you open on day {i}?"},
+                headers=headers,
+                requests=args.requests,
+                concurrency=args.concurrency,
+            )
+            cached = run_load(
+                port=server.port,
+                path="/api/v1/chat",
+                body=lambda i: {"session_id": f"k{time.time_ns()}{i}", "message": "When are you open?"},
+                headers=headers,
+                requests=args.requests,
+                concurrency=args.concurrency,
+            )
+
+    intents = bench_intents.measure(20000)
+    result = {
+        "benchmark": "chat",
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "http": {
+            "server": "gunicorn, 2 sync workers; client: keep-alive threads on 127.0.0.1",
+            "concurrency": args.concurrency,
+            "redis": bool(settings.REDIS_URL),
+            "bare_drf_view": bare,
+            "chat_llm_path": chat,
+            "chat_cached_answer": cached,
+            "chat_vs_bare_throughput_ratio": round(chat["requests_per_s"] / bare["requests_per_s"], 3),
+            "chat_vs_bare_p50_ratio": round(chat["p50_ms"] / bare["p50_ms"], 2),
+            "cached_vs_bare_throughput_ratio": round(cached["requests_per_s"] / bare["requests_per_s"], 3),
+        },
+        "intent_classification": intents,
+        "retrieval": {"passages": args.passages, "indexing_s": round(indexing_s, 1), **retrieval},
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
