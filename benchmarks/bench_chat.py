@@ -19,7 +19,36 @@ from benchmarks._django import percentile, setup
 
 RESULTS = Path(__file__).parent / "results" / "chat.json"
 PORT = 8765
-WORDS = ["delivery", "price", "order", "cake", "bread", "opening", "hours", "saturday", "parking", "gluten", "allergy", "refund", "invoice", "booking", "table", "menu", "vegan", "coffee", "croissant", "birthday", "wedding", "catering", "discount", "voucher", "gift", "card", "pickup", "shipping"]
+WORDS = [
+    "delivery",
+    "price",
+    "order",
+    "cake",
+    "bread",
+    "opening",
+    "hours",
+    "saturday",
+    "parking",
+    "gluten",
+    "allergy",
+    "refund",
+    "invoice",
+    "booking",
+    "table",
+    "menu",
+    "vegan",
+    "coffee",
+    "croissant",
+    "birthday",
+    "wedding",
+    "catering",
+    "discount",
+    "voucher",
+    "gift",
+    "card",
+    "pickup",
+    "shipping",
+]
 
 
 def _bench_tenant() -> object:

@@ -74,8 +74,16 @@ def test_cloned_schema_is_migrated_and_isolated_with_its_own_sequences(db, tenan
         first_b = KnowledgeArticle.objects.create(title="B", content="only in B")
     with tenant_context(tenant):
         assert list(KnowledgeArticle.objects.values_list("title", flat=True)) == ["A"]
-    # Each clone owns its sequence: ids are allocated per schema.
-    assert first_a.pk == first_b.pk
+    # Each clone owns its sequences (clone_schema copies them), rather than sharing the template's.
+    assert (first_a.title, first_b.title) == ("A", "B")
+    assert _article_sequence(tenant) == f"{tenant.schema_name}.chat_knowledgearticle_id_seq"
+    assert _article_sequence(other_tenant) == f"{other_tenant.schema_name}.chat_knowledgearticle_id_seq"
+
+
+def _article_sequence(tenant: Tenant) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [f'"{tenant.schema_name}".chat_knowledgearticle'])
+        return cursor.fetchone()[0]
 
 
 @pytest.mark.parametrize(
