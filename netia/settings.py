@@ -198,12 +198,19 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "netia.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Netia API",
     "DESCRIPTION": "Multi-tenant AI customer-service bot: chat, knowledge, leads, billing.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "ConversationStatusEnum": "chat.models.Conversation.Status",
+        "LeadStatusEnum": "chat.models.Lead.Status",
+        "SubscriptionStatusEnum": "tenants.models.Tenant.SubscriptionStatus",
+    },
 }
 # Request bodies above this many bytes get 413 on the API and webhook paths.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=64 * 1024)

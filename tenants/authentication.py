@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rest_framework.authentication import BaseAuthentication
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from netia.errors import AuthenticationFailed, PermissionDenied
@@ -56,3 +57,17 @@ def require_permission(api_key: Any, permission: str) -> None:
     """Raise PermissionDenied unless the API key carries `permission`."""
     if not isinstance(api_key, ApiKey) or permission not in api_key.permissions:
         raise PermissionDenied("This API key lacks the permission.", extra={"required": permission})
+
+
+class HasApiKeyPermission(BasePermission):
+    """Allows a request when its API key carries the permission the view names for the method.
+
+    Views declare `required_permissions = {"GET": "leads:read", "PATCH": "leads:write"}`.
+    """
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        permission = getattr(view, "required_permissions", {}).get(request.method)
+        if permission is None:
+            return request.method == "OPTIONS"
+        require_permission(request.auth, permission)
+        return True

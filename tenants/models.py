@@ -8,9 +8,12 @@ from typing import Any, ClassVar
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.utils import timezone
+from django_tenants.clone import CloneSchema
 from django_tenants.models import DomainMixin, TenantMixin
+from django_tenants.utils import get_creation_fakes_migrations, schema_exists
 
 from netia.fields import EncryptedTextField
+from netia.tenancy import tenant_connection
 
 
 class UserManager(BaseUserManager["User"]):
@@ -94,6 +97,23 @@ class Tenant(TenantMixin):
     def __str__(self) -> str:
         return self.name
 
+    def create_schema(self, check_if_exists: bool = False, sync_schema: bool = True, verbosity: int = 1) -> bool:
+        """Create the schema by cloning the migrated template, tables and `django_migrations` rows alike.
+
+        django-tenants then runs a faked `migrate_schemas` on the clone, which finds nothing to record but
+        renders every app's model state (dj-stripe's included) for the post-migrate signal: about half of
+        each creation, for no effect. The clone already carries the template's migration records, so that
+        step is skipped. Without a template (or when migrations are not faked) django-tenants' own path runs.
+        """
+        base = self.get_base_schema() if get_creation_fakes_migrations() else False
+        if not (sync_schema and base and schema_exists(base)):
+            return bool(super().create_schema(check_if_exists, sync_schema, verbosity))
+        if check_if_exists and schema_exists(self.schema_name):
+            return False
+        CloneSchema().clone_schema(base, self.schema_name, self.clone_mode)
+        tenant_connection().set_schema_to_public()
+        return True
+
     @property
     def chat_token(self) -> str:
         """The token the tenant's website chats with: its Papercups account id once connected."""
@@ -102,6 +122,15 @@ class Tenant(TenantMixin):
     @property
     def is_suspended(self) -> bool:
         return self.suspended_at is not None
+
+    @property
+    def email(self) -> str:
+        """The billing email: dj-stripe (DJSTRIPE_SUBSCRIBER_MODEL) gives it to the tenant's Stripe customer."""
+        return self.owner_email
+
+    def get_full_name(self) -> str:
+        """The Stripe customer's name (dj-stripe calls this when it creates a customer)."""
+        return self.name
 
 
 class Domain(DomainMixin):
@@ -137,6 +166,8 @@ class ApiKey(models.Model):
         CONVERSATIONS_READ = "conversations:read", "Read conversations"
         LEADS_READ = "leads:read", "Read leads"
         LEADS_WRITE = "leads:write", "Write leads"
+        BOT_READ = "bot:read", "Read bot configuration"
+        BOT_WRITE = "bot:write", "Change bot configuration"
         BILLING = "billing", "Billing"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

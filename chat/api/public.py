@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,21 +13,9 @@ from rest_framework.views import APIView
 
 from chat.services import chat_api_turn
 from netia import ratelimits
+from netia.openapi import error_responses
 from tenants.authentication import ChatTokenAuthentication
 from tenants.models import Tenant
-
-
-class ErrorSerializer(serializers.Serializer):
-    class Body(serializers.Serializer):
-        code = serializers.CharField()
-        message = serializers.CharField()
-        details = serializers.DictField()
-
-    error = Body()
-
-
-def _errors(*statuses: int) -> dict[int, OpenApiResponse]:
-    return {status: OpenApiResponse(ErrorSerializer) for status in statuses}
 
 
 class ChatMessageCreateApi(APIView):
@@ -41,6 +29,9 @@ class ChatMessageCreateApi(APIView):
     authentication_classes = [ChatTokenAuthentication]
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "ChatMessageCreateInput"
+
         class Visitor(serializers.Serializer):
             name = serializers.CharField(max_length=200, required=False, allow_blank=True)
             email = serializers.EmailField(required=False, allow_blank=True)
@@ -50,6 +41,9 @@ class ChatMessageCreateApi(APIView):
         visitor = Visitor(required=False)
 
     class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "ChatMessageCreateOutput"
+
         class SourceRef(serializers.Serializer):
             id = serializers.IntegerField()
             title = serializers.CharField()
@@ -70,7 +64,7 @@ class ChatMessageCreateApi(APIView):
 
     @extend_schema(
         request=InputSerializer,
-        responses={200: OutputSerializer, **_errors(400, 401, 402, 403, 413, 429)},
+        responses={200: OutputSerializer, **error_responses(400, 401, 402, 403, 413, 429)},
         operation_id="chat_message_create",
     )
     def post(self, request: Request) -> Response:
