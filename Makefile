@@ -4,6 +4,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
+# Links printed by `make run` (and webhook URLs handed out) follow PORT unless NETIA_PUBLIC_URL is set.
+export NETIA_PUBLIC_URL ?= http://127.0.0.1:$(PORT)
 PYTEST_ARGS ?=
 BENCH_TENANTS_N ?= 1000
 export PYTHONUNBUFFERED := 1

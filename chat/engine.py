@@ -145,15 +145,17 @@ def llm_answer(
         )
     except llm.LLMUnavailable:
         return Answer(text=FALLBACK_REPLY, source=Source.FALLBACK)
-    usage = {
-        "model": completion.model,
-        "prompt_tokens": completion.prompt_tokens,
-        "completion_tokens": completion.completion_tokens,
-        "latency_ms": completion.latency_ms,
-    }
-    if HANDOFF_MARKER in completion.text:
-        return Answer(text=config.handoff_message, source=Source.HANDOFF, handoff_reason="bot_cannot_answer", **usage)  # type: ignore[arg-type]
-    return Answer(text=completion.text, source=Source.LLM, sources=_sources(passages), **usage)  # type: ignore[arg-type]
+    cannot_answer = HANDOFF_MARKER in completion.text
+    return Answer(
+        text=config.handoff_message if cannot_answer else completion.text,
+        source=Source.HANDOFF if cannot_answer else Source.LLM,
+        sources=[] if cannot_answer else _sources(passages),
+        handoff_reason="bot_cannot_answer" if cannot_answer else "",
+        model=completion.model,
+        prompt_tokens=completion.prompt_tokens,
+        completion_tokens=completion.completion_tokens,
+        latency_ms=completion.latency_ms,
+    )
 
 
 def compose_answer(

@@ -30,6 +30,10 @@ from tenants.models import Tenant
 logger = structlog.get_logger(__name__)
 
 
+class ReplyUnavailable(Exception):
+    """The LLM could not answer and the caller asked for no fallback reply: nothing was recorded, retry later."""
+
+
 @dataclass
 class TurnResult:
     """What one visitor turn produced."""
@@ -210,13 +214,16 @@ def _bot_message(*, conversation: Conversation, deliver: bool, **fields: Any) ->
     )
 
 
-def conversation_reply(*, tenant: Tenant, conversation_id: int, deliver: bool) -> TurnResult | None:
+def conversation_reply(
+    *, tenant: Tenant, conversation_id: int, deliver: bool, fallback: bool = True
+) -> TurnResult | None:
     """Answer every unanswered visitor message of the conversation, once.
 
     Holds the conversation's row lock while answering (an LLM call included), so a duplicate task or a
     concurrent request waits and then finds nothing left to answer: each visitor turn gets one reply.
     Returns None when there is nothing to answer or a human has the conversation. With `deliver`, bot
-    messages are created pending delivery (the channel's outbox).
+    messages are created pending delivery (the channel's outbox). With `fallback=False`, an LLM failure
+    raises ReplyUnavailable and records nothing (asynchronous channels retry instead of apologising).
     """
     with transaction.atomic():
         conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
@@ -262,6 +269,8 @@ def conversation_reply(*, tenant: Tenant, conversation_id: int, deliver: bool) -
             answer = engine.compose_answer(
                 config=config, business_name=tenant.name, question=question, intent=intent, history=history
             )
+            if answer.source == engine.Source.FALLBACK and not fallback:
+                raise ReplyUnavailable("the LLM is unavailable")
 
         result.reply = _bot_message(
             conversation=conversation,
@@ -301,6 +310,13 @@ def conversation_reply(*, tenant: Tenant, conversation_id: int, deliver: bool) -
         return result
 
 
+def message_mark_answered(*, message: Message, answer: Message) -> Message:
+    """Record that `answer` (a bot message) answered `message`, unless something already did."""
+    Message.objects.filter(pk=message.pk, answered_by__isnull=True).update(answered_by=answer)
+    message.refresh_from_db(fields=["answered_by"])
+    return message
+
+
 def _mark_answered(messages: list[Message], answer: Message) -> None:
     Message.objects.filter(pk__in=[m.pk for m in messages]).update(answered_by=answer)
     for message in messages:
@@ -325,15 +341,29 @@ def chat_api_turn(
     )
     message, _ = message_record_visitor(conversation=conversation, content=text)
     result = conversation_reply(tenant=tenant, conversation_id=conversation.pk, deliver=False)
-    if result is None:  # a human has this conversation: the bot stays silent
-        conversation.refresh_from_db()
-        result = TurnResult(
+    if result is not None:
+        return message, result
+    conversation.refresh_from_db()
+    message.refresh_from_db()
+    if message.answered_by is not None:
+        # A concurrent request of the same session answered this message together with its own (a burst).
+        answer = message.answered_by
+        return message, TurnResult(
             conversation=conversation,
             visitor_messages=[message],
-            handoff=True,
+            reply=answer,
+            intent=answer.intent,
+            handoff=conversation.status == Conversation.Status.HUMAN,
             handoff_reason=conversation.handoff_reason,
+            sources=answer.sources,
         )
-    return message, result
+    # A human has this conversation: the bot stays silent.
+    return message, TurnResult(
+        conversation=conversation,
+        visitor_messages=[message],
+        handoff=True,
+        handoff_reason=conversation.handoff_reason,
+    )
 
 
 # --- Knowledge and configuration ---------------------------------------------------------------------------------
