@@ -7,6 +7,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DJANGO_SETTINGS_MODULE=netia.settings \
     DJANGO_DEBUG=false \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/netia-metrics \
     PORT=8000
 
 RUN apt-get update \
@@ -29,4 +30,4 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD curl -fsS "http://127.0.0.1:${PORT}/api/v1/health" || exit 1
 
-CMD ["sh", "-c", "gunicorn netia.wsgi:application --bind 0.0.0.0:${PORT} --workers ${WEB_CONCURRENCY:-3} --access-logfile - --timeout 30"]
+CMD ["gunicorn", "netia.wsgi:application", "--config", "gunicorn.conf.py"]
