@@ -11,6 +11,9 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
 timeout = 30
 accesslog = "-"
+# The default format logs the request line with its query string, which carries secrets (the Papercups webhook
+# URL's `?token=`): log the path only.
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 
 # Prometheus metrics from every worker: prometheus_client's multiprocess mode, which django-prometheus'
 # exporter uses whenever PROMETHEUS_MULTIPROC_DIR is set.

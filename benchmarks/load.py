@@ -28,10 +28,10 @@ def run_load(
     requests: int,
     concurrency: int,
     timeout: float = 30.0,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """POST `requests` JSON bodies (body(i)) with `concurrency` threads; returns rate and latency figures."""
     latencies: list[float] = []
-    errors: list[int] = []
+    statuses: dict[int, int] = {}
     counter = iter(range(requests))
     lock = threading.Lock()
 
@@ -50,8 +50,7 @@ def run_load(
             elapsed = time.perf_counter() - started
             with lock:
                 latencies.append(elapsed)
-                if response.status >= 300:
-                    errors.append(response.status)
+                statuses[response.status] = statuses.get(response.status, 0) + 1
         conn.close()
 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
@@ -63,7 +62,7 @@ def run_load(
     wall = time.perf_counter() - began
     return {
         "requests": len(latencies),
-        "errors": len(errors),
+        "statuses": {str(code): count for code, count in sorted(statuses.items())},
         "requests_per_s": round(len(latencies) / wall, 1),
         "p50_ms": round(percentile(latencies, 50) * 1000, 2),
         "p99_ms": round(percentile(latencies, 99) * 1000, 2),

@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class BillingConfig(AppConfig):
     name = "billing"
     verbose_name = "Billing"
+
+    def ready(self) -> None:
+        from billing import receivers, stripe_client
+
+        receivers.connect()
+        stripe_client.configure()

@@ -1,9 +1,16 @@
-"""Reads for billing: may this tenant's bot answer right now?"""
+"""Reads for billing: may this tenant's bot answer right now, on which plan, with how much usage left?"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from billing.models import BillingAccount, Plan, UsagePeriod
+from netia.errors import PlanLimitExceeded
 from tenants.models import Tenant
 
 
@@ -15,15 +22,132 @@ class BotAccess:
     reason: str = ""
 
 
+class AccessReason:
+    """The stable reason codes of a denied BotAccess (API clients and handoff notes carry them)."""
+
+    TENANT_SUSPENDED = "tenant_suspended"
+    SUBSCRIPTION_INACTIVE = "subscription_inactive"  # canceled or unpaid
+    PAYMENT_OVERDUE = "payment_overdue"  # past_due for longer than the grace period
+    TRIAL_ENDED = "trial_ended"  # the trial is over and there is no subscription
+    PLAN_LIMIT_REACHED = "plan_limit_reached"  # the period's AI replies are used up
+
+
 ACTIVE_STATUSES = frozenset(
     {Tenant.SubscriptionStatus.TRIALING, Tenant.SubscriptionStatus.ACTIVE, Tenant.SubscriptionStatus.PAST_DUE}
 )
+# Stripe statuses under which the subscription's period is the tenant's billing period.
+LIVE_STRIPE_STATUSES = frozenset({"trialing", "active", "past_due"})
 
 
-def bot_access_get(*, tenant: Tenant) -> BotAccess:
-    """The bot answers for tenants that are not suspended and whose subscription is in good standing."""
+@dataclass(frozen=True)
+class UsageSummary:
+    """AI replies used in the current billing period against the plan's limit (None: unlimited)."""
+
+    period_start: datetime
+    period_end: datetime
+    ai_replies: int
+    ai_replies_limit: int | None
+
+
+def _add_months(moment: datetime, months: int) -> datetime:
+    """`moment` moved by calendar months, the day clamped to the month's length (Jan 31 + 1 = Feb 28)."""
+    index = moment.month - 1 + months
+    year, month = moment.year + index // 12, index % 12 + 1
+    next_first = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=moment.tzinfo)
+    last_day = (next_first - timedelta(days=1)).day
+    return moment.replace(year=year, month=month, day=min(moment.day, last_day))
+
+
+def billing_account_get(*, tenant: Tenant) -> BillingAccount:
+    """The tenant's billing account (plan loaded); for a tenant that has none yet, an unsaved default one."""
+    account = BillingAccount.objects.select_related("plan").filter(tenant=tenant).first()
+    if account is None:
+        account = BillingAccount(
+            tenant=tenant, trial_ends_at=tenant.created_at + timedelta(days=settings.BILLING_TRIAL_DAYS)
+        )
+    return account
+
+
+def plan_default_get() -> Plan:
+    """The plan of tenants without a subscription (created by the billing migrations)."""
+    return Plan.objects.get(is_default=True)
+
+
+def plan_for_account(*, account: BillingAccount) -> Plan:
+    """The plan whose limits apply: the subscribed one, else the default plan."""
+    return account.plan if account.plan is not None else plan_default_get()
+
+
+def plan_list_purchasable() -> QuerySet[Plan]:
+    """Plans a tenant can subscribe to through Checkout: active and mapped to an active Stripe price."""
+    return Plan.objects.select_related("price").filter(is_active=True, price__isnull=False, price__active=True)
+
+
+def billing_period_for(*, account: BillingAccount, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The billing period containing `now`: the Stripe subscription's while one is live, else the UTC month.
+
+    When Stripe's renewal has not reached us yet (`now` past the stored period end), the next period starts
+    exactly where the stored one ended, as Stripe's do, so the renewal webhook later lands on the same row.
+    """
+    now = now or timezone.now()
+    start, end = account.current_period_start, account.current_period_end
+    if account.stripe_status in LIVE_STRIPE_STATUSES and start is not None and end is not None and start <= now:
+        while now >= end:
+            start, end = end, _add_months(end, 1)
+        return start, end
+    utc_now = now.astimezone(UTC)
+    month_start = utc_now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return month_start, _add_months(month_start, 1)
+
+
+def usage_summary_get(
+    *, tenant: Tenant, account: BillingAccount | None = None, now: datetime | None = None
+) -> UsageSummary:
+    """AI replies used in the tenant's current billing period, with the plan's limit."""
+    account = account or billing_account_get(tenant=tenant)
+    start, end = billing_period_for(account=account, now=now)
+    used = UsagePeriod.objects.filter(tenant=tenant, period_start=start).values_list("ai_replies", flat=True).first()
+    return UsageSummary(
+        period_start=start,
+        period_end=end,
+        ai_replies=used or 0,
+        ai_replies_limit=plan_for_account(account=account).ai_replies_per_month,
+    )
+
+
+def bot_access_get(*, tenant: Tenant, now: datetime | None = None) -> BotAccess:
+    """The bot answers for tenants that are not suspended, in good standing, and within their plan's limit.
+
+    Denied: suspended; canceled or unpaid; past_due beyond BILLING_PAST_DUE_GRACE_DAYS; trialing without a
+    Stripe subscription after the trial's end; the current period's AI replies at the plan's limit.
+    """
+    now = now or timezone.now()
     if tenant.is_suspended:
-        return BotAccess(allowed=False, reason="tenant_suspended")
-    if tenant.subscription_status not in ACTIVE_STATUSES:
-        return BotAccess(allowed=False, reason="subscription_inactive")
+        return BotAccess(allowed=False, reason=AccessReason.TENANT_SUSPENDED)
+    status = tenant.subscription_status
+    if status not in ACTIVE_STATUSES:
+        return BotAccess(allowed=False, reason=AccessReason.SUBSCRIPTION_INACTIVE)
+    account = billing_account_get(tenant=tenant)
+    grace = timedelta(days=settings.BILLING_PAST_DUE_GRACE_DAYS)
+    past_due_since = account.past_due_since
+    if status == Tenant.SubscriptionStatus.PAST_DUE and past_due_since is not None and now - past_due_since > grace:
+        return BotAccess(allowed=False, reason=AccessReason.PAYMENT_OVERDUE)
+    own_trial = status == Tenant.SubscriptionStatus.TRIALING and not account.stripe_subscription_id
+    if own_trial and account.trial_ends_at <= now:
+        return BotAccess(allowed=False, reason=AccessReason.TRIAL_ENDED)
+    usage = usage_summary_get(tenant=tenant, account=account, now=now)
+    if usage.ai_replies_limit is not None and usage.ai_replies >= usage.ai_replies_limit:
+        return BotAccess(allowed=False, reason=AccessReason.PLAN_LIMIT_REACHED)
     return BotAccess(allowed=True)
+
+
+def plan_quota_check(*, tenant: Tenant, resource: str, used: int) -> None:
+    """Raise PlanLimitExceeded if adding one more `resource` ("knowledge_articles", "team_seats") would
+    exceed the tenant's plan; for the knowledge and team-member writes to call before creating."""
+    plan = plan_for_account(account=billing_account_get(tenant=tenant))
+    limits = {"knowledge_articles": plan.knowledge_articles_max, "team_seats": plan.team_seats}
+    if resource not in limits:
+        raise ValueError(f"unknown plan resource {resource!r}")
+    limit = limits[resource]
+    if limit is not None and used >= limit:
+        raise PlanLimitExceeded(extra={"resource": resource, "limit": limit, "plan": plan.code})

@@ -138,6 +138,9 @@ class Conversation(models.Model):
     handoff_reason = models.CharField(max_length=200, blank=True)
     handed_off_at = models.DateTimeField(null=True, blank=True)
     assignee_external_id = models.CharField(max_length=64, blank=True)
+    handoff_sync_pending = models.BooleanField(
+        default=False, help_text="The channel still has to be told about the handoff (bot unassigned, priority)."
+    )
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -206,6 +209,10 @@ class Message(models.Model):
     )
     delivery_attempts = models.PositiveIntegerField(default=0)
     delivery_error = models.TextField(blank=True)
+    delivery_attempted_at = models.DateTimeField(null=True, blank=True, help_text="When the last attempt started.")
+    delivery_deadline = models.DateTimeField(
+        null=True, blank=True, help_text="Give up sending after this; empty: created_at + the channel's retry window."
+    )
     delivered_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

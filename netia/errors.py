@@ -46,6 +46,11 @@ class PaymentRequired(ApplicationError):
     default_message = "The subscription is not active."
 
 
+class PlanLimitExceeded(PaymentRequired):
+    code = "plan_limit_reached"
+    default_message = "The plan's limit is reached. Upgrade the plan to add more."
+
+
 class PermissionDenied(ApplicationError):
     status_code = 403
     code = "forbidden"
@@ -74,6 +79,12 @@ class RateLimited(ApplicationError):
     status_code = 429
     code = "rate_limited"
     default_message = "Too many requests. Retry later."
+
+
+class ServiceUnavailable(ApplicationError):
+    status_code = 503
+    code = "service_unavailable"
+    default_message = "A service this request needs is unavailable. Retry later."
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:

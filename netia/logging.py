@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import structlog
@@ -12,10 +13,17 @@ REDACTED_KEYS = frozenset(
 )
 
 
+# Query parameters carrying secrets in URLs (the Papercups webhook URL's `?token=`), masked in logged requests.
+_SECRET_QUERY = re.compile(r"([?&](?:token|api_key|secret)=)[^&\s]*", re.IGNORECASE)
+
+
 def redact_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    """Replace values of secret-bearing keys with a marker."""
+    """Replace values of secret-bearing keys, and secret query parameters of logged requests, with a marker."""
     for key in event_dict.keys() & REDACTED_KEYS:
         event_dict[key] = "[redacted]"
+    request = event_dict.get("request")
+    if isinstance(request, str) and "=" in request:
+        event_dict["request"] = _SECRET_QUERY.sub(r"\1[redacted]", request)
     return event_dict
 
 

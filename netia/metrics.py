@@ -26,3 +26,8 @@ WEBHOOK_EVENTS = Counter(
 DELIVERIES = Counter(
     "netia_channel_deliveries_total", "Outbound channel messages, by channel and outcome.", ["channel", "outcome"]
 )
+BILLING_EVENTS = Counter(
+    "netia_billing_events_total",
+    "Stripe webhook events Netia acted on, by type and outcome (applied, or ignored: no tenant).",
+    ["type", "outcome"],
+)

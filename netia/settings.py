@@ -174,7 +174,10 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    # Idempotent (one email per trial), so running it hourly only bounds how late the reminder can be.
+    "billing-trial-reminders": {"task": "billing.tasks.trial_reminders_send", "schedule": 3600.0},
+}
 
 # --- Auth, sessions ---------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -252,14 +255,52 @@ CHAT_RESPONSE_CACHE_SECONDS = env.int("CHAT_RESPONSE_CACHE_SECONDS", default=24 
 # django-ratelimit rates for POST /api/v1/chat ("<count>/<period>", period s/m/h).
 CHAT_RATE_PER_TOKEN = env.str("CHAT_RATE_PER_TOKEN", default="120/m")
 CHAT_RATE_PER_IP = env.str("CHAT_RATE_PER_IP", default="30/m")
-# Tenants are notified of new leads at this address when the owner email is not wanted.
-LEAD_NOTIFICATION_FROM = env.str("LEAD_NOTIFICATION_FROM", default="")
 PAPERCUPS_BASE_URL = env.str("PAPERCUPS_BASE_URL", default="https://app.papercups.io").rstrip("/")
+# --- Papercups channel (webhooks app: webhooks in, replies out) ---------------------------------------------
+# Timeout of each call to Papercups' API, in seconds (the client never retries; the tasks do, with backoff).
+PAPERCUPS_TIMEOUT_SECONDS = env.float("PAPERCUPS_TIMEOUT_SECONDS", default=10.0)
+# Wait this long after a visitor's last message before answering, so a burst gets one reply.
+PAPERCUPS_QUIET_PERIOD_SECONDS = env.float("PAPERCUPS_QUIET_PERIOD_SECONDS", default=2.0)
+# Retry backoff: base * 2^(attempt-1) capped at the maximum, each with 50-100 % jitter.
+PAPERCUPS_RETRY_BASE_SECONDS = env.float("PAPERCUPS_RETRY_BASE_SECONDS", default=2.0)
+PAPERCUPS_RETRY_MAX_SECONDS = env.float("PAPERCUPS_RETRY_MAX_SECONDS", default=120.0)
+# While the LLM fails, retry the turn for this long, then send the engine's polite fallback reply.
+PAPERCUPS_REPLY_RETRY_SECONDS = env.float("PAPERCUPS_REPLY_RETRY_SECONDS", default=60.0)
+# While Papercups fails, retry a delivery for this long, then mark it failed (admin: Failed deliveries).
+PAPERCUPS_DELIVERY_GIVE_UP_SECONDS = env.float("PAPERCUPS_DELIVERY_GIVE_UP_SECONDS", default=900.0)
+# Reconciliation (Papercups drops webhooks it could not deliver): how often, and how far back it looks.
+PAPERCUPS_RECONCILE_INTERVAL_SECONDS = env.float("PAPERCUPS_RECONCILE_INTERVAL_SECONDS", default=60.0)
+PAPERCUPS_RECONCILE_WINDOW_SECONDS = env.float("PAPERCUPS_RECONCILE_WINDOW_SECONDS", default=900.0)
+# Work older than this with no task taking care of it (a lost task) is queued again by the reconciliation.
+PAPERCUPS_SWEEP_GRACE_SECONDS = env.float("PAPERCUPS_SWEEP_GRACE_SECONDS", default=120.0)
+# django-ratelimit rate, per client IP, of webhook:verify handshakes (each compares every tenant's secret).
+PAPERCUPS_VERIFY_RATE = env.str("PAPERCUPS_VERIFY_RATE", default="30/m")
+CELERY_BEAT_SCHEDULE["papercups-reconcile"] = {
+    "task": "webhooks.tasks.channel_reconcile_all",
+    "schedule": PAPERCUPS_RECONCILE_INTERVAL_SECONDS,
+}
+# --- end of Papercups channel -------------------------------------------------------------------------------
 
-STRIPE_LIVE_MODE = env.bool("STRIPE_LIVE_MODE", default=False)
-STRIPE_LIVE_SECRET_KEY = env.str("STRIPE_LIVE_SECRET_KEY", default="")
-STRIPE_TEST_SECRET_KEY = env.str("STRIPE_TEST_SECRET_KEY", default="")
+# Billing: Stripe through dj-stripe, off unless STRIPE_SECRET_KEY is set (tenants then stay on their trial
+# plan and Checkout/portal answer 503). dj-stripe uses STRIPE_SECRET_KEY whenever the attribute exists.
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_LIVE_MODE = STRIPE_SECRET_KEY.startswith(("sk_live_", "rk_live_"))
+# Pinned: the shapes Netia reads (subscription item periods, invoice parents) are those of this version.
+# Create the Stripe webhook endpoint with the same version (`manage.py billing_webhook_create` does).
+STRIPE_API_VERSION = "2026-08-26.dahlia"
+STRIPE_TIMEOUT = env.float("STRIPE_TIMEOUT", default=20.0)
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
+DJSTRIPE_SUBSCRIBER_MODEL = "tenants.Tenant"
+DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
+# New tenants use the product free for this many days, without a card.
+BILLING_TRIAL_DAYS = env.int("BILLING_TRIAL_DAYS", default=14)
+# The "trial ending" email goes out this many days before the trial ends.
+BILLING_TRIAL_REMINDER_DAYS = env.int("BILLING_TRIAL_REMINDER_DAYS", default=3)
+# A past_due subscription keeps the bot answering for this many days (Stripe retries the card meanwhile).
+BILLING_PAST_DUE_GRACE_DAYS = env.int("BILLING_PAST_DUE_GRACE_DAYS", default=7)
+# Where Stripe Checkout and the customer portal send the owner back to when the API call names no URL.
+BILLING_RETURN_URL = env.str("BILLING_RETURN_URL", default="") or f"{NETIA_PUBLIC_URL}/billing"
 
 # --- Logging and errors -----------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

@@ -1,4 +1,5 @@
-"""URL map. API under /api/v1, Papercups webhooks under /papercups, staff console under /admin."""
+"""URL map. API under /api/v1, Papercups webhooks under /papercups, Stripe webhooks under /stripe, staff
+console under /admin."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from netia import errors
 from netia.api import HealthApi, metrics_view
 from netia.middleware import API_PATH_PREFIXES
+from webhooks.urls import webhook_urlpatterns
 
 admin.site.site_header = "Netia staff console"
 admin.site.site_title = "Netia"
@@ -21,11 +23,17 @@ api_v1: list[URLPattern | URLResolver] = [
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("", include("chat.urls")),
+    path("", include("billing.urls")),
+    path("", include("webhooks.urls")),
 ]
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
+    # Papercups webhooks: /papercups/webhook?token=<the tenant's webhook secret>.
+    *webhook_urlpatterns,
+    # Stripe webhooks: /stripe/webhook/<endpoint uuid>/, signed with that endpoint's secret (dj-stripe).
+    path("stripe/", include("djstripe.urls", namespace="djstripe")),
     path("", include("dashboard.urls")),
 ]
 

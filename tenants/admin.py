@@ -9,6 +9,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from billing.admin import BillingAccountInline
 from tenants.models import ApiKey, Domain, Membership, Tenant, User
 from tenants.services import api_key_revoke, tenant_resume, tenant_suspend
 
@@ -73,7 +74,7 @@ class TenantAdmin(admin.ModelAdmin):
         "updated_at",
     ]
     exclude = ["webhook_secret", "papercups_api_key"]
-    inlines = [MembershipInline, ApiKeyInline, DomainInline]
+    inlines = [BillingAccountInline, MembershipInline, ApiKeyInline, DomainInline]
     actions = ["suspend", "resume"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

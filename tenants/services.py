@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django_tenants.utils import schema_exists
 
+from billing.services import billing_account_create
 from netia.errors import AuthenticationFailed, Conflict, PermissionDenied, ValidationFailed
 from tenants.models import ApiKey, Domain, Membership, Tenant, User
 
@@ -91,7 +92,7 @@ def tenant_onboard(
     papercups_api_key: str = "",
     papercups_base_url: str = "",
 ) -> OnboardingResult:
-    """Create a tenant, its schema (cloned from the template), owner, membership and first API key.
+    """Create a tenant, its schema (cloned from the template), owner, membership, trial and first API key.
 
     All or nothing: PostgreSQL DDL is transactional, so a failure at any step rolls back the schema too.
     """
@@ -126,6 +127,7 @@ def tenant_onboard(
     )
     owner = User.objects.filter(email=owner_email).first() or User.objects.create_user(email=owner_email)
     Membership.objects.create(user=owner, tenant=tenant, role=Membership.Role.OWNER)
+    billing_account_create(tenant=tenant)  # starts the free trial
     api_key, secret = api_key_create(tenant=tenant, name="Default key")
     return OnboardingResult(tenant=tenant, owner=owner, api_key=api_key, api_key_secret=secret)
 

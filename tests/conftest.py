@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.core.cache import cache
+from django.utils import timezone
 
 from netia.tenancy import use_public_schema
 from tenants.models import Tenant
@@ -37,7 +39,29 @@ def session_tenants(django_db_setup: None, django_db_blocker: Any) -> dict[str, 
         for key, spec in SESSION_TENANTS.items():
             tenant = Tenant.objects.filter(papercups_account_id=spec["papercups_account_id"]).first()
             tenants[key] = tenant or tenant_onboard(**spec).tenant
+            _reset_billing(tenants[key])
     return tenants
+
+
+def _reset_billing(tenant: Tenant) -> None:
+    """A session tenant is on a long trial with nothing used, whatever an earlier (--reuse-db) session left."""
+    from billing.models import BillingAccount, BillingNotification, UsagePeriod
+    from billing.services import trial_extend
+
+    trial_extend(tenant=tenant, until=timezone.now() + timedelta(days=365))
+    BillingAccount.objects.filter(tenant=tenant).update(
+        plan=None,
+        stripe_customer_id="",
+        stripe_subscription_id="",
+        stripe_status="",
+        current_period_start=None,
+        current_period_end=None,
+        cancel_at_period_end=False,
+        past_due_since=None,
+    )
+    UsagePeriod.objects.filter(tenant=tenant).delete()
+    BillingNotification.objects.filter(tenant=tenant).delete()
+    Tenant.objects.filter(pk=tenant.pk).update(subscription_status=Tenant.SubscriptionStatus.TRIALING)
 
 
 @pytest.fixture

@@ -1,0 +1,179 @@
+"""End-to-end fixtures: a live Netia (real HTTP) receiving the simulator's webhooks, and a real Celery worker.
+
+These tests run on committed data (no wrapping transaction): the live server thread, the worker thread and
+the test see the same rows, as in production. Each test gets a fresh tenant (cloned schema) dropped afterwards.
+pytest-django's `live_server` fixture is not used because it makes each test transactional, and that teardown
+truncates every public table (the session's tenants included); its LiveServer class is used instead. `db` is
+overridden here, without a transaction, so that pytest-django still creates the test database for these tests.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pytest
+import requests
+from celery.contrib.testing.worker import start_worker
+from celery.signals import after_task_publish, task_postrun
+from django_tenants.utils import tenant_context
+from pytest_django.live_server_helper import LiveServer
+
+from chat.services import knowledge_article_create
+from netia.celery import app as celery_app
+from tenants.models import Tenant, User
+from tenants.services import papercups_webhook_url, tenant_onboard
+from tests.fakes.papercups_server import Account, FakePapercups
+from tests.fakes.papercups_server import User as PapercupsUser
+from tests.webhooks.conftest import SHIPPING
+from webhooks.services import papercups_connection_check
+
+QUIET = 0.3
+
+
+@pytest.fixture(scope="module")
+def committed_db(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Database access without a wrapping transaction, for these tests and the threads they start."""
+    with django_db_blocker.unblock():
+        yield
+
+
+@pytest.fixture
+def db(committed_db: None) -> None:
+    """Shadows pytest-django's `db`: committed data, no transaction (its name makes the test database exist)."""
+
+
+@pytest.fixture(scope="module")
+def netia_server(committed_db: None) -> Iterator[LiveServer]:
+    """Netia served over real HTTP on 127.0.0.1 (pytest-django's live server thread)."""
+    server = LiveServer("127.0.0.1")
+    yield server
+    server.stop()
+
+
+class TaskTracker:
+    """Counts tasks published but not yet finished (retries included), to wait until the worker is idle."""
+
+    def __init__(self) -> None:
+        self.pending = 0
+        self.finished: list[tuple[str, str, Any]] = []
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+
+    def published(self, sender: Any = None, **kwargs: Any) -> None:
+        with self._changed:
+            self.pending += 1
+
+    def ran(self, sender: Any = None, task: Any = None, state: str = "", retval: Any = None, **kwargs: Any) -> None:
+        with self._changed:
+            self.pending -= 1
+            self.finished.append((task.name.rsplit(".", 1)[-1] if task else "?", state, retval))
+            self._changed.notify_all()
+
+    def wait_idle(self, timeout: float = 15.0) -> None:
+        """Wait until every published task (and what it published) has run."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self.pending > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"{self.pending} task(s) still pending after {timeout} s")
+                self._changed.wait(left)
+
+    def runs(self, name: str) -> list[tuple[str, Any]]:
+        """(state, return value) of each run of the task `name`, oldest first."""
+        with self._lock:
+            return [(state, retval) for task, state, retval in self.finished if task == name]
+
+
+@pytest.fixture(scope="module")
+def celery_worker_thread(committed_db: None) -> Iterator[None]:
+    """A real Celery worker (solo pool, in a thread) on the configured broker; tasks are not eager meanwhile."""
+    celery_app.conf.task_always_eager = False
+    try:
+        with start_worker(celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=10, loglevel="WARNING"):
+            yield
+    finally:
+        celery_app.conf.task_always_eager = True
+
+
+@pytest.fixture
+def worker(db: None, celery_worker_thread: None) -> Iterator[TaskTracker]:
+    """The worker, with a count of this test's tasks; the test ends only once they have all run."""
+    tracker = TaskTracker()
+    after_task_publish.connect(tracker.published, weak=False)
+    task_postrun.connect(tracker.ran, weak=False)
+    try:
+        yield tracker
+        tracker.wait_idle()
+    finally:
+        after_task_publish.disconnect(tracker.published)
+        task_postrun.disconnect(tracker.ran)
+
+
+class Worker(Protocol):
+    def wait_idle(self) -> None: ...
+
+
+@dataclass
+class Live:
+    """One end-to-end setup: a tenant connected to its simulated Papercups account through real webhooks."""
+
+    tenant: Tenant
+    account: Account
+    agent: PapercupsUser
+    papercups: FakePapercups
+    worker: Worker
+    server: LiveServer
+
+    @property
+    def webhook_url(self) -> str:
+        return papercups_webhook_url(tenant=self.tenant)
+
+    def post_webhook(self, body: Any, **kwargs: Any) -> requests.Response:
+        return requests.post(self.webhook_url, json=body, timeout=5, **kwargs)
+
+    def bot_messages(self, conversation_id: str) -> list[dict[str, Any]]:
+        """The conversation's messages in Papercups written by the bot user (replies and notes)."""
+        return [m for m in self.papercups.messages(conversation_id) if m["user_id"] == self.account.bot.id]
+
+    def message_posts(self) -> list[Any]:
+        return self.papercups.requests_to("POST", "/api/v1/messages")
+
+
+@pytest.fixture
+def live(db: None, netia_server: LiveServer, worker: Worker, papercups: FakePapercups, settings: Any) -> Iterator[Live]:
+    """A fresh tenant connected to a fresh simulated account, its webhook registered (with conversation:updated)."""
+    settings.NETIA_PUBLIC_URL = netia_server.url
+    settings.PAPERCUPS_QUIET_PERIOD_SECONDS = QUIET
+    settings.PAPERCUPS_RETRY_BASE_SECONDS = 0.05
+    settings.PAPERCUPS_RETRY_MAX_SECONDS = 0.2
+    settings.PAPERCUPS_TIMEOUT_SECONDS = 2.0
+    account = papercups.add_account(company_name="Acme", bot_email="bot@acme.test")
+    agent = papercups.add_agent(account, email="ana@acme.test", display_name="Ana")
+    suffix = uuid.uuid4().hex[:8]
+    onboarded = tenant_onboard(
+        name=f"Live shop {suffix}",
+        owner_email=f"owner-{suffix}@live.test",
+        papercups_account_id=account.id,
+        papercups_api_key=account.api_key,
+        papercups_base_url=papercups.url,
+    )
+    tenant = onboarded.tenant
+    assert papercups_connection_check(tenant=tenant).ok is True
+    tenant.refresh_from_db()
+    with tenant_context(tenant):
+        knowledge_article_create(title="Shipping", content=SHIPPING)
+        knowledge_article_create(title="Opening hours", content="We are open Monday to Friday from 9:00 to 18:00.")
+    assert papercups.register_webhook(account, papercups_webhook_url(tenant=tenant), scope="conversation:updated")
+    try:
+        yield Live(tenant, account, agent, papercups, worker, netia_server)
+        worker.wait_idle()
+        assert papercups.errors == []
+    finally:
+        Tenant.objects.get(pk=tenant.pk).delete(force_drop=True)
+        User.objects.filter(email=f"owner-{suffix}@live.test").delete()

@@ -1,0 +1,147 @@
+"""Staff console for the channels: each tenant's Papercups connection, and deliveries Netia gave up on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest
+
+from webhooks.models import FailedDelivery, PapercupsConnection
+from webhooks.selectors import papercups_connection_state_get
+from webhooks.services import failed_delivery_retry, papercups_connection_check
+
+_CONNECTION_FIELDS = (
+    "name",
+    "papercups_account_id",
+    "base_url",
+    "api_key_set",
+    "papercups_bot_user_id",
+    "webhook_url",
+    "state",
+    "check_detail",
+    "checked_at",
+    "failed_deliveries_open",
+)
+
+
+@admin.register(PapercupsConnection)
+class PapercupsConnectionAdmin(admin.ModelAdmin):
+    """Read-only: tenants change their connection through the API; staff check it and see what is wrong."""
+
+    list_display = [
+        "name",
+        "papercups_account_id",
+        "base_url",
+        "api_key_set",
+        "papercups_bot_user_id",
+        "state",
+        "checked_at",
+        "failed_deliveries_open",
+    ]
+    list_filter = [("papercups_account_id", admin.EmptyFieldListFilter), "papercups_check__ok"]
+    search_fields = ["name", "=papercups_account_id", "schema_name"]
+    fields = _CONNECTION_FIELDS
+    readonly_fields = _CONNECTION_FIELDS
+    actions = ["check_connection"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PapercupsConnection]:
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("papercups_check")
+            .annotate(_failed_open=Count("failed_deliveries", filter=Q(failed_deliveries__retried_at__isnull=True)))
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="Base URL")
+    def base_url(self, obj: PapercupsConnection) -> str:
+        return papercups_connection_state_get(tenant=obj).base_url
+
+    @admin.display(description="API key set", boolean=True)
+    def api_key_set(self, obj: PapercupsConnection) -> bool:
+        return bool(obj.papercups_api_key)
+
+    @admin.display(description="Webhook URL (token masked)")
+    def webhook_url(self, obj: PapercupsConnection) -> str:
+        return papercups_connection_state_get(tenant=obj).webhook_url
+
+    @admin.display(description="Connection")
+    def state(self, obj: PapercupsConnection) -> str:
+        check = getattr(obj, "papercups_check", None)
+        if not obj.papercups_account_id:
+            return "Not connected"
+        if check is None:
+            return "Never checked"
+        return "OK" if check.ok else f"Problem: {check.problem}"
+
+    @admin.display(description="Last check")
+    def check_detail(self, obj: PapercupsConnection) -> str:
+        check = getattr(obj, "papercups_check", None)
+        return check.detail if check else ""
+
+    @admin.display(description="Checked at")
+    def checked_at(self, obj: PapercupsConnection) -> Any:
+        check = getattr(obj, "papercups_check", None)
+        return check.checked_at if check else None
+
+    @admin.display(description="Failed deliveries (open)")
+    def failed_deliveries_open(self, obj: PapercupsConnection) -> int:
+        return int(getattr(obj, "_failed_open", 0))
+
+    @admin.action(description="Check the Papercups connection now")
+    def check_connection(self, request: HttpRequest, queryset: QuerySet[PapercupsConnection]) -> None:
+        results = [papercups_connection_check(tenant=tenant) for tenant in queryset]
+        problems = [f"{c.tenant}: {c.problem}" for c in results if not c.ok]
+        level = messages.WARNING if problems else messages.SUCCESS
+        summary = f"Checked {len(results)} connection(s); {len(problems)} with a problem."
+        self.message_user(request, " ".join([summary, *problems]), level)
+
+
+class OpenFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("open", "Not retried"), ("retried", "Retried")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[FailedDelivery]) -> QuerySet[FailedDelivery]:
+        if self.value() == "open":
+            return queryset.filter(retried_at__isnull=True)
+        if self.value() == "retried":
+            return queryset.filter(retried_at__isnull=False)
+        return queryset
+
+
+@admin.register(FailedDelivery)
+class FailedDeliveryAdmin(admin.ModelAdmin):
+    list_display = [
+        "failed_at",
+        "tenant",
+        "channel",
+        "kind",
+        "conversation_external_id",
+        "content_preview",
+        "attempts",
+        "error",
+        "retried_at",
+    ]
+    list_filter = [OpenFilter, "channel", "kind", "failed_at"]
+    search_fields = ["tenant__name", "=conversation_external_id", "=message_public_id"]
+    list_select_related = ["tenant"]
+    readonly_fields = [f.name for f in FailedDelivery._meta.fields]
+    actions = ["retry"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Retry the selected deliveries")
+    def retry(self, request: HttpRequest, queryset: QuerySet[FailedDelivery]) -> None:
+        queued = sum(failed_delivery_retry(failed=failed) for failed in queryset.select_related("tenant"))
+        self.message_user(request, f"Queued {queued} of {queryset.count()} delivery(ies) again.", messages.SUCCESS)

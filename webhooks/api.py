@@ -1,0 +1,232 @@
+"""Papercups over HTTP: the webhook receiver, and the tenant's connection settings (API key)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    inline_serializer,
+)
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from netia import ratelimits
+from netia.errors import ApplicationError, AuthenticationFailed
+from netia.metrics import WEBHOOK_EVENTS
+from netia.openapi import error_responses
+from tenants.authentication import ApiKeyAuthentication, HasApiKeyPermission
+from tenants.models import ApiKey, Tenant
+from webhooks import papercups, selectors, services
+from webhooks.selectors import SIGNATURE_HEADER, WebhookCredentials
+
+
+class PapercupsWebhookApi(APIView):
+    """Papercups webhooks (`POST /papercups/webhook?token=<webhook secret>`), answered within milliseconds.
+
+    Papercups does not sign webhooks: the call is authenticated by the tenant's webhook secret, in the URL's
+    `token` or as `X-Netia-Signature: <hex HMAC-SHA256 of the raw body>` (for a signing proxy). The tenant is
+    the payload's `account_id` and must own the secret. `webhook:verify` echoes the challenge. Events are
+    stored once (keyed on Papercups' ids) and the bot's reply is queued; nothing slow happens here.
+    """
+
+    authentication_classes: list[Any] = []
+    permission_classes: list[Any] = []
+
+    _accepted = inline_serializer(
+        "PapercupsWebhookAccepted",
+        {"status": serializers.ChoiceField(choices=["accepted", "duplicate", "ignored"])},
+    )
+    _challenge = inline_serializer("PapercupsWebhookChallenge", {"challenge": serializers.CharField()})
+    _event = inline_serializer(
+        "PapercupsWebhookEvent", {"event": serializers.CharField(), "payload": serializers.JSONField()}
+    )
+
+    @extend_schema(
+        request=_event,
+        parameters=[
+            OpenApiParameter("token", str, description="The tenant's webhook secret (from its webhook URL)."),
+            OpenApiParameter(
+                SIGNATURE_HEADER, str, OpenApiParameter.HEADER, description="Hex HMAC-SHA256 of the raw body."
+            ),
+        ],
+        responses={
+            200: OpenApiResponse(
+                PolymorphicProxySerializer(
+                    component_name="PapercupsWebhookAnswer",
+                    serializers=[_accepted, _challenge],
+                    resource_type_field_name=None,
+                ),
+                description="`{status}` for events (stored, duplicate, ignored); `{challenge}` for webhook:verify.",
+            ),
+            **error_responses(400, 401, 403, 404, 413, 429),
+        },
+        operation_id="papercups_webhook",
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        event = "unknown"
+        try:
+            credentials = WebhookCredentials(
+                token=request.query_params.get("token", ""),
+                signature=request.headers.get(SIGNATURE_HEADER, ""),
+                raw_body=request.body,
+            )
+            if not credentials.present:
+                raise AuthenticationFailed("Send the webhook secret as ?token= or an X-Netia-Signature header.")
+            envelope = papercups.envelope_parse(credentials.raw_body)
+            event = envelope.event if envelope.event in papercups.KNOWN_EVENTS else "other"
+            if envelope.event == papercups.VERIFY:
+                ratelimits.enforce(
+                    request, group="papercups:verify", key=ratelimits.client_ip, rate=settings.PAPERCUPS_VERIFY_RATE
+                )
+                challenge = services.papercups_webhook_verify(envelope=envelope, credentials=credentials)
+                WEBHOOK_EVENTS.labels(channel="papercups", event=event, outcome="verified").inc()
+                return Response({"challenge": challenge})
+            outcome = services.papercups_webhook_receive(envelope=envelope, credentials=credentials)
+        except ApplicationError as error:
+            WEBHOOK_EVENTS.labels(channel="papercups", event=event, outcome=error.code).inc()
+            raise
+        WEBHOOK_EVENTS.labels(channel="papercups", event=event, outcome=outcome).inc()
+        return Response({"status": outcome})
+
+
+# --- The tenant's connection settings ---------------------------------------------------------------------------------
+ERRORS = error_responses(400, 401, 403)
+
+
+class CheckOutput(serializers.Serializer):
+    class Meta:
+        ref_name = "PapercupsConnectionCheck"
+
+    ok = serializers.BooleanField()
+    problem = serializers.CharField(
+        help_text="Empty when ok; else bad_key, unreachable, timeout, wrong_account, not_found, forbidden, "
+        "server_error, unexpected_response, rejected or not_configured."
+    )
+    detail = serializers.CharField()
+    bot_user_id = serializers.IntegerField(allow_null=True)
+    checked_at = serializers.DateTimeField()
+
+
+class ConnectionOutput(serializers.Serializer):
+    class Meta:
+        ref_name = "PapercupsConnection"
+
+    connected = serializers.BooleanField()
+    account_id = serializers.UUIDField(allow_null=True)
+    base_url = serializers.URLField()
+    api_key_set = serializers.BooleanField(help_text="The key itself is never shown again.")
+    bot_user_id = serializers.IntegerField(allow_null=True)
+    webhook_url = serializers.CharField(help_text="Its token is masked; rotate the secret to see a full URL.")
+    last_check = CheckOutput(allow_null=True)
+
+
+class PapercupsApi(APIView):
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [HasApiKeyPermission]
+    required_permissions: dict[str, str] = {}
+
+    @staticmethod
+    def tenant(request: Request) -> Tenant:
+        api_key: ApiKey = request.auth  # type: ignore[assignment]  # ApiKeyAuthentication
+        return api_key.tenant
+
+
+class PapercupsConnectionApi(PapercupsApi):
+    """The Papercups connection: read it (GET) or set it (PUT), which checks the key with GET /api/v1/me.
+
+    PUT stores nothing unless Papercups accepts the key for that account; the error's `details.problem` says
+    what is wrong (`bad_key`, `unreachable`, `timeout`, `wrong_account`, `not_found`, ...).
+    """
+
+    required_permissions = {"GET": "bot:read", "PUT": "bot:write"}
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "PapercupsConnectionInput"
+
+        account_id = serializers.UUIDField(help_text="The Papercups account id (the widget's token).")
+        api_key = serializers.CharField(
+            max_length=1000, write_only=True, help_text="A personal API key of the Papercups user the bot posts as."
+        )
+        base_url = serializers.URLField(
+            required=False, allow_blank=True, default="", help_text="Self-hosted Papercups; empty: the default."
+        )
+
+    @extend_schema(responses={200: ConnectionOutput, **ERRORS}, operation_id="papercups_connection_get")
+    def get(self, request: Request) -> Response:
+        state = selectors.papercups_connection_state_get(tenant=self.tenant(request))
+        return Response(ConnectionOutput(state).data)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: ConnectionOutput, **error_responses(400, 401, 403, 409)},
+        operation_id="papercups_connection_set",
+    )
+    def put(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        tenant = self.tenant(request)
+        services.papercups_connection_set(
+            tenant=tenant,
+            account_id=str(data.validated_data["account_id"]),
+            api_key=data.validated_data["api_key"],
+            base_url=data.validated_data["base_url"],
+        )
+        return Response(ConnectionOutput(selectors.papercups_connection_state_get(tenant=tenant)).data)
+
+
+class PapercupsConnectionCheckApi(PapercupsApi):
+    """Check the stored connection now (GET /api/v1/me with the stored key); always 200 with the verdict."""
+
+    required_permissions = {"POST": "bot:write"}
+
+    @extend_schema(request=None, responses={200: CheckOutput, **ERRORS}, operation_id="papercups_connection_check")
+    def post(self, request: Request) -> Response:
+        return Response(CheckOutput(services.papercups_connection_check(tenant=self.tenant(request))).data)
+
+
+class PapercupsWebhookSecretApi(PapercupsApi):
+    """Rotate the webhook secret: the old webhook URL stops working at once; register the new one in Papercups."""
+
+    required_permissions = {"POST": "bot:write"}
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "PapercupsWebhookSecretOutput"
+
+        webhook_url = serializers.CharField(help_text="Shown in full only now.")
+
+    @extend_schema(
+        request=None, responses={200: OutputSerializer, **ERRORS}, operation_id="papercups_webhook_secret_rotate"
+    )
+    def post(self, request: Request) -> Response:
+        url = services.papercups_webhook_secret_rotate(tenant=self.tenant(request))
+        return Response(self.OutputSerializer({"webhook_url": url}).data)
+
+
+class PapercupsWidgetApi(PapercupsApi):
+    """The chat widget's embed code (`window.Papercups`), with the bot's title, greeting and colour."""
+
+    required_permissions = {"GET": "bot:read"}
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "PapercupsWidgetOutput"
+
+        snippet = serializers.CharField(help_text="HTML for the site's <head>.")
+        config = serializers.DictField(child=serializers.CharField())
+
+    @extend_schema(
+        responses={200: OutputSerializer, **error_responses(401, 403, 409)}, operation_id="papercups_widget_get"
+    )
+    def get(self, request: Request) -> Response:
+        snippet = services.papercups_widget_snippet(tenant=self.tenant(request))
+        return Response(self.OutputSerializer({"snippet": snippet.html, "config": snippet.config}).data)

@@ -1,0 +1,76 @@
+"""Channel bookkeeping in the public schema, where staff see every tenant at once.
+
+Messages live in the tenants' schemas; what staff must act on across tenants (deliveries Netia gave up on,
+the state of each Papercups connection) is recorded here.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from tenants.models import Tenant
+
+
+class PapercupsConnection(Tenant):
+    """A tenant seen as a Papercups connection (the staff console's "Papercups connections" page)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "Papercups connection"
+
+
+class ConnectionCheck(models.Model):
+    """The latest check of a tenant's Papercups connection (GET /api/v1/me with its API key)."""
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="papercups_check")
+    ok = models.BooleanField()
+    problem = models.CharField(max_length=32, blank=True, help_text="Stable code of what is wrong; empty when ok.")
+    detail = models.TextField(blank=True)
+    bot_user_id = models.PositiveIntegerField(null=True, blank=True)
+    checked_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.tenant}: {'ok' if self.ok else self.problem}"
+
+
+class FailedDelivery(models.Model):
+    """Something Netia gave up sending to a channel after its retry window: staff can retry it."""
+
+    class Kind(models.TextChoices):
+        MESSAGE = "message", "Message"
+        HANDOFF = "handoff", "Handoff (unassign the bot, raise priority)"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="failed_deliveries")
+    channel = models.CharField(max_length=16)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # Ids in the tenant's schema (Conversation.pk, Message.public_id) and the channel's conversation id.
+    conversation_id = models.BigIntegerField()
+    conversation_external_id = models.CharField(max_length=64)
+    message_public_id = models.UUIDField(null=True, blank=True)
+    content_preview = models.CharField(max_length=200, blank=True)
+    error = models.TextField()
+    attempts = models.PositiveIntegerField(default=0)
+    failed_at = models.DateTimeField(default=timezone.now)
+    retried_at = models.DateTimeField(null=True, blank=True, help_text="When staff queued it again.")
+
+    class Meta:
+        ordering = ["-failed_at"]
+        verbose_name_plural = "failed deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "message_public_id"],
+                condition=Q(message_public_id__isnull=False),
+                name="faileddelivery_unique_message",
+            ),
+            models.UniqueConstraint(
+                fields=["tenant", "conversation_id"],
+                condition=Q(kind="handoff"),
+                name="faileddelivery_unique_handoff",
+            ),
+        ]
+        indexes = [models.Index(fields=["retried_at", "failed_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.kind} for {self.tenant}"

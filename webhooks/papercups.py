@@ -1,0 +1,489 @@
+"""Papercups: the only module that knows its protocol (webhook payloads, the /api/v1 REST API, the widget).
+
+Follows the wire protocol read from Papercups' source (papercups-io/papercups @ 6a6f5adc):
+- webhooks are unsigned `{"event", "payload"}` POSTs, never retried; `message:created` reaches us for every
+  message, private notes and our own API messages included;
+- the bot writes with `Authorization: Bearer <personal API key>` on `/api/v1/*`; `user_id` and `account_id`
+  of what it posts are always the key owner's;
+- errors come as `{"error": {"message"}}` or Phoenix's `{"errors": {"detail"}}`.
+
+Timeouts are ours (PAPERCUPS_TIMEOUT_SECONDS); the client never retries by itself: callers (Celery tasks)
+retry with backoff, using `PapercupsError.retryable` to tell transient failures from permanent ones.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.utils.html import escape
+
+from chat.models import Conversation
+from netia.errors import ValidationFailed
+from tenants.models import Tenant
+from webhooks.channels import (
+    Author,
+    ConversationState,
+    DeliveryFailed,
+    InboundMessage,
+    OutboundMessage,
+)
+
+VERIFY = "webhook:verify"
+MESSAGE_CREATED = "message:created"
+CONVERSATION_CREATED = "conversation:created"
+CONVERSATION_UPDATED = "conversation:updated"
+KNOWN_EVENTS = frozenset({VERIFY, MESSAGE_CREATED, CONVERSATION_CREATED, CONVERSATION_UPDATED})
+# Metadata key carrying our message's public id on everything we post (finds resends, marks echoes).
+NETIA_ID_KEY = "netia_message_id"
+_MAX_LIST_PAGES = 10
+
+
+# --- Errors -----------------------------------------------------------------------------------------------------
+class MalformedWebhook(ValidationFailed):
+    code = "malformed"
+    default_message = 'Expected a Papercups webhook: {"event": "...", "payload": ...}.'
+
+
+class PapercupsError(Exception):
+    """A failed call to Papercups. `problem` is a stable code; `retryable` says whether trying later may help."""
+
+    def __init__(self, message: str, *, problem: str, retryable: bool, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.problem = problem
+        self.retryable = retryable
+        self.status = status
+
+
+# --- Webhook payloads ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Envelope:
+    """A webhook body: the event name and its payload (not validated yet)."""
+
+    event: str
+    payload: Any
+
+
+def envelope_parse(raw_body: bytes) -> Envelope:
+    """The `{"event", "payload"}` of a webhook body; raises MalformedWebhook (400) otherwise."""
+    try:
+        body = json.loads(raw_body)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedWebhook("The body is not valid JSON.") from None
+    if not isinstance(body, dict) or not isinstance(body.get("event"), str) or "payload" not in body:
+        raise MalformedWebhook()
+    return Envelope(event=body["event"], payload=body["payload"])
+
+
+def challenge_get(envelope: Envelope) -> str:
+    """The verify challenge, to be echoed back exactly."""
+    if not isinstance(envelope.payload, str) or not envelope.payload:
+        raise MalformedWebhook("A webhook:verify payload is the challenge string.")
+    return envelope.payload
+
+
+def _invalid(field: str, expected: str) -> ValidationFailed:
+    return ValidationFailed(f"payload.{field} must be {expected}.", extra={"field": f"payload.{field}"})
+
+
+def _payload(envelope: Envelope) -> dict[str, Any]:
+    if not isinstance(envelope.payload, dict):
+        raise MalformedWebhook(f"A {envelope.event} payload is an object.")
+    return envelope.payload
+
+
+def _uuid_field(payload: dict[str, Any], name: str, *, required: bool = True) -> str:
+    value = payload.get(name)
+    if value is None and not required:
+        return ""
+    if isinstance(value, str):
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            pass
+    raise _invalid(name, "a UUID" if required else "a UUID or null")
+
+
+def _int_field(payload: dict[str, Any], name: str) -> int | None:
+    value = payload.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _invalid(name, "an integer or null")
+    return value
+
+
+def account_id_get(envelope: Envelope) -> str:
+    """The Papercups account the event belongs to (payload.account_id)."""
+    return _uuid_field(_payload(envelope), "account_id")
+
+
+def _timestamp(value: Any) -> datetime | None:
+    """Papercups timestamps: naive ISO (`created_at`, UTC) or ISO with `Z`."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _clean_email(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 254:
+        return ""
+    try:
+        validate_email(value)
+    except ValidationError:
+        return ""
+    return value
+
+
+def message_parse(payload: Any, *, bot_user_id: int | None) -> InboundMessage:
+    """A `message:created` payload (or a row of GET /api/v1/messages) as an InboundMessage.
+
+    Author rules (protocol §2.3): a customer message has `customer_id` and no `user_id`; a `user_id` is an
+    agent, or us when it is our bot user or carries our metadata marker; anything else is ignored.
+    """
+    if not isinstance(payload, dict):
+        raise MalformedWebhook("A message:created payload is an object.")
+    message_id = _uuid_field(payload, "id")
+    conversation_id = _uuid_field(payload, "conversation_id")
+    customer_id = _uuid_field(payload, "customer_id", required=False)
+    user_id = _int_field(payload, "user_id")
+    body = payload.get("body")
+    if body is not None and not isinstance(body, str):
+        raise _invalid("body", "a string or null")
+    private = payload.get("private", False)
+    if not isinstance(private, bool):
+        raise _invalid("private", "a boolean")
+    metadata = payload.get("metadata")
+    netia_id = str(metadata.get(NETIA_ID_KEY, "")) if isinstance(metadata, dict) else ""
+    if user_id is not None:
+        author = Author.SELF if (user_id == bot_user_id or netia_id) else Author.AGENT
+    elif customer_id:
+        author = Author.VISITOR
+    else:
+        author = Author.OTHER
+    raw_customer = payload.get("customer")
+    customer: dict[str, Any] = raw_customer if isinstance(raw_customer, dict) else {}
+    raw_name = customer.get("name")
+    name = raw_name if isinstance(raw_name, str) else ""
+    return InboundMessage(
+        external_id=message_id,
+        conversation_external_id=conversation_id,
+        author=author,
+        content=body or "",
+        private=private,
+        created_at=_timestamp(payload.get("created_at")),
+        customer_external_id=customer_id,
+        visitor_name=name[:200],
+        visitor_email=_clean_email(customer.get("email")),
+        netia_message_id=netia_id if author == Author.SELF else "",
+    )
+
+
+def conversation_parse(payload: Any, *, bot_user_id: int | None) -> ConversationState:
+    """A `conversation:created` / `conversation:updated` payload (the full record, not a diff)."""
+    if not isinstance(payload, dict):
+        raise MalformedWebhook("A conversation payload is an object.")
+    conversation_id = _uuid_field(payload, "id")
+    status = payload.get("status")
+    if status not in ("open", "closed"):
+        raise _invalid("status", '"open" or "closed"')
+    assignee = _int_field(payload, "assignee_id")
+    return ConversationState(
+        external_id=conversation_id,
+        customer_external_id=_uuid_field(payload, "customer_id", required=False),
+        closed=status == "closed",
+        assignee_external_id="" if assignee is None else str(assignee),
+        assigned_to_human=assignee is not None and assignee != bot_user_id,
+    )
+
+
+# --- REST client -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Me:
+    """GET /api/v1/me: the user owning the API key (the bot user)."""
+
+    id: int
+    email: str
+    account_id: str
+    role: str
+
+
+_local = threading.local()
+
+
+def _session() -> requests.Session:
+    """One pooled session per thread. No proxy/netrc from the environment: .netrc could replace our header."""
+    session: requests.Session | None = getattr(_local, "session", None)
+    if session is None:
+        session = requests.Session()
+        session.trust_env = False
+        _local.session = session
+    return session
+
+
+def _error_message(response: requests.Response) -> str:
+    """Papercups' own words from either of its error shapes, else the HTTP reason."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])[:300]
+        errors = body.get("errors")
+        if isinstance(errors, dict) and errors.get("detail"):
+            return str(errors["detail"])[:300]
+    return response.reason or f"HTTP {response.status_code}"
+
+
+_PROBLEMS = {401: "bad_key", 403: "forbidden", 404: "not_found"}
+
+
+class PapercupsClient:
+    """The bot's calls to one Papercups server with one personal API key (never logged, never in errors)."""
+
+    def __init__(self, *, base_url: str, api_key: str, timeout: float | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self.timeout = settings.PAPERCUPS_TIMEOUT_SECONDS if timeout is None else timeout
+
+    def __repr__(self) -> str:
+        return f"PapercupsClient({self.base_url!r})"
+
+    def _request(self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None) -> Any:
+        try:
+            response = _session().request(
+                method,
+                f"{self.base_url}{path}",
+                params=params,
+                json=body,
+                headers={"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"},
+                timeout=self.timeout,
+            )
+        except requests.Timeout:
+            raise PapercupsError(
+                f"Papercups at {self.base_url} did not answer within {self.timeout:g} s.",
+                problem="timeout",
+                retryable=True,
+            ) from None
+        except requests.RequestException as exc:
+            raise PapercupsError(
+                f"Could not reach Papercups at {self.base_url} ({type(exc).__name__}).",
+                problem="unreachable",
+                retryable=True,
+            ) from None
+        status = response.status_code
+        if status >= 400:
+            retryable = status >= 500 or status in (408, 429)
+            problem = _PROBLEMS.get(status, "server_error" if status >= 500 else "rejected")
+            raise PapercupsError(
+                f"Papercups answered {status} to {method} {path}: {_error_message(response)}",
+                problem=problem,
+                retryable=retryable,
+                status=status,
+            )
+        try:
+            return response.json()
+        except ValueError:
+            raise PapercupsError(
+                f"Papercups answered {method} {path} with a body that is not JSON.",
+                problem="unexpected_response",
+                retryable=True,
+                status=status,
+            ) from None
+
+    @staticmethod
+    def _data(body: Any, what: str) -> Any:
+        if not isinstance(body, dict) or "data" not in body:
+            raise PapercupsError(
+                f"Papercups answered {what} without a data field.", problem="unexpected_response", retryable=True
+            )
+        return body["data"]
+
+    def me(self) -> Me:
+        """GET /api/v1/me."""
+        data = self._data(self._request("GET", "/api/v1/me"), "GET /api/v1/me")
+        try:
+            return Me(
+                id=int(data["id"]),
+                email=str(data.get("email") or ""),
+                account_id=str(uuid.UUID(str(data["account_id"]))),
+                role=str(data.get("role") or ""),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise PapercupsError(
+                "GET /api/v1/me answered without a user id and account id: is this a Papercups server?",
+                problem="unexpected_response",
+                retryable=False,
+            ) from None
+
+    def message_create(
+        self, *, conversation_id: str, body: str, message_type: str, private: bool, metadata: dict[str, Any]
+    ) -> dict[str, Any]:
+        """POST /api/v1/messages; returns the created message (expanded)."""
+        message = {
+            "conversation_id": conversation_id,
+            "body": body,
+            "type": message_type,
+            "source": "api",
+            "private": private,
+            "sent_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "metadata": metadata,
+        }
+        data = self._data(self._request("POST", "/api/v1/messages", body={"message": message}), "POST /messages")
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+            raise PapercupsError(
+                "POST /api/v1/messages answered without a message id.", problem="unexpected_response", retryable=True
+            )
+        return data
+
+    def conversation_update(self, *, conversation_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """PUT /api/v1/conversations/:id with the `conversation` wrapper; returns the conversation."""
+        body = self._request("PUT", f"/api/v1/conversations/{conversation_id}", body={"conversation": changes})
+        data = self._data(body, "PUT /conversations")
+        return data if isinstance(data, dict) else {}
+
+    def message_list(
+        self, *, conversation_id: str | None = None, since: datetime | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """GET /api/v1/messages (newest first), following the `next` cursor when the server paginates.
+
+        With `since`, paging stops once a page reaches older messages (the rows returned may still include some).
+        """
+        params: dict[str, Any] = {"limit": limit}
+        if conversation_id:
+            params["conversation_id"] = conversation_id
+        rows: list[dict[str, Any]] = []
+        for _ in range(_MAX_LIST_PAGES):
+            body = self._request("GET", "/api/v1/messages", params=params)
+            page = self._data(body, "GET /messages")
+            if not isinstance(page, list):
+                raise PapercupsError(
+                    "GET /api/v1/messages answered without a list.", problem="unexpected_response", retryable=True
+                )
+            rows.extend(row for row in page if isinstance(row, dict))
+            cursor = body.get("next")
+            oldest = _timestamp(page[-1].get("created_at")) if page and isinstance(page[-1], dict) else None
+            if not cursor or not page or (since is not None and oldest is not None and oldest < since):
+                break
+            params["after"] = cursor
+        return rows
+
+
+def client_for(tenant: Tenant, *, timeout: float | None = None) -> PapercupsClient:
+    """The tenant's client: its own base URL (else PAPERCUPS_BASE_URL) and personal API key."""
+    return PapercupsClient(
+        base_url=tenant.papercups_base_url or settings.PAPERCUPS_BASE_URL,
+        api_key=tenant.papercups_api_key,
+        timeout=timeout,
+    )
+
+
+# --- The channel adapter -------------------------------------------------------------------------------------------
+def _delivery_failed(error: PapercupsError) -> DeliveryFailed:
+    return DeliveryFailed(error.message, retryable=error.retryable, status=error.status)
+
+
+class PapercupsAdapter:
+    """ChannelAdapter for one tenant's Papercups account."""
+
+    channel: str = Conversation.Channel.PAPERCUPS.value
+
+    def __init__(self, tenant: Tenant) -> None:
+        self.tenant = tenant
+        self.bot_user_id = tenant.papercups_bot_user_id
+        self.client = client_for(tenant)
+
+    def _require_key(self) -> None:
+        if not self.tenant.papercups_api_key:
+            raise DeliveryFailed("No Papercups API key is configured for this tenant.", retryable=False)
+
+    def send(self, message: OutboundMessage) -> str:
+        """POST /api/v1/messages as the bot user; private notes go as `type: note`.
+
+        `disable_webhook_events` keeps Papercups from echoing it to us; our id in the metadata makes the
+        message findable if we do not learn the outcome of this call.
+        """
+        self._require_key()
+        try:
+            data = self.client.message_create(
+                conversation_id=message.conversation_external_id,
+                body=message.content,
+                message_type="note" if message.private else "bot",
+                private=message.private,
+                metadata={"disable_webhook_events": True, NETIA_ID_KEY: str(message.netia_message_id)},
+            )
+        except PapercupsError as error:
+            raise _delivery_failed(error) from None
+        return str(data["id"])
+
+    def find_sent(self, message: OutboundMessage) -> str | None:
+        self._require_key()
+        try:
+            rows = self.client.message_list(conversation_id=message.conversation_external_id)
+        except PapercupsError as error:
+            raise _delivery_failed(error) from None
+        wanted = str(message.netia_message_id)
+        for row in rows:
+            metadata = row.get("metadata")
+            if isinstance(metadata, dict) and str(metadata.get(NETIA_ID_KEY, "")) == wanted:
+                return str(row.get("id"))
+        return None
+
+    def hand_off(self, *, conversation_external_id: str) -> None:
+        """Unassign the bot (its first reply made Papercups assign the conversation to it), raise priority."""
+        self._require_key()
+        try:
+            self.client.conversation_update(
+                conversation_id=conversation_external_id, changes={"assignee_id": None, "priority": "priority"}
+            )
+        except PapercupsError as error:
+            raise _delivery_failed(error) from None
+
+    def recent_messages(self, *, since: datetime) -> list[InboundMessage]:
+        self._require_key()
+        try:
+            rows = self.client.message_list(since=since)
+        except PapercupsError as error:
+            raise _delivery_failed(error) from None
+        messages = []
+        for position, row in enumerate(rows):
+            try:
+                message = message_parse(row, bot_user_id=self.bot_user_id)
+            except ValidationFailed:
+                continue
+            if message.created_at is not None and message.created_at >= since:
+                messages.append((message.created_at, -position, message))
+        # The API lists newest first; equal timestamps (seconds) keep the API's order, reversed.
+        messages.sort(key=lambda item: (item[0], item[1]))
+        return [message for _, _, message in messages]
+
+
+# --- Widget -------------------------------------------------------------------------------------------------------
+_SCRIPT_ESCAPES = {ord("<"): "\\u003C", ord(">"): "\\u003E", ord("&"): "\\u0026"}
+
+
+def widget_snippet(*, config: dict[str, str], base_url: str) -> str:
+    """The `<head>` snippet: window.Papercups config and the loader served by the Papercups server."""
+    lines = [f"    {key}: {json.dumps(value)}," for key, value in config.items()]
+    script_src = escape(f"{base_url.rstrip('/')}/widget.js")
+    return (
+        "<script>\nwindow.Papercups = {\n  config: {\n"
+        + "\n".join(lines).translate(_SCRIPT_ESCAPES)
+        + "\n  },\n};\n</script>\n"
+        + f'<script type="text/javascript" async defer src="{script_src}"></script>\n'
+    )

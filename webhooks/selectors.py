@@ -1,0 +1,96 @@
+"""Reads for channel routing: which tenant a webhook credential belongs to, which tenants to reconcile."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db.models import QuerySet
+
+from tenants.models import Tenant
+from tenants.services import papercups_webhook_url
+from webhooks.models import ConnectionCheck
+
+SIGNATURE_HEADER = "X-Netia-Signature"
+
+
+@dataclass(frozen=True)
+class WebhookCredentials:
+    """What a webhook call presents: the URL's `?token=` and/or an HMAC-SHA256 (hex) of the raw body."""
+
+    token: str
+    signature: str
+    raw_body: bytes
+
+    @property
+    def present(self) -> bool:
+        return bool(self.token or self.signature)
+
+    def match(self, secret: str) -> bool:
+        """Every credential presented is right for `secret` (compared in constant time)."""
+        if not self.present or not secret:
+            return False
+        ok = True
+        if self.token:
+            ok &= hmac.compare_digest(self.token.encode(), secret.encode())
+        if self.signature:
+            expected = hmac.new(secret.encode(), self.raw_body, hashlib.sha256).hexdigest()
+            presented = self.signature.strip().lower().removeprefix("sha256=")
+            ok &= hmac.compare_digest(expected.encode(), presented.encode())
+        return ok
+
+
+def tenant_find_by_webhook_credentials(*, credentials: WebhookCredentials) -> Tenant | None:
+    """The tenant whose webhook secret the credentials match, or None.
+
+    Secrets are encrypted at rest (not searchable), so this decrypts and compares each tenant's: only the
+    rare `webhook:verify` handshake, whose payload names no account, needs it (rate-limited by the view).
+    """
+    if not credentials.present:
+        return None
+    found = None
+    for tenant in Tenant.objects.only("pk", "schema_name", "webhook_secret").iterator(chunk_size=500):
+        if credentials.match(tenant.webhook_secret) and found is None:
+            found = tenant
+    return found
+
+
+def papercups_tenants_connected() -> QuerySet[Tenant]:
+    """Tenants with a Papercups account and API key, not suspended: those the reconciliation visits."""
+    return (
+        Tenant.objects.filter(papercups_account_id__isnull=False, suspended_at__isnull=True)
+        .exclude(papercups_api_key="")
+        .order_by("pk")
+    )
+
+
+@dataclass(frozen=True)
+class ConnectionState:
+    """A tenant's Papercups connection as shown to the tenant and to staff (secrets masked)."""
+
+    connected: bool
+    account_id: str | None
+    base_url: str
+    api_key_set: bool
+    bot_user_id: int | None
+    webhook_url: str  # the token masked: the full URL is shown only when the secret is (re)created
+    last_check: ConnectionCheck | None
+
+
+def _mask_token(url: str, secret: str) -> str:
+    return url.replace(secret, f"{secret[:4]}…") if secret else url
+
+
+def papercups_connection_state_get(*, tenant: Tenant) -> ConnectionState:
+    """What is configured, and the result of the latest connection check."""
+    return ConnectionState(
+        connected=bool(tenant.papercups_account_id and tenant.papercups_api_key and tenant.papercups_bot_user_id),
+        account_id=str(tenant.papercups_account_id) if tenant.papercups_account_id else None,
+        base_url=tenant.papercups_base_url or settings.PAPERCUPS_BASE_URL,
+        api_key_set=bool(tenant.papercups_api_key),
+        bot_user_id=tenant.papercups_bot_user_id,
+        webhook_url=_mask_token(papercups_webhook_url(tenant=tenant), tenant.webhook_secret),
+        last_check=ConnectionCheck.objects.filter(tenant=tenant).first(),
+    )

@@ -1,0 +1,80 @@
+"""Celery tasks of the channels: thin, acknowledged late, safe to run twice. Each loads by id and calls one service.
+
+Retries are bounded by the services' time windows (not by a retry count): PAPERCUPS_REPLY_RETRY_SECONDS for
+the LLM, PAPERCUPS_DELIVERY_GIVE_UP_SECONDS for the channel. Run eagerly (no broker), a task does not retry:
+the reply falls back at once and the periodic sweep picks undelivered messages up.
+"""
+
+from __future__ import annotations
+
+import structlog
+from celery import Task, shared_task
+from django_tenants.utils import tenant_context
+
+from chat.services import ReplyUnavailable
+from tenants.models import Tenant
+from webhooks import services
+
+logger = structlog.get_logger(__name__)
+
+
+def _tenant(tenant_id: int) -> Tenant | None:
+    tenant = Tenant.objects.filter(pk=tenant_id).first()
+    if tenant is None:
+        logger.warning("channel_task_tenant_gone", tenant=tenant_id)
+    return tenant
+
+
+@shared_task(bind=True, acks_late=True, max_retries=None)
+def channel_reply(self: Task, *, tenant_id: int, conversation_id: int, after_message_id: int | None = None) -> str:
+    """The bot's turn in a channel conversation (queued after the quiet period); retries while the LLM is down."""
+    tenant = _tenant(tenant_id)
+    if tenant is None:
+        return "tenant_gone"
+    with tenant_context(tenant):
+        try:
+            return services.channel_conversation_answer(
+                tenant=tenant, conversation_id=conversation_id, after_message_id=after_message_id
+            )
+        except ReplyUnavailable as exc:
+            if self.request.is_eager:
+                return services.channel_conversation_answer(
+                    tenant=tenant, conversation_id=conversation_id, after_message_id=after_message_id, fallback=True
+                )
+            delay = services.retry_delay(self.request.retries + 1)
+            logger.info("channel_reply_retry", conversation=conversation_id, retry_in=round(delay, 2))
+            raise self.retry(countdown=delay, exc=exc) from exc
+
+
+@shared_task(bind=True, acks_late=True, max_retries=None)
+def channel_deliver(self: Task, *, tenant_id: int, conversation_id: int) -> dict[str, int]:
+    """Send a conversation's outbox; comes back later (backoff with jitter) while the channel fails."""
+    tenant = _tenant(tenant_id)
+    if tenant is None:
+        return {}
+    with tenant_context(tenant):
+        outcome = services.outbox_deliver(tenant=tenant, conversation_id=conversation_id)
+    if outcome.retry_in is not None and not self.request.is_eager:
+        raise self.retry(countdown=outcome.retry_in)
+    return {"sent": outcome.sent, "failed": outcome.failed}
+
+
+@shared_task(acks_late=True)
+def channel_reconcile_tenant(*, tenant_id: int) -> dict[str, int]:
+    """Reconcile one tenant's Papercups account (missed webhooks, lost tasks)."""
+    tenant = _tenant(tenant_id)
+    if tenant is None:
+        return {}
+    with tenant_context(tenant):
+        result = services.channel_reconcile(tenant=tenant)
+    return {
+        "recorded": result.recorded,
+        "replies_queued": result.replies_queued,
+        "deliveries_queued": result.deliveries_queued,
+    }
+
+
+@shared_task
+def channel_reconcile_all() -> int:
+    """The beat job: queue one reconciliation per connected tenant."""
+    return services.channel_reconcile_all()

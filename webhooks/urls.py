@@ -1,0 +1,23 @@
+"""Webhook receivers (mounted at the site root) and the tenant's channel settings (mounted under /api/v1/)."""
+
+from __future__ import annotations
+
+from django.urls import URLPattern, path
+
+from tenants.services import PAPERCUPS_WEBHOOK_PATH
+from webhooks import api
+
+webhook_urlpatterns: list[URLPattern] = [
+    path(PAPERCUPS_WEBHOOK_PATH.lstrip("/"), api.PapercupsWebhookApi.as_view(), name="papercups-webhook"),
+]
+
+urlpatterns: list[URLPattern] = [
+    path("customer/papercups", api.PapercupsConnectionApi.as_view(), name="customer-papercups"),
+    path("customer/papercups/check", api.PapercupsConnectionCheckApi.as_view(), name="customer-papercups-check"),
+    path(
+        "customer/papercups/webhook-secret",
+        api.PapercupsWebhookSecretApi.as_view(),
+        name="customer-papercups-webhook-secret",
+    ),
+    path("customer/papercups/widget", api.PapercupsWidgetApi.as_view(), name="customer-papercups-widget"),
+]
