@@ -48,7 +48,7 @@ def _tenant() -> Any:
         from chat.services import knowledge_article_create
 
         with tenant_context(tenant):
-            knowledge_article_create(title="Shipping", content=SHIPPING)
+            knowledge_article_create(tenant=tenant, title="Shipping", content=SHIPPING)
     return tenant
 
 

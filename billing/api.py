@@ -9,28 +9,18 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from billing import selectors, services, stripe_client
 from billing.models import Plan
 from netia.openapi import error_responses
-from tenants.authentication import ApiKeyAuthentication, require_permission
+from tenants.api import CustomerApi
 from tenants.models import ApiKey, Tenant
 
 
-class BillingApi(APIView):
-    """Base: authenticated by API key, which must carry the `billing` permission."""
+class BillingApi(CustomerApi):
+    """Base: the API key must carry the `billing` permission, whatever the method."""
 
-    authentication_classes = [ApiKeyAuthentication]
-
-    def check_permissions(self, request: Request) -> None:
-        super().check_permissions(request)
-        require_permission(request.auth, ApiKey.Permission.BILLING)
-
-    @property
-    def tenant(self) -> Tenant:
-        api_key: ApiKey = self.request.auth  # type: ignore[assignment]  # ApiKeyAuthentication
-        return api_key.tenant
+    required_permissions = {"GET": ApiKey.Permission.BILLING, "POST": ApiKey.Permission.BILLING}
 
 
 class PlanOutput(serializers.Serializer):

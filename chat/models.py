@@ -146,6 +146,9 @@ class Conversation(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     last_message_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    # Set when the conversation returns to the bot (a visitor reopening it, an agent handing it back): visitor
+    # messages from before, written while a human had the chat, are not the bot's to answer.
+    bot_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-last_message_at", "-id"]

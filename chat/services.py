@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from billing.selectors import bot_access_get
+from billing.selectors import bot_access_get, plan_quota_check
 from billing.services import usage_ai_reply_record
 from chat import engine
 from chat.leads import ContactInfo, extract_contact
@@ -111,7 +111,7 @@ def message_record_visitor(*, conversation: Conversation, content: str, external
     if created:
         updates: dict[str, Any] = {"last_message_at": message.created_at, "updated_at": timezone.now()}
         if conversation.status == Conversation.Status.CLOSED:
-            updates.update(status=Conversation.Status.BOT, closed_at=None)
+            updates.update(status=Conversation.Status.BOT, closed_at=None, bot_since=message.created_at)
         Conversation.objects.filter(pk=conversation.pk).update(**updates)
         conversation.refresh_from_db()
     return message, created
@@ -148,11 +148,13 @@ def conversation_hand_off(*, conversation: Conversation, reason: str) -> Convers
 
 
 def conversation_set_status(*, conversation: Conversation, status: str) -> Conversation:
-    """Set the status (e.g. from the channel); closing records when."""
+    """Set the status (e.g. from the channel); closing records when, returning to the bot records since when."""
     now = timezone.now()
+    if status == Conversation.Status.BOT and conversation.status != Conversation.Status.BOT:
+        conversation.bot_since = now
     conversation.status = status
     conversation.closed_at = now if status == Conversation.Status.CLOSED else None
-    conversation.save(update_fields=["status", "closed_at", "updated_at"])
+    conversation.save(update_fields=["status", "closed_at", "bot_since", "updated_at"])
     return conversation
 
 
@@ -227,11 +229,10 @@ def conversation_reply(
     """
     with transaction.atomic():
         conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
-        pending = list(
-            conversation.messages.filter(role=Message.Role.VISITOR, answered_by__isnull=True).order_by(
-                "created_at", "id"
-            )
-        )
+        unanswered = conversation.messages.filter(role=Message.Role.VISITOR, answered_by__isnull=True)
+        if conversation.bot_since is not None:
+            unanswered = unanswered.filter(created_at__gte=conversation.bot_since)
+        pending = list(unanswered.order_by("created_at", "id"))
         if conversation.status != Conversation.Status.BOT or not pending:
             return None
         config = bot_configuration_get()
@@ -373,11 +374,12 @@ def _bump_knowledge_version() -> None:
 
 
 @transaction.atomic
-def knowledge_article_create(*, title: str, content: str, source_url: str = "") -> KnowledgeArticle:
-    """Add an article to the current tenant's knowledge base and index it."""
+def knowledge_article_create(*, tenant: Tenant, title: str, content: str, source_url: str = "") -> KnowledgeArticle:
+    """Add an article to the tenant's knowledge base (the current schema) and index it, within the plan's quota."""
     title, content = title.strip(), content.strip()
     if not title or not content:
         raise ValidationFailed("An article needs a title and content.")
+    plan_quota_check(tenant=tenant, resource="knowledge_articles", used=KnowledgeArticle.objects.count())
     article = KnowledgeArticle.objects.create(title=title[:200], content=content, source_url=source_url)
     article_index(article=article, language=bot_configuration_get().language)
     _bump_knowledge_version()

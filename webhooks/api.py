@@ -21,8 +21,7 @@ from netia import ratelimits
 from netia.errors import ApplicationError, AuthenticationFailed
 from netia.metrics import WEBHOOK_EVENTS
 from netia.openapi import error_responses
-from tenants.authentication import ApiKeyAuthentication, HasApiKeyPermission
-from tenants.models import ApiKey, Tenant
+from tenants.api import CustomerApi
 from webhooks import papercups, selectors, services
 from webhooks.selectors import SIGNATURE_HEADER, WebhookCredentials
 
@@ -128,15 +127,8 @@ class ConnectionOutput(serializers.Serializer):
     last_check = CheckOutput(allow_null=True)
 
 
-class PapercupsApi(APIView):
-    authentication_classes = [ApiKeyAuthentication]
-    permission_classes = [HasApiKeyPermission]
-    required_permissions: dict[str, str] = {}
-
-    @staticmethod
-    def tenant(request: Request) -> Tenant:
-        api_key: ApiKey = request.auth  # type: ignore[assignment]  # ApiKeyAuthentication
-        return api_key.tenant
+class PapercupsApi(CustomerApi):
+    """Base of the Papercups setup endpoints."""
 
 
 class PapercupsConnectionApi(PapercupsApi):
@@ -162,7 +154,7 @@ class PapercupsConnectionApi(PapercupsApi):
 
     @extend_schema(responses={200: ConnectionOutput, **ERRORS}, operation_id="papercups_connection_get")
     def get(self, request: Request) -> Response:
-        state = selectors.papercups_connection_state_get(tenant=self.tenant(request))
+        state = selectors.papercups_connection_state_get(tenant=self.tenant)
         return Response(ConnectionOutput(state).data)
 
     @extend_schema(
@@ -173,7 +165,7 @@ class PapercupsConnectionApi(PapercupsApi):
     def put(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        tenant = self.tenant(request)
+        tenant = self.tenant
         services.papercups_connection_set(
             tenant=tenant,
             account_id=str(data.validated_data["account_id"]),
@@ -190,7 +182,7 @@ class PapercupsConnectionCheckApi(PapercupsApi):
 
     @extend_schema(request=None, responses={200: CheckOutput, **ERRORS}, operation_id="papercups_connection_check")
     def post(self, request: Request) -> Response:
-        return Response(CheckOutput(services.papercups_connection_check(tenant=self.tenant(request))).data)
+        return Response(CheckOutput(services.papercups_connection_check(tenant=self.tenant)).data)
 
 
 class PapercupsWebhookSecretApi(PapercupsApi):
@@ -208,7 +200,7 @@ class PapercupsWebhookSecretApi(PapercupsApi):
         request=None, responses={200: OutputSerializer, **ERRORS}, operation_id="papercups_webhook_secret_rotate"
     )
     def post(self, request: Request) -> Response:
-        url = services.papercups_webhook_secret_rotate(tenant=self.tenant(request))
+        url = services.papercups_webhook_secret_rotate(tenant=self.tenant)
         return Response(self.OutputSerializer({"webhook_url": url}).data)
 
 
@@ -228,5 +220,5 @@ class PapercupsWidgetApi(PapercupsApi):
         responses={200: OutputSerializer, **error_responses(401, 403, 409)}, operation_id="papercups_widget_get"
     )
     def get(self, request: Request) -> Response:
-        snippet = services.papercups_widget_snippet(tenant=self.tenant(request))
+        snippet = services.papercups_widget_snippet(tenant=self.tenant)
         return Response(self.OutputSerializer({"snippet": snippet.html, "config": snippet.config}).data)

@@ -5,33 +5,18 @@ Paths are resource-style for developers; each method calls one service or select
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from chat import selectors, services
 from chat.models import BotConfiguration, Conversation, KnowledgeArticle, Lead, Message
 from netia.openapi import error_responses
-from tenants.authentication import ApiKeyAuthentication, HasApiKeyPermission
+from tenants.api import CustomerApi
 
 ERRORS = error_responses(400, 401, 403, 404)
-
-
-class CustomerApi(APIView):
-    authentication_classes = [ApiKeyAuthentication]
-    permission_classes = [HasApiKeyPermission]
-    required_permissions: dict[str, str] = {}
-
-    def paginate(self, request: Request, queryset: Any, serializer: type[serializers.Serializer]) -> Response:
-        paginator = LimitOffsetPagination()
-        page: list[Any] | None = paginator.paginate_queryset(queryset, request, view=self)
-        return paginator.get_paginated_response(serializer(page, many=True).data)
 
 
 # --- Knowledge ------------------------------------------------------------------------------------------------------
@@ -64,7 +49,7 @@ class KnowledgeArticlesApi(CustomerApi):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        article = services.knowledge_article_create(**data.validated_data)
+        article = services.knowledge_article_create(tenant=self.tenant, **data.validated_data)
         return Response(ArticleOutput(article).data, status=201)
 
 

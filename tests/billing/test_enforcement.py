@@ -101,7 +101,7 @@ def _chat(client, tenant: Tenant, message: str = "Do you ship to Canada?", sessi
 @pytest.fixture
 def acme(tenant):
     with tenant_context(tenant):
-        knowledge_article_create(title="Shipping", content="We ship to Canada in 3 to 5 business days.")
+        knowledge_article_create(tenant=tenant, title="Shipping", content="We ship to Canada in 3 to 5 business days.")
     return tenant
 
 

@@ -21,16 +21,22 @@ def post(client, token, body, **extra):
 def acme(tenant):
     with tenant_context(tenant):
         knowledge_article_create(
-            title="Opening hours", content="We are open Monday to Friday from 9:00 to 18:00. Closed on Sundays."
+            tenant=tenant,
+            title="Opening hours",
+            content="We are open Monday to Friday from 9:00 to 18:00. Closed on Sundays.",
         )
-        knowledge_article_create(title="Shipping", content="We ship to Canada in 3 to 5 business days for 12 dollars.")
+        knowledge_article_create(
+            tenant=tenant, title="Shipping", content="We ship to Canada in 3 to 5 business days for 12 dollars."
+        )
     return tenant
 
 
 @pytest.fixture
 def globex(other_tenant):
     with tenant_context(other_tenant):
-        knowledge_article_create(title="Clinic hours", content="The clinic opens at 7:30 on weekdays.")
+        knowledge_article_create(
+            tenant=other_tenant, title="Clinic hours", content="The clinic opens at 7:30 on weekdays."
+        )
     return other_tenant
 
 
@@ -168,7 +174,7 @@ def test_identical_first_questions_are_answered_from_the_cache_until_knowledge_c
     assert len(fake_openai.completion_requests()) == 1
 
     with tenant_context(acme):
-        knowledge_article_create(title="Holidays", content="We are closed on public holidays.")
+        knowledge_article_create(tenant=acme, title="Holidays", content="We are closed on public holidays.")
     post(client, acme.chat_token, {"session_id": "c", "message": "When are you open?"})
     assert len(fake_openai.completion_requests()) == 2
 

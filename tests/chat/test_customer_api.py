@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django_tenants.utils import tenant_context
 
+from billing.models import Plan
 from chat.models import BotConfiguration, KnowledgeArticle, Lead
 from chat.retrieval import passages_search
 from chat.services import conversation_get_or_create, conversation_reply, message_record_visitor
@@ -131,3 +132,17 @@ def test_missing_wrong_or_revoked_keys_are_401(api, tenant, key):
 
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "unauthenticated"
+
+
+def test_knowledge_beyond_the_plans_quota_is_402_and_stores_nothing(api, tenant):
+    Plan.objects.filter(is_default=True).update(knowledge_articles_max=1)
+
+    first = api("post", "knowledge", {"title": "One", "content": "First article."})
+    second = api("post", "knowledge", {"title": "Two", "content": "Second article."})
+
+    assert first.status_code == 201
+    assert second.status_code == 402
+    assert second.json()["error"]["code"] == "plan_limit_reached"
+    assert second.json()["error"]["details"] == {"resource": "knowledge_articles", "limit": 1, "plan": "trial"}
+    with tenant_context(tenant):
+        assert list(KnowledgeArticle.objects.values_list("title", flat=True)) == ["One"]

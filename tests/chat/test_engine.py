@@ -14,6 +14,7 @@ from chat.services import (
     bot_configuration_update,
     conversation_get_or_create,
     conversation_reply,
+    conversation_set_status,
     knowledge_article_create,
     knowledge_article_delete,
     knowledge_article_update,
@@ -34,9 +35,13 @@ def test_split_passages_respects_the_target_and_keeps_every_sentence():
 
 def test_search_ranks_by_coverage_folds_accents_and_reindexes_on_edit(tenant):
     with tenant_context(tenant):
-        cafe = knowledge_article_create(title="Café menu", content="Our café serves espresso and croissants.")
-        knowledge_article_create(title="Parking", content="Parking is free behind the shop.")
-        knowledge_article_create(title="Croissants", content="Croissants are baked at 6am. Espresso costs 2 euros.")
+        cafe = knowledge_article_create(
+            tenant=tenant, title="Café menu", content="Our café serves espresso and croissants."
+        )
+        knowledge_article_create(tenant=tenant, title="Parking", content="Parking is free behind the shop.")
+        knowledge_article_create(
+            tenant=tenant, title="Croissants", content="Croissants are baked at 6am. Espresso costs 2 euros."
+        )
 
         assert [p.title for p in passages_search(query="cafe", language="en", limit=3)] == ["Café menu"]
         ranked = passages_search(query="espresso croissants price", language="en", limit=3)
@@ -51,7 +56,7 @@ def test_search_ranks_by_coverage_folds_accents_and_reindexes_on_edit(tenant):
 
 def test_search_is_scoped_to_the_current_tenant(tenant, other_tenant):
     with tenant_context(tenant):
-        knowledge_article_create(title="Secret", content="Acme's secret recipe uses cardamom.")
+        knowledge_article_create(tenant=tenant, title="Secret", content="Acme's secret recipe uses cardamom.")
     with tenant_context(other_tenant):
         assert passages_search(query="cardamom recipe", language="en", limit=3) == []
 
@@ -121,7 +126,7 @@ def test_tenant_edited_intent_keywords_take_effect(tenant):
 
 def test_a_burst_gets_one_answer_and_a_second_run_finds_nothing(tenant):
     with tenant_context(tenant):
-        knowledge_article_create(title="Delivery", content="We deliver within 5 km for 3 euros.")
+        knowledge_article_create(tenant=tenant, title="Delivery", content="We deliver within 5 km for 3 euros.")
         conversation, _ = conversation_get_or_create(channel="papercups", external_id="conv-1")
         for i, text in enumerate(["hi", "do you deliver?", "and how much?"]):
             message_record_visitor(conversation=conversation, content=text, external_id=f"m{i}")
@@ -188,3 +193,17 @@ def test_a_closed_conversation_reopens_when_the_visitor_writes_again(tenant):
         message_record_visitor(conversation=conversation, content="hello again")
 
         assert (conversation.status, conversation.closed_at) == ("bot", None)
+
+
+def test_messages_written_while_a_human_had_the_chat_are_not_answered_after_reopening(tenant):
+    with tenant_context(tenant):
+        conversation, _ = conversation_get_or_create(channel="papercups", external_id="conv-1")
+        message_record_agent(conversation=conversation, content="Sam here", external_id="a1")
+        message_record_visitor(conversation=conversation, content="thanks Sam, one more thing", external_id="v1")
+        conversation_set_status(conversation=conversation, status=Conversation.Status.CLOSED)
+
+        message_record_visitor(conversation=conversation, content="Hello again, do you deliver?", external_id="v2")
+        result = conversation_reply(tenant=tenant, conversation_id=conversation.pk, deliver=True)
+
+        assert [m.external_id for m in result.visitor_messages] == ["v2"]
+        assert Message.objects.get(external_id="v1").answered_by is None

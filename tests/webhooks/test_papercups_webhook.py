@@ -67,7 +67,7 @@ def test_a_visitor_message_is_stored_and_its_reply_queued_without_calling_out(
     client, connected, papercups, account, django_capture_on_commit_callbacks
 ):
     with tenant_context(connected):
-        knowledge_article_create(title="Shipping", content=SHIPPING)
+        knowledge_article_create(tenant=connected, title="Shipping", content=SHIPPING)
     event = visitor_event(papercups, account)
     payload = event["payload"]
 

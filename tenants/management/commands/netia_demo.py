@@ -35,7 +35,7 @@ class Command(BaseCommand):
             state["api_key"] = result.api_key_secret
             with tenant_context(tenant):
                 for title, content in DEMO_ARTICLES:
-                    knowledge_article_create(title=title, content=content)
+                    knowledge_article_create(tenant=tenant, title=title, content=content)
 
         state_file.parent.mkdir(parents=True, exist_ok=True)
         state_file.write_text(json.dumps(state, indent=2))

@@ -167,8 +167,10 @@ def live(db: None, netia_server: LiveServer, worker: Worker, papercups: FakePape
     assert papercups_connection_check(tenant=tenant).ok is True
     tenant.refresh_from_db()
     with tenant_context(tenant):
-        knowledge_article_create(title="Shipping", content=SHIPPING)
-        knowledge_article_create(title="Opening hours", content="We are open Monday to Friday from 9:00 to 18:00.")
+        knowledge_article_create(tenant=tenant, title="Shipping", content=SHIPPING)
+        knowledge_article_create(
+            tenant=tenant, title="Opening hours", content="We are open Monday to Friday from 9:00 to 18:00."
+        )
     assert papercups.register_webhook(account, papercups_webhook_url(tenant=tenant), scope="conversation:updated")
     try:
         yield Live(tenant, account, agent, papercups, worker, netia_server)
