@@ -209,6 +209,18 @@ def _summary_note(*, conversation: Conversation, reason: str, question: str) -> 
     return "\n".join(lines)
 
 
+def _handoff_note(*, conversation: Conversation, deliver: bool, reason: str, question: str) -> Message:
+    """The private note telling the tenant's agents why the bot handed the conversation over."""
+    return _bot_message(
+        conversation=conversation,
+        deliver=deliver,
+        role=Message.Role.SYSTEM,
+        kind=Message.Kind.NOTE,
+        private=True,
+        content=_summary_note(conversation=conversation, reason=reason, question=question),
+    )
+
+
 def _bot_message(*, conversation: Conversation, deliver: bool, **fields: Any) -> Message:
     delivery = Message.Delivery.PENDING if deliver else Message.Delivery.NOT_APPLICABLE
     return Message.objects.create(
@@ -241,13 +253,8 @@ def conversation_reply(
 
         access = bot_access_get(tenant=tenant)
         if not access.allowed:
-            result.note = _bot_message(
-                conversation=conversation,
-                deliver=deliver,
-                role=Message.Role.SYSTEM,
-                kind=Message.Kind.NOTE,
-                private=True,
-                content=_summary_note(conversation=conversation, reason=access.reason, question=question),
+            result.note = _handoff_note(
+                conversation=conversation, deliver=deliver, reason=access.reason, question=question
             )
             conversation_hand_off(conversation=conversation, reason=access.reason)
             _mark_answered(pending, result.note)
@@ -293,13 +300,8 @@ def conversation_reply(
         Conversation.objects.filter(pk=conversation.pk).update(last_message_at=result.reply.created_at)
         if answer.handoff_reason:
             if deliver:
-                result.note = _bot_message(
-                    conversation=conversation,
-                    deliver=deliver,
-                    role=Message.Role.SYSTEM,
-                    kind=Message.Kind.NOTE,
-                    private=True,
-                    content=_summary_note(conversation=conversation, reason=answer.handoff_reason, question=question),
+                result.note = _handoff_note(
+                    conversation=conversation, deliver=deliver, reason=answer.handoff_reason, question=question
                 )
             conversation_hand_off(conversation=conversation, reason=answer.handoff_reason)
         if answer.source in engine.METERED_SOURCES:

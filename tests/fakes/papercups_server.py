@@ -813,37 +813,9 @@ class FakePapercups(FakeServer):
         )
 
     def _customer_full(self, customer: dict[str, Any]) -> dict[str, Any]:
-        """CustomerView "customer.json" (in the expanded conversation)."""
-        return copy.deepcopy(
-            {
-                "id": customer["id"],
-                "object": "customer",
-                "name": customer["name"],
-                "email": customer["email"],
-                "created_at": customer["inserted_at"],
-                "updated_at": customer["updated_at"],
-                "first_seen": customer["first_seen"],
-                "last_seen_at": customer["last_seen_at"],
-                **{
-                    k: customer[k]
-                    for k in (
-                        "phone",
-                        "external_id",
-                        "profile_photo_url",
-                        "company_id",
-                        "host",
-                        "pathname",
-                        "current_url",
-                        "browser",
-                        "os",
-                        "ip",
-                        "metadata",
-                        "time_zone",
-                    )
-                },
-                "title": customer["name"] or customer["email"] or "Anonymous User",
-            }
-        )
+        """CustomerView "customer.json" (in the expanded conversation): basic.json plus the visit details."""
+        extra = {k: customer[k] for k in ("first_seen", "last_seen_at", "ip", "time_zone")}
+        return {**self._customer_basic(customer), **copy.deepcopy(extra)}
 
     def _message_view(self, message: dict[str, Any]) -> dict[str, Any]:
         """MessageView "message.json" (the list endpoint)."""
