@@ -10,23 +10,11 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from billing.admin import BillingAccountInline
+from netia.admin import is_set_filter
 from tenants.models import ApiKey, Domain, Membership, Tenant, User
 from tenants.services import api_key_revoke, tenant_resume, tenant_suspend
 
-
-class SuspendedFilter(admin.SimpleListFilter):
-    title = "suspended"
-    parameter_name = "suspended"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("yes", "Suspended"), ("no", "Not suspended")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> QuerySet[Tenant]:
-        if self.value() == "yes":
-            return queryset.filter(suspended_at__isnull=False)
-        if self.value() == "no":
-            return queryset.filter(suspended_at__isnull=True)
-        return queryset
+SuspendedFilter = is_set_filter("suspended_at", title="suspended", set_label="Suspended", unset_label="Not suspended")
 
 
 class MembershipInline(admin.TabularInline):

@@ -8,6 +8,7 @@ from django.contrib import admin, messages
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 
+from netia.admin import is_set_filter
 from webhooks.models import FailedDelivery, PapercupsConnection
 from webhooks.selectors import papercups_connection_state_get
 from webhooks.services import failed_delivery_retry, papercups_connection_check
@@ -104,19 +105,7 @@ class PapercupsConnectionAdmin(admin.ModelAdmin):
         self.message_user(request, " ".join([summary, *problems]), level)
 
 
-class OpenFilter(admin.SimpleListFilter):
-    title = "state"
-    parameter_name = "state"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("open", "Not retried"), ("retried", "Retried")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[FailedDelivery]) -> QuerySet[FailedDelivery]:
-        if self.value() == "open":
-            return queryset.filter(retried_at__isnull=True)
-        if self.value() == "retried":
-            return queryset.filter(retried_at__isnull=False)
-        return queryset
+OpenFilter = is_set_filter("retried_at", title="state", set_label="Retried", unset_label="Not retried")
 
 
 @admin.register(FailedDelivery)

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from tenants.models import ApiKey, User
-from tenants.services import api_key_create
+from tenants.services import api_key_create, tenant_suspend
 
 PAGES = [
     "admin:index",
@@ -80,3 +80,16 @@ def test_revoke_action(client, staff, tenant):
     client.post(reverse("admin:tenants_apikey_changelist"), {"action": "revoke", "_selected_action": [api_key.pk]})
 
     assert ApiKey.objects.get(pk=api_key.pk).revoked_at is not None
+
+
+def test_suspended_filter(client, staff, tenant, other_tenant):
+    tenant_suspend(tenant=tenant)
+    client.force_login(staff)
+    url = reverse("admin:tenants_tenant_changelist")
+
+    suspended = client.get(url, {"suspended_at": "set"}).context["cl"].result_list
+    active = client.get(url, {"suspended_at": "unset"}).context["cl"].result_list
+
+    assert [t.name for t in suspended] == ["Acme Test Shop"]
+    assert "Acme Test Shop" not in [t.name for t in active]
+    assert "Globex Test Clinic" in [t.name for t in active]
