@@ -8,12 +8,12 @@ from typing import Any, ClassVar
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.utils import timezone
-from django_tenants.clone import CloneSchema
 from django_tenants.models import DomainMixin, TenantMixin
 from django_tenants.utils import get_creation_fakes_migrations, schema_exists
 
 from netia.fields import EncryptedTextField
 from netia.tenancy import tenant_connection
+from tenants.cloning import TemplateClone
 
 
 class UserManager(BaseUserManager["User"]):
@@ -110,7 +110,7 @@ class Tenant(TenantMixin):
             return bool(super().create_schema(check_if_exists, sync_schema, verbosity))
         if check_if_exists and schema_exists(self.schema_name):
             return False
-        CloneSchema().clone_schema(base, self.schema_name, self.clone_mode)
+        TemplateClone().clone_schema(base, self.schema_name, self.clone_mode)
         tenant_connection().set_schema_to_public()
         return True
 

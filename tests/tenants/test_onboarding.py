@@ -173,3 +173,30 @@ def test_existing_user_becomes_owner_of_a_second_tenant(db, tenant):
         "Second Shop",
     }
     assert ApiKey.objects.get(tenant=result.tenant).secret_hash == hash_api_key(result.api_key_secret)
+
+
+def _clone_function_comment() -> str | None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT obj_description(p.oid, 'pg_proc') FROM pg_proc p "
+            "WHERE p.proname = 'clone_schema' AND p.pronamespace = 'public'::regnamespace"
+        )
+        return cursor.fetchone()[0]
+
+
+def test_clone_function_is_installed_once_and_replaced_when_it_differs(db, session_tenants):
+    tenant_onboard(name="First Clone", owner_email="first@clone.test")
+    marker = _clone_function_comment()
+    assert marker.startswith("netia:")
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p "
+            "WHERE p.proname = 'clone_schema' AND p.pronamespace = 'public'::regnamespace"
+        )
+        (signature,) = cursor.fetchone()
+        cursor.execute(f"COMMENT ON FUNCTION {signature} IS 'an older django-tenants'")
+    second = tenant_onboard(name="Second Clone", owner_email="second@clone.test")
+
+    assert _clone_function_comment() == marker
+    assert schema_exists(second.tenant.schema_name)
