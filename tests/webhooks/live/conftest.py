@@ -92,13 +92,23 @@ class TaskTracker:
 
 @pytest.fixture(scope="module")
 def celery_worker_thread(committed_db: None) -> Iterator[None]:
-    """A real Celery worker (solo pool, in a thread) on the configured broker; tasks are not eager meanwhile."""
+    """A real Celery worker (solo pool, in a thread) on the configured broker; tasks are not eager meanwhile.
+
+    Without REDIS_URL the broker is kombu's in-process "memory://" transport, which polls its queues and sleeps
+    `polling_interval` (1 s by default) whenever they are empty: every task and retry would reach the worker up
+    to a second late. The worker's connection polls every few milliseconds instead, as Redis (which blocks on
+    the queue) effectively does.
+    """
+    options = celery_app.conf.broker_transport_options
+    if celery_app.conf.broker_url.startswith("memory://"):
+        celery_app.conf.broker_transport_options = {**options, "polling_interval": 0.005}
     celery_app.conf.task_always_eager = False
     try:
         with start_worker(celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=10, loglevel="WARNING"):
             yield
     finally:
         celery_app.conf.task_always_eager = True
+        celery_app.conf.broker_transport_options = options
 
 
 @pytest.fixture
