@@ -175,28 +175,41 @@ def test_existing_user_becomes_owner_of_a_second_tenant(db, tenant):
     assert ApiKey.objects.get(tenant=result.tenant).secret_hash == hash_api_key(result.api_key_secret)
 
 
-def _clone_function_comment() -> str | None:
+def _structure(schema: str) -> dict[str, list[tuple]]:
+    """A schema's tables, columns, constraints and indexes, with the schema's own name taken out."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT obj_description(p.oid, 'pg_proc') FROM pg_proc p "
-            "WHERE p.proname = 'clone_schema' AND p.pronamespace = 'public'::regnamespace"
+            "SELECT table_name, column_name, data_type, is_nullable, column_default, is_identity"
+            " FROM information_schema.columns WHERE table_schema = %s ORDER BY 1, 2",
+            [schema],
         )
-        return cursor.fetchone()[0]
+        columns = cursor.fetchall()
+        cursor.execute(
+            "SELECT cl.relname, c.conname, c.contype, pg_get_constraintdef(c.oid) FROM pg_constraint c"
+            " JOIN pg_class cl ON cl.oid = c.conrelid WHERE c.connamespace = %s::regnamespace ORDER BY 1, 2",
+            [schema],
+        )
+        constraints = cursor.fetchall()
+        cursor.execute(
+            "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = %s ORDER BY 1, 2", [schema]
+        )
+        indexes = cursor.fetchall()
+    strip = lambda rows: [tuple(str(v).replace(f"{schema}.", "") if v else v for v in row) for row in rows]  # noqa: E731
+    return {"columns": strip(columns), "constraints": strip(constraints), "indexes": strip(indexes)}
 
 
-def test_clone_function_is_installed_once_and_replaced_when_it_differs(db, session_tenants):
-    tenant_onboard(name="First Clone", owner_email="first@clone.test")
-    marker = _clone_function_comment()
-    assert marker.startswith("netia:")
+def test_a_new_tenant_schema_has_exactly_the_templates_structure_and_migration_records(db, settings):
+    result = tenant_onboard(name="Structure Check", owner_email="structure@check.test")
+    new, base = result.tenant.schema_name, settings.TENANT_BASE_SCHEMA
 
+    assert _structure(new) == _structure(base)
+    assert len(_structure(new)["indexes"]) >= 10
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT p.oid::regprocedure::text FROM pg_proc p "
-            "WHERE p.proname = 'clone_schema' AND p.pronamespace = 'public'::regnamespace"
+            f'SELECT app, name FROM "{new}".django_migrations EXCEPT SELECT app, name FROM "{base}".django_migrations'
         )
-        (signature,) = cursor.fetchone()
-        cursor.execute(f"COMMENT ON FUNCTION {signature} IS 'an older django-tenants'")
-    second = tenant_onboard(name="Second Clone", owner_email="second@clone.test")
-
-    assert _clone_function_comment() == marker
-    assert schema_exists(second.tenant.schema_name)
+        assert cursor.fetchall() == []
+        cursor.execute(f'SELECT count(*) FROM "{new}".django_migrations')
+        (copied,) = cursor.fetchone()
+        cursor.execute(f"SELECT nextval(pg_get_serial_sequence('\"{new}\".django_migrations', 'id'))")
+        assert cursor.fetchone()[0] > copied
