@@ -161,10 +161,11 @@ def llm_answer(
 def compose_answer(
     *, config: BotConfiguration, business_name: str, question: str, intent: IntentResult, history: list[Message]
 ) -> Answer:
-    """The bot's answer to an in-hours turn that needs no handoff: cache, then LLM or offline responder."""
-    passages = passages_search(query=question, language=config.language, limit=settings.CHAT_RETRIEVAL_PASSAGES)
-    if intent.intent == "greeting" and not passages:
-        return Answer(text=config.greeting, source=Source.GREETING)
+    """The bot's answer to an in-hours turn that needs no handoff: cache, then LLM or offline responder.
+
+    The cache is read before retrieval: only LLM and offline answers are cached, and for the same question
+    and versions retrieval would find the same passages.
+    """
     # Only first questions are cached: later ones depend on the conversation so far.
     cacheable = not history
     key = _cache_key(config, question) if cacheable else ""
@@ -172,6 +173,9 @@ def compose_answer(
         cached = cache.get(key)
         if cached is not None:
             return Answer(text=cached["text"], source=Source.CACHE, sources=cached["sources"], model=cached["model"])
+    passages = passages_search(query=question, language=config.language, limit=settings.CHAT_RETRIEVAL_PASSAGES)
+    if intent.intent == "greeting" and not passages:
+        return Answer(text=config.greeting, source=Source.GREETING)
     if llm.llm_configured():
         answer = llm_answer(
             config=config, business_name=business_name, question=question, history=history, passages=passages
