@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -167,37 +168,22 @@ def main() -> None:
         token = tenant.chat_token
         headers = {"Authorization": f"Bearer {token}"}
         with Gunicorn(app="benchmarks.wsgi_bench:application", port=PORT, env=env) as server:
-            run_load(
-                port=server.port,
-                path="/bench/bare",
-                body=lambda i: {"session_id": f"w{i}", "message": "hi"},
-                headers=headers,
-                requests=100,
-                concurrency=args.concurrency,
-            )
-            bare = run_load(
-                port=server.port,
+            load = partial(run_load, port=server.port, headers=headers, concurrency=args.concurrency)
+            load(path="/bench/bare", body=lambda i: {"session_id": f"w{i}", "message": "hi"}, requests=100)  # warm-up
+            bare = load(
                 path="/bench/bare",
                 body=lambda i: {"session_id": f"b{i}", "message": f"When are you open {i}?"},
-                headers=headers,
                 requests=args.requests,
-                concurrency=args.concurrency,
             )
-            chat = run_load(
-                port=server.port,
+            chat = load(
                 path="/api/v1/chat",
                 body=lambda i: {"session_id": f"c{time.time_ns()}{i}", "message": f"When are you open on day {i}?"},
-                headers=headers,
                 requests=args.requests,
-                concurrency=args.concurrency,
             )
-            cached = run_load(
-                port=server.port,
+            cached = load(
                 path="/api/v1/chat",
                 body=lambda i: {"session_id": f"k{time.time_ns()}{i}", "message": "When are you open?"},
-                headers=headers,
                 requests=args.requests,
-                concurrency=args.concurrency,
             )
 
     intents = bench_intents.measure(20000)
