@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import uuid
 
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 
-from tenants.models import Membership, Tenant, User
+from tenants.models import Tenant
 
 
 def tenant_get_by_chat_token(*, token: str) -> Tenant | None:
@@ -27,12 +27,3 @@ def tenant_get_by_papercups_account(*, account_id: str) -> Tenant | None:
     except ValueError:
         return None
     return Tenant.objects.filter(papercups_account_id=parsed).first()
-
-
-def tenant_list_for_user(*, user: User) -> QuerySet[Tenant]:
-    """Tenants the user belongs to."""
-    return Tenant.objects.filter(memberships__user=user).order_by("name")
-
-
-def membership_get(*, user: User, tenant: Tenant) -> Membership | None:
-    return Membership.objects.filter(user=user, tenant=tenant).first()
