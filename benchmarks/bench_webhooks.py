@@ -36,11 +36,11 @@ SHIPPING = "We ship to Canada in 3 to 5 business days for 12 dollars."
 
 def _tenant() -> Any:
     from tenants.models import Tenant
-    from tenants.services import tenant_onboard
+    from webhooks.services import papercups_tenant_onboard
 
     tenant = Tenant.objects.filter(papercups_account_id=ACCOUNT_ID).first()
     if tenant is None:
-        tenant = tenant_onboard(
+        tenant = papercups_tenant_onboard(
             name="Bench Webhooks", owner_email="bench-webhooks@bench.test", papercups_account_id=ACCOUNT_ID
         ).tenant
         from django_tenants.utils import tenant_context
@@ -147,9 +147,9 @@ def main() -> None:
     from benchmarks.load import Gunicorn, run_load
     from netia.celery import app as celery_app
     from tenants.models import Tenant
-    from tenants.services import papercups_webhook_url
     from tests.fakes.openai_server import FakeOpenAI
     from tests.fakes.papercups_server import FakePapercups
+    from webhooks.selectors import papercups_webhook_url
     from webhooks.services import papercups_connection_check
 
     call_command("migrate_schemas", interactive=False, verbosity=0)

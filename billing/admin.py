@@ -17,6 +17,7 @@ from billing import stripe_client
 from billing.models import BillingAccount, BillingNotification, Plan, UsagePeriod
 from billing.selectors import plan_for_account, usage_summary_get
 from billing.services import trial_extend
+from tenants.admin import tenant_admin_inline_add
 
 
 def _stripe_links(account: BillingAccount) -> str:
@@ -75,6 +76,9 @@ class BillingAccountInline(admin.StackedInline):
     @admin.display(description="Stripe")
     def stripe_links(self, account: BillingAccount) -> str:
         return _stripe_links(account)
+
+
+tenant_admin_inline_add(BillingAccountInline, first=True)
 
 
 @admin.register(BillingAccount)

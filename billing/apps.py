@@ -6,7 +6,11 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self) -> None:
-        from billing import receivers, stripe_client
+        from billing import (
+            receivers,
+            stripe_client,
+            tasks,  # noqa: F401 - offers the tasks the services queue by name
+        )
 
         receivers.connect()
         stripe_client.configure()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import stripe
@@ -31,6 +32,14 @@ WEBHOOK_EVENTS = (
     "invoice.paid",
     "invoice.payment_failed",
 )
+
+# Subscription statuses of a subscription that is still going (the customer changes it in the portal).
+ONGOING_STATUSES = frozenset({"trialing", "active", "past_due", "unpaid", "paused"})
+
+
+def stripe_timestamp(value: Any) -> datetime | None:
+    """A Stripe timestamp (seconds since the epoch, UTC) as an aware datetime; None when empty."""
+    return datetime.fromtimestamp(int(value), UTC) if value else None
 
 
 def configure() -> None:

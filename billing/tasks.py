@@ -6,8 +6,10 @@ from celery import Task, shared_task
 
 from billing.services import billing_notification_send as notification_send
 from billing.services import trial_reminders_queue
+from netia import dispatch
 
 
+@dispatch.offered
 @shared_task(bind=True, max_retries=5, default_retry_delay=60, acks_late=True)
 def billing_notification_send(self: Task, *, notification_id: int) -> None:
     """Email a recorded billing notification to the tenant's owner (retried if the mail server fails)."""

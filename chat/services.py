@@ -1,4 +1,4 @@
-"""Writes for the tenant's conversations, messages, leads, knowledge and bot configuration.
+"""Writes for the tenant's conversations, messages and leads (knowledge and configuration: `chat.knowledge`).
 
 Callers run inside the tenant's schema (`tenant_context`). Every channel (chat API, Papercups) goes
 through `conversation_reply`, which answers all unanswered visitor messages of a conversation at once.
@@ -10,24 +10,32 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
-from billing.selectors import bot_access_get, plan_quota_check
+from billing.selectors import bot_access_get
 from billing.services import usage_ai_reply_record
 from chat import engine
+from chat.knowledge import (  # noqa: F401 - their public path before the knowledge writes had their module
+    BOT_CONFIGURATION_FIELDS,
+    bot_configuration_update,
+    knowledge_article_create,
+    knowledge_article_delete,
+    knowledge_article_update,
+)
 from chat.leads import ContactInfo, extract_contact
-from chat.models import BotConfiguration, Conversation, KnowledgeArticle, Lead, Message
-from chat.retrieval import article_index
+from chat.models import Conversation, Lead, Message
 from chat.selectors import bot_configuration_get, conversation_history
+from netia import dispatch
 from netia.errors import PaymentRequired, ValidationFailed
+from netia.fields import max_length
 from netia.metrics import CHAT_REPLIES, HANDOFFS, LEADS_CAPTURED
 from netia.tenancy import current_schema
 from tenants.models import Tenant
 
 logger = structlog.get_logger(__name__)
+
+LEAD_NOTIFY_TASK = "chat.tasks.lead_notify"
 
 
 class ReplyUnavailable(Exception):
@@ -71,7 +79,7 @@ def conversation_get_or_create(
     )
     defaults = {
         "external_customer_id": external_customer_id,
-        "visitor_name": visitor_name[:200],
+        "visitor_name": visitor_name[: max_length(Conversation, "visitor_name")],
         "visitor_email": visitor_email,
     }
     try:
@@ -139,7 +147,10 @@ def conversation_hand_off(*, conversation: Conversation, reason: str) -> Convers
     """Move the conversation to human status: from now on the bot stays silent there."""
     now = timezone.now()
     Conversation.objects.filter(pk=conversation.pk).update(
-        status=Conversation.Status.HUMAN, handoff_reason=reason[:200], handed_off_at=now, updated_at=now
+        status=Conversation.Status.HUMAN,
+        handoff_reason=reason[: max_length(Conversation, "handoff_reason")],
+        handed_off_at=now,
+        updated_at=now,
     )
     conversation.refresh_from_db()
     HANDOFFS.labels(reason=reason.split(":")[0]).inc()
@@ -176,15 +187,8 @@ def _lead_upsert(*, conversation: Conversation, contact: ContactInfo, intent: st
     lead.save()
     if captured:
         LEADS_CAPTURED.inc()
-        schema, lead_id = current_schema(), lead.pk
-        transaction.on_commit(lambda: _queue_lead_notification(schema, lead_id))
+        dispatch.enqueue_on_commit(LEAD_NOTIFY_TASK, schema_name=current_schema(), lead_id=lead.pk)
     return lead, captured
-
-
-def _queue_lead_notification(schema_name: str, lead_id: int) -> None:
-    from chat.tasks import lead_notify
-
-    lead_notify.delay(schema_name=schema_name, lead_id=lead_id)
 
 
 def lead_update(*, lead: Lead, status: str | None = None, notes: str | None = None) -> Lead:
@@ -367,78 +371,3 @@ def chat_api_turn(
         handoff=True,
         handoff_reason=conversation.handoff_reason,
     )
-
-
-# --- Knowledge and configuration ---------------------------------------------------------------------------------
-def _bump_knowledge_version() -> None:
-    bot_configuration_get()
-    BotConfiguration.objects.filter(pk=1).update(knowledge_version=F("knowledge_version") + 1)
-
-
-@transaction.atomic
-def knowledge_article_create(*, tenant: Tenant, title: str, content: str, source_url: str = "") -> KnowledgeArticle:
-    """Add an article to the tenant's knowledge base (the current schema) and index it, within the plan's quota."""
-    title, content = title.strip(), content.strip()
-    if not title or not content:
-        raise ValidationFailed("An article needs a title and content.")
-    plan_quota_check(tenant=tenant, resource="knowledge_articles", used=KnowledgeArticle.objects.count())
-    article = KnowledgeArticle.objects.create(title=title[:200], content=content, source_url=source_url)
-    article_index(article=article, language=bot_configuration_get().language)
-    _bump_knowledge_version()
-    return article
-
-
-@transaction.atomic
-def knowledge_article_update(
-    *, article: KnowledgeArticle, title: str | None = None, content: str | None = None, source_url: str | None = None
-) -> KnowledgeArticle:
-    """Edit an article, re-index it and invalidate cached answers."""
-    if title is not None:
-        article.title = title.strip()[:200]
-    if content is not None:
-        article.content = content.strip()
-    if source_url is not None:
-        article.source_url = source_url
-    if not article.title or not article.content:
-        raise ValidationFailed("An article needs a title and content.")
-    article.save()
-    article_index(article=article, language=bot_configuration_get().language)
-    _bump_knowledge_version()
-    return article
-
-
-@transaction.atomic
-def knowledge_article_delete(*, article: KnowledgeArticle) -> None:
-    """Remove an article and its passages; invalidates cached answers."""
-    article.delete()
-    _bump_knowledge_version()
-
-
-BOT_CONFIGURATION_FIELDS = frozenset(
-    f.name
-    for f in BotConfiguration._meta.get_fields()
-    if f.name not in {"id", "version", "knowledge_version", "updated_at"}
-)
-
-
-@transaction.atomic
-def bot_configuration_update(**changes: Any) -> BotConfiguration:
-    """Change the bot's configuration; bumps its version (invalidating cached answers and classifiers)."""
-    unknown = set(changes) - BOT_CONFIGURATION_FIELDS
-    if unknown:
-        raise ValidationFailed("Unknown configuration fields.", extra={"unknown": sorted(unknown)})
-    config = bot_configuration_get()
-    language_changed = "language" in changes and changes["language"] != config.language
-    for name, value in changes.items():
-        setattr(config, name, value)
-    try:
-        config.full_clean(exclude=["version", "knowledge_version"])
-    except DjangoValidationError as exc:
-        raise ValidationFailed("Invalid bot configuration.", extra={"fields": exc.message_dict}) from None
-    config.version = F("version") + 1
-    config.save()
-    config.refresh_from_db()
-    if language_changed:
-        for article in KnowledgeArticle.objects.all():
-            article_index(article=article, language=config.language)
-    return config

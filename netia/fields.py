@@ -44,3 +44,11 @@ class EncryptedTextField(models.TextField):
         if not value:
             return value
         return encrypt(value)
+
+
+def max_length(model: type[models.Model], field: str) -> int:
+    """A column's max_length, so input checks and truncations follow the column (one place for each rule)."""
+    length = getattr(model._meta.get_field(field), "max_length", None)
+    if not isinstance(length, int):
+        raise TypeError(f"{model.__name__}.{field} has no max_length")
+    return length

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.options import InlineModelAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from billing.admin import BillingAccountInline
 from netia.admin import is_set_filter
 from tenants.models import ApiKey, Domain, Membership, Tenant, User
 from tenants.services import api_key_revoke, tenant_resume, tenant_suspend
@@ -62,7 +62,8 @@ class TenantAdmin(admin.ModelAdmin):
         "updated_at",
     ]
     exclude = ["webhook_secret", "papercups_api_key"]
-    inlines = [BillingAccountInline, MembershipInline, ApiKeyInline, DomainInline]
+    # The layers above add theirs with `tenant_admin_inline_add` (billing puts the billing state first).
+    inlines = [MembershipInline, ApiKeyInline, DomainInline]
     actions = ["suspend", "resume"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -83,6 +84,12 @@ class TenantAdmin(admin.ModelAdmin):
         for tenant in queryset:
             tenant_resume(tenant=tenant)
         self.message_user(request, f"Resumed {queryset.count()} tenant(s).", messages.SUCCESS)
+
+
+def tenant_admin_inline_add(inline: type[InlineModelAdmin[Any, Any]], *, first: bool = False) -> None:
+    """A hook for the layers above: show their per-tenant state on the tenant's page (tenants imports none)."""
+    if inline not in TenantAdmin.inlines:
+        TenantAdmin.inlines = [inline, *TenantAdmin.inlines] if first else [*TenantAdmin.inlines, inline]
 
 
 @admin.register(ApiKey)

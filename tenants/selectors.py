@@ -18,12 +18,3 @@ def tenant_get_by_chat_token(*, token: str) -> Tenant | None:
     with contextlib.suppress(ValueError):
         condition |= Q(papercups_account_id=uuid.UUID(token))
     return Tenant.objects.filter(condition).first()
-
-
-def tenant_get_by_papercups_account(*, account_id: str) -> Tenant | None:
-    """The tenant connected to a Papercups account, or None (also for a malformed id)."""
-    try:
-        parsed = uuid.UUID(str(account_id))
-    except ValueError:
-        return None
-    return Tenant.objects.filter(papercups_account_id=parsed).first()

@@ -5,27 +5,29 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
-from django.core.validators import URLValidator, validate_email
-from django.db import IntegrityError, connection, transaction
+from django.core.validators import validate_email
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 from django_tenants.utils import schema_exists
 
-from billing.services import billing_account_create
-from netia.errors import AuthenticationFailed, Conflict, PermissionDenied, ValidationFailed
+from netia.errors import AuthenticationFailed, PermissionDenied, ValidationFailed
+from netia.fields import max_length
 from tenants.models import ApiKey, Domain, Membership, Tenant, User
+from tenants.signals import tenant_onboarded
 
 API_KEY_PREFIX = "nk"
-PAPERCUPS_WEBHOOK_PATH = "/papercups/webhook"
 # last_used_at is written at most this often per key, so authentication stays a read on the hot path.
 API_KEY_TOUCH_INTERVAL = timedelta(seconds=60)
+# Input limits are the columns' own (one place for each rule).
+_TENANT_NAME_MAX = max_length(Tenant, "name")
+_KEY_NAME_MAX = max_length(ApiKey, "name")
 _API_KEY_RE = re.compile(rf"^{API_KEY_PREFIX}_([0-9a-f]{{12}})_([A-Za-z0-9_-]{{20,}})$")
 
 
@@ -38,96 +40,48 @@ class OnboardingResult:
     api_key: ApiKey
     api_key_secret: str
 
-    @property
-    def webhook_url(self) -> str:
-        return papercups_webhook_url(tenant=self.tenant)
-
-
-def papercups_webhook_url(*, tenant: Tenant) -> str:
-    """The URL the tenant registers in Papercups; its token authenticates Papercups' unsigned webhooks."""
-    return f"{settings.NETIA_PUBLIC_URL}{PAPERCUPS_WEBHOOK_PATH}?token={tenant.webhook_secret}"
-
 
 def _schema_name_for(name: str) -> str:
     slug = slugify(name).replace("-", "_")[:40].strip("_") or "tenant"
     return f"t_{slug}_{secrets.token_hex(3)}"
 
 
-def _clean_onboarding_input(
-    *, name: str, owner_email: str, papercups_account_id: str | uuid.UUID | None, papercups_base_url: str
-) -> tuple[str, str, uuid.UUID | None]:
+def _clean_onboarding_input(*, name: str, owner_email: str) -> tuple[str, str]:
     name = name.strip()
-    if not name or len(name) > 200:
-        raise ValidationFailed("The tenant name must be 1 to 200 characters.", extra={"field": "name"})
+    if not name or len(name) > _TENANT_NAME_MAX:
+        raise ValidationFailed(f"The tenant name must be 1 to {_TENANT_NAME_MAX} characters.", extra={"field": "name"})
     owner_email = owner_email.strip().lower()
     try:
         validate_email(owner_email)
     except ValidationError:
         raise ValidationFailed(f"Invalid email address: {owner_email!r}.", extra={"field": "email"}) from None
-    account_id = None
-    if papercups_account_id:
-        try:
-            account_id = uuid.UUID(str(papercups_account_id))
-        except ValueError:
-            raise ValidationFailed(
-                f"The Papercups account id must be a UUID, got {papercups_account_id!r}.",
-                extra={"field": "papercups_account_id"},
-            ) from None
-    if papercups_base_url:
-        try:
-            URLValidator(schemes=["http", "https"])(papercups_base_url)
-        except ValidationError:
-            raise ValidationFailed(
-                f"Invalid Papercups URL: {papercups_base_url!r}.", extra={"field": "papercups_url"}
-            ) from None
-    return name, owner_email, account_id
+    return name, owner_email
 
 
 @transaction.atomic
-def tenant_onboard(
-    *,
-    name: str,
-    owner_email: str,
-    papercups_account_id: str | uuid.UUID | None = None,
-    papercups_api_key: str = "",
-    papercups_base_url: str = "",
-) -> OnboardingResult:
-    """Create a tenant, its schema (cloned from the template), owner, membership, trial and first API key.
+def tenant_onboard(*, name: str, owner_email: str) -> OnboardingResult:
+    """Create a tenant, its schema (cloned from the template), owner, membership and first API key.
 
-    All or nothing: PostgreSQL DDL is transactional, so a failure at any step rolls back the schema too.
+    The `tenant_onboarded` hook lets the layers above add their part in the same transaction (billing
+    starts the trial); connecting a channel at onboarding is the channel's service
+    (`webhooks.services.papercups_tenant_onboard`). All or nothing: PostgreSQL DDL is transactional, so a
+    failure at any step rolls back the schema too.
     """
-    name, owner_email, account_id = _clean_onboarding_input(
-        name=name,
-        owner_email=owner_email,
-        papercups_account_id=papercups_account_id,
-        papercups_base_url=papercups_base_url,
-    )
-    if account_id and Tenant.objects.filter(papercups_account_id=account_id).exists():
-        raise Conflict(
-            "A tenant with this Papercups account id already exists.", extra={"field": "papercups_account_id"}
-        )
-
+    name, owner_email = _clean_onboarding_input(name=name, owner_email=owner_email)
     tenant = Tenant(
         schema_name=_schema_name_for(name),
         name=name,
         owner_email=owner_email,
         public_token=f"ct_{secrets.token_urlsafe(24)}",
         webhook_secret=secrets.token_urlsafe(32),
-        papercups_account_id=account_id,
-        papercups_api_key=papercups_api_key.strip(),
-        papercups_base_url=papercups_base_url.rstrip("/"),
     )
-    try:
-        with transaction.atomic():
-            tenant.save(verbosity=0)
-    except IntegrityError:
-        raise Conflict("A tenant with this Papercups account id already exists.") from None
+    tenant.save(verbosity=0)
     Domain.objects.create(
         domain=f"{tenant.schema_name.replace('_', '-')}.{settings.NETIA_TENANT_DOMAIN}", tenant=tenant, is_primary=True
     )
     owner = User.objects.filter(email=owner_email).first() or User.objects.create_user(email=owner_email)
     Membership.objects.create(user=owner, tenant=tenant, role=Membership.Role.OWNER)
-    billing_account_create(tenant=tenant)  # starts the free trial
+    tenant_onboarded.send(sender=Tenant, tenant=tenant)
     api_key, secret = api_key_create(tenant=tenant, name="Default key")
     return OnboardingResult(tenant=tenant, owner=owner, api_key=api_key, api_key_secret=secret)
 
@@ -144,8 +98,8 @@ def api_key_create(*, tenant: Tenant, name: str, permissions: list[str] | None =
     if unknown:
         raise ValidationFailed("Unknown permissions.", extra={"unknown": unknown})
     name = name.strip()
-    if not name or len(name) > 100:
-        raise ValidationFailed("The key name must be 1 to 100 characters.", extra={"field": "name"})
+    if not name or len(name) > _KEY_NAME_MAX:
+        raise ValidationFailed(f"The key name must be 1 to {_KEY_NAME_MAX} characters.", extra={"field": "name"})
     prefix = secrets.token_hex(6)
     raw_key = f"{API_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
     api_key = ApiKey.objects.create(

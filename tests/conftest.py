@@ -32,13 +32,13 @@ SESSION_TENANTS: dict[str, dict[str, Any]] = {
 @pytest.fixture(scope="session")
 def session_tenants(django_db_setup: None, django_db_blocker: Any) -> dict[str, Tenant]:
     """The session's tenants, onboarded once (or found again with --reuse-db)."""
-    from tenants.services import tenant_onboard
+    from webhooks.services import papercups_tenant_onboard
 
     tenants: dict[str, Tenant] = {}
     with django_db_blocker.unblock():
         for key, spec in SESSION_TENANTS.items():
             tenant = Tenant.objects.filter(papercups_account_id=spec["papercups_account_id"]).first()
-            tenants[key] = tenant or tenant_onboard(**spec).tenant
+            tenants[key] = tenant or papercups_tenant_onboard(**spec).tenant
             _reset_billing(tenants[key])
     return tenants
 

@@ -23,11 +23,12 @@ from typing import Any
 import requests
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
+from django.core.validators import URLValidator, validate_email
 from django.utils.html import escape
 
 from chat.models import Conversation
 from netia.errors import ValidationFailed
+from netia.fields import max_length
 from tenants.models import Tenant
 from webhooks.channels import (
     Author,
@@ -62,6 +63,29 @@ class PapercupsError(Exception):
         self.problem = problem
         self.retryable = retryable
         self.status = status
+
+
+# --- Connection settings a tenant gives (onboarding, the connection API): one rule each -----------------------
+def account_id_clean(value: object, *, field: str) -> uuid.UUID:
+    """A Papercups account id (a UUID); ValidationFailed naming `field` otherwise."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise ValidationFailed(
+            f"The Papercups account id must be a UUID, got {value!r}.", extra={"field": field}
+        ) from None
+
+
+def base_url_clean(value: str, *, field: str) -> str:
+    """A self-hosted Papercups server's http(s) address without its trailing slash; "" (the default server)
+    stays ""; ValidationFailed naming `field` otherwise."""
+    base_url = value.strip().rstrip("/")
+    if base_url:
+        try:
+            URLValidator(schemes=["http", "https"])(base_url)
+        except ValidationError:
+            raise ValidationFailed(f"Invalid Papercups URL: {value!r}.", extra={"field": field}) from None
+    return base_url
 
 
 # --- Webhook payloads ------------------------------------------------------------------------------------------
@@ -186,7 +210,7 @@ def message_parse(payload: Any, *, bot_user_id: int | None) -> InboundMessage:
         private=private,
         created_at=_timestamp(payload.get("created_at")),
         customer_external_id=customer_id,
-        visitor_name=name[:200],
+        visitor_name=name[: max_length(Conversation, "visitor_name")],
         visitor_email=_clean_email(customer.get("email")),
         netia_message_id=netia_id if author == Author.SELF else "",
     )

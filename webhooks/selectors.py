@@ -4,16 +4,31 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import QuerySet
 
 from tenants.models import Tenant
-from tenants.services import papercups_webhook_url
 from webhooks.models import ConnectionCheck
 
 SIGNATURE_HEADER = "X-Netia-Signature"
+PAPERCUPS_WEBHOOK_PATH = "/papercups/webhook"
+
+
+def papercups_webhook_url(*, tenant: Tenant) -> str:
+    """The URL the tenant registers in Papercups; its token authenticates Papercups' unsigned webhooks."""
+    return f"{settings.NETIA_PUBLIC_URL}{PAPERCUPS_WEBHOOK_PATH}?token={tenant.webhook_secret}"
+
+
+def tenant_get_by_papercups_account(*, account_id: str) -> Tenant | None:
+    """The tenant connected to a Papercups account, or None (also for a malformed id)."""
+    try:
+        parsed = uuid.UUID(str(account_id))
+    except ValueError:
+        return None
+    return Tenant.objects.filter(papercups_account_id=parsed).first()
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,10 @@ from celery import Task, shared_task
 from django_tenants.utils import tenant_context
 
 from chat.services import ReplyUnavailable
+from netia import dispatch
 from tenants.models import Tenant
 from webhooks import services
+from webhooks.backoff import retry_delay
 
 logger = structlog.get_logger(__name__)
 
@@ -25,6 +27,7 @@ def _tenant(tenant_id: int) -> Tenant | None:
     return tenant
 
 
+@dispatch.offered
 @shared_task(bind=True, acks_late=True, max_retries=None)
 def channel_reply(self: Task, *, tenant_id: int, conversation_id: int, after_message_id: int | None = None) -> str:
     """The bot's turn in a channel conversation (queued after the quiet period); retries while the LLM is down."""
@@ -41,11 +44,12 @@ def channel_reply(self: Task, *, tenant_id: int, conversation_id: int, after_mes
                 return services.channel_conversation_answer(
                     tenant=tenant, conversation_id=conversation_id, after_message_id=after_message_id, fallback=True
                 )
-            delay = services.retry_delay(self.request.retries + 1)
+            delay = retry_delay(self.request.retries + 1)
             logger.info("channel_reply_retry", conversation=conversation_id, retry_in=round(delay, 2))
             raise self.retry(countdown=delay, exc=exc) from exc
 
 
+@dispatch.offered
 @shared_task(bind=True, acks_late=True, max_retries=None)
 def channel_deliver(self: Task, *, tenant_id: int, conversation_id: int) -> dict[str, int]:
     """Send a conversation's outbox; comes back later (backoff with jitter) while the channel fails."""
@@ -59,6 +63,7 @@ def channel_deliver(self: Task, *, tenant_id: int, conversation_id: int) -> dict
     return {"sent": outcome.sent, "failed": outcome.failed}
 
 
+@dispatch.offered
 @shared_task(acks_late=True)
 def channel_reconcile_tenant(*, tenant_id: int) -> dict[str, int]:
     """Reconcile one tenant's Papercups account (missed webhooks, lost tasks)."""

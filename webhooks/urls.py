@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.urls import URLPattern, path
 
-from tenants.services import PAPERCUPS_WEBHOOK_PATH
 from webhooks import api
+from webhooks.selectors import PAPERCUPS_WEBHOOK_PATH
 
 webhook_urlpatterns: list[URLPattern] = [
     path(PAPERCUPS_WEBHOOK_PATH.lstrip("/"), api.PapercupsWebhookApi.as_view(), name="papercups-webhook"),

@@ -15,6 +15,7 @@ from chat.models import KnowledgeArticle
 from netia.errors import Conflict, ValidationFailed
 from tenants.models import ApiKey, Domain, Membership, Tenant, User
 from tenants.services import api_key_authenticate, hash_api_key, tenant_onboard
+from webhooks.services import papercups_tenant_onboard
 
 
 def _onboard_json(*args: str) -> dict:
@@ -159,7 +160,7 @@ def test_service_errors_carry_codes(db, tenant):
     assert (invalid.value.code, invalid.value.extra) == ("invalid", {"field": "email"})
 
     with pytest.raises(Conflict) as conflict:
-        tenant_onboard(name="Y", owner_email="y@y.test", papercups_account_id=tenant.papercups_account_id)
+        papercups_tenant_onboard(name="Y", owner_email="y@y.test", papercups_account_id=tenant.papercups_account_id)
     assert conflict.value.code == "conflict"
 
 

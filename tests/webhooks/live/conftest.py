@@ -26,11 +26,11 @@ from pytest_django.live_server_helper import LiveServer
 from chat.services import knowledge_article_create
 from netia.celery import app as celery_app
 from tenants.models import Tenant, User
-from tenants.services import papercups_webhook_url, tenant_onboard
 from tests.fakes.papercups_server import Account, FakePapercups
 from tests.fakes.papercups_server import User as PapercupsUser
 from tests.webhooks.conftest import SHIPPING
-from webhooks.services import papercups_connection_check
+from webhooks.selectors import papercups_webhook_url
+from webhooks.services import papercups_connection_check, papercups_tenant_onboard
 
 QUIET = 0.3
 
@@ -166,7 +166,7 @@ def live(db: None, netia_server: LiveServer, worker: Worker, papercups: FakePape
     account = papercups.add_account(company_name="Acme", bot_email="bot@acme.test")
     agent = papercups.add_agent(account, email="ana@acme.test", display_name="Ana")
     suffix = uuid.uuid4().hex[:8]
-    onboarded = tenant_onboard(
+    onboarded = papercups_tenant_onboard(
         name=f"Live shop {suffix}",
         owner_email=f"owner-{suffix}@live.test",
         papercups_account_id=account.id,

@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand
 from django_tenants.utils import tenant_context
 
 from chat.services import knowledge_article_create
-from tenants.demo import DEMO_ADMIN_EMAIL, DEMO_ARTICLES, DEMO_OWNER_EMAIL, DEMO_TENANT_NAME
+from dashboard.demo import DEMO_ADMIN_EMAIL, DEMO_ARTICLES, DEMO_OWNER_EMAIL, DEMO_TENANT_NAME
 from tenants.models import Tenant, User
 from tenants.services import tenant_onboard
 

@@ -1,4 +1,7 @@
-"""Onboard a tenant: `manage.py tenant_onboard --name NAME --email EMAIL [...] --json`."""
+"""Onboard a tenant: `manage.py tenant_onboard --name NAME --email EMAIL [--papercups-...] --json`.
+
+In the channel's app because it can connect the tenant's Papercups account at once (tenants knows no channel).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from netia.errors import ApplicationError
-from tenants.services import tenant_onboard
+from webhooks.selectors import papercups_webhook_url
+from webhooks.services import papercups_tenant_onboard
 
 
 class Command(BaseCommand):
@@ -24,7 +28,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            result = tenant_onboard(
+            result = papercups_tenant_onboard(
                 name=options["name"],
                 owner_email=options["email"],
                 papercups_account_id=options["papercups_account_id"],
@@ -41,7 +45,7 @@ class Command(BaseCommand):
             "owner_email": result.owner.email,
             "chat_token": tenant.chat_token,
             "api_key": result.api_key_secret,
-            "webhook_url": result.webhook_url,
+            "webhook_url": papercups_webhook_url(tenant=tenant),
             "papercups_account_id": str(tenant.papercups_account_id) if tenant.papercups_account_id else None,
         }
         if options["json"]:

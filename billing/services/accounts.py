@@ -1,0 +1,37 @@
+"""The billing account of each tenant: its free trial, created when the tenant is onboarded."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from billing.models import BillingAccount
+from tenants.models import Tenant
+
+
+def billing_account_create(*, tenant: Tenant, now: datetime | None = None) -> BillingAccount:
+    """Start a new tenant's free trial (BILLING_TRIAL_DAYS, no card); idempotent."""
+    now = now or timezone.now()
+    account, _ = BillingAccount.objects.get_or_create(
+        tenant=tenant, defaults={"trial_ends_at": now + timedelta(days=settings.BILLING_TRIAL_DAYS)}
+    )
+    return account
+
+
+def trial_extend(*, tenant: Tenant, until: datetime) -> BillingAccount:
+    """Move the tenant's trial end (staff goodwill); reminders are keyed by the end, so a new end gets its
+    own reminder."""
+    with transaction.atomic():
+        account = account_for_update(tenant=tenant)
+        account.trial_ends_at = until
+        account.save(update_fields=["trial_ends_at", "updated_at"])
+    return account
+
+
+def account_for_update(*, tenant: Tenant) -> BillingAccount:
+    """The tenant's account, created if missing, locked until the caller's transaction ends."""
+    billing_account_create(tenant=tenant)
+    return BillingAccount.objects.select_for_update().get(tenant=tenant)

@@ -1,0 +1,71 @@
+"""Usage metering: AI replies counted per tenant and billing period; the owner warned at 80 % and 100 %."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from billing.models import BillingAccount, BillingNotification, UsagePeriod
+from billing.selectors import billing_account_get, billing_period_for, plan_for_account
+from billing.services.notifications import notify_once
+from tenants.models import Tenant
+
+# Usage emails: (kind, percent of the limit), highest first; one email per period and limit each.
+_USAGE_THRESHOLDS = (
+    (BillingNotification.Kind.USAGE_LIMIT, 100),
+    (BillingNotification.Kind.USAGE_WARNING, 80),
+)
+
+
+def current_period(*, tenant: Tenant, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The tenant's current billing period: the live Stripe subscription's, else the calendar month (UTC)."""
+    return billing_period_for(account=billing_account_get(tenant=tenant), now=now)
+
+
+@transaction.atomic
+def usage_ai_reply_record(*, tenant: Tenant) -> int:
+    """Count one AI reply for the tenant's current period; returns the new count. Safe under concurrency.
+
+    The increment is one UPDATE (row lock held to the end of the caller's transaction, so the count read
+    back is exact); the period's first reply inserts the row, and a concurrent insert loses the unique race
+    and increments instead. Crossing 80% / 100% of the plan's limit queues the owner's email, once.
+    """
+    account = billing_account_get(tenant=tenant)
+    start, end = billing_period_for(account=account)
+    period = UsagePeriod.objects.filter(tenant=tenant, period_start=start)
+    if not period.update(ai_replies=F("ai_replies") + 1):
+        try:
+            with transaction.atomic():
+                UsagePeriod.objects.create(tenant=tenant, period_start=start, period_end=end, ai_replies=1)
+        except IntegrityError:  # another worker created the period first
+            period.update(ai_replies=F("ai_replies") + 1)
+    count = period.values_list("ai_replies", flat=True).get()
+    _usage_notifications_queue(tenant=tenant, account=account, period_start=start, period_end=end, count=count)
+    return count
+
+
+def _usage_notifications_queue(
+    *, tenant: Tenant, account: BillingAccount, period_start: datetime, period_end: datetime, count: int
+) -> None:
+    plan = plan_for_account(account=account)
+    limit = plan.ai_replies_per_month
+    if not limit:
+        return
+    for kind, percent in _USAGE_THRESHOLDS:
+        if count * 100 >= limit * percent:
+            notify_once(
+                tenant=tenant,
+                kind=kind,
+                # Per period and limit: an upgrade mid-period warns again about the new limit.
+                key=f"{period_start.isoformat()}/{limit}",
+                context={
+                    "plan": plan.name,
+                    "limit": limit,
+                    "used": count,
+                    "percent": percent,
+                    "period_end": period_end.isoformat(),
+                },
+            )
+            return

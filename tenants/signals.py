@@ -1,0 +1,9 @@
+"""Hooks through which the layers above react to tenants' events (tenants never imports them)."""
+
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+# Sent inside the onboarding transaction once the tenant, its schema, owner and membership exist; keyword
+# argument `tenant`. A receiver that raises rolls the whole onboarding back. Billing starts the trial here.
+tenant_onboarded = Signal()

@@ -1,0 +1,68 @@
+"""Channel services, one module per concern; the public names are re-exported here.
+
+- `inbound`: webhook events in (authenticate, store once, queue the bot's turn);
+- `turns`: the bot's turn in a channel conversation;
+- `outbox`: delivering the bot's messages and handoff calls, and staff retries;
+- `reconcile`: catching up on dropped webhooks and lost tasks;
+- `connection`: connecting a tenant's Papercups account (onboarding, checks, webhook URL, widget);
+- `queueing`: the adapters, and what these services queue after commit (tasks are named, never imported).
+
+Everything below the Papercups-specific entry points works through `webhooks.channels` (records and the
+ChannelAdapter protocol), so another chat provider is a new module beside `webhooks/papercups.py`.
+
+Exactly one reply per visitor turn rests on four things:
+- visitor messages are stored once, keyed on the channel's message id (`message_record_visitor`);
+- `conversation_reply` answers all unanswered visitor messages under the conversation's row lock;
+- a bot message is the outbox: each delivery attempt is recorded (status `sending`, attempts + 1) and
+  committed before the request leaves, and an attempt whose outcome is unknown is looked up in the
+  channel (by the Netia id in its metadata) before anything is sent again;
+- one sender per conversation at a time (a PostgreSQL advisory lock, released if the worker dies).
+"""
+
+from webhooks.backoff import retry_delay
+from webhooks.services.connection import (
+    PapercupsConnectionFailed,
+    WidgetSnippet,
+    papercups_connection_check,
+    papercups_connection_set,
+    papercups_tenant_onboard,
+    papercups_webhook_secret_rotate,
+    papercups_widget_snippet,
+)
+from webhooks.services.inbound import (
+    Outcome,
+    channel_conversation_sync,
+    channel_message_receive,
+    papercups_webhook_receive,
+    papercups_webhook_verify,
+)
+from webhooks.services.outbox import DeliveryOutcome, failed_delivery_retry, outbox_deliver
+from webhooks.services.queueing import ADAPTERS, channel_adapter_for
+from webhooks.services.reconcile import ReconcileResult, channel_reconcile, channel_reconcile_all
+from webhooks.services.turns import Turn, channel_conversation_answer
+
+__all__ = [
+    "ADAPTERS",
+    "DeliveryOutcome",
+    "Outcome",
+    "PapercupsConnectionFailed",
+    "ReconcileResult",
+    "Turn",
+    "WidgetSnippet",
+    "channel_adapter_for",
+    "channel_conversation_answer",
+    "channel_conversation_sync",
+    "channel_message_receive",
+    "channel_reconcile",
+    "channel_reconcile_all",
+    "failed_delivery_retry",
+    "outbox_deliver",
+    "papercups_connection_check",
+    "papercups_connection_set",
+    "papercups_tenant_onboard",
+    "papercups_webhook_receive",
+    "papercups_webhook_secret_rotate",
+    "papercups_webhook_verify",
+    "papercups_widget_snippet",
+    "retry_delay",
+]

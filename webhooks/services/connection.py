@@ -1,0 +1,174 @@
+"""Connecting a tenant's Papercups account: onboarding with it, checking it, the webhook URL and the widget."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django_tenants.utils import tenant_context
+
+from chat.selectors import bot_configuration_get
+from netia.errors import Conflict, ValidationFailed
+from tenants.models import Tenant
+from tenants.services import OnboardingResult, tenant_onboard, webhook_secret_rotate
+from webhooks import papercups
+from webhooks.models import ConnectionCheck
+from webhooks.selectors import papercups_webhook_url
+
+_TAKEN = "A tenant with this Papercups account id already exists."
+
+
+@transaction.atomic
+def papercups_tenant_onboard(
+    *,
+    name: str,
+    owner_email: str,
+    papercups_account_id: str | uuid.UUID | None = None,
+    papercups_api_key: str = "",
+    papercups_base_url: str = "",
+) -> OnboardingResult:
+    """Onboard a tenant (`tenants.services.tenant_onboard`) already connected to its Papercups account.
+
+    The account is stored as given, without calling Papercups (`papercups_connection_check` does that
+    later). All or nothing, like the onboarding itself.
+    """
+    account_id = (
+        papercups.account_id_clean(papercups_account_id, field="papercups_account_id") if papercups_account_id else None
+    )
+    base_url = papercups.base_url_clean(papercups_base_url, field="papercups_url")
+    if account_id and Tenant.objects.filter(papercups_account_id=account_id).exists():
+        raise Conflict(_TAKEN, extra={"field": "papercups_account_id"})
+    result = tenant_onboard(name=name, owner_email=owner_email)
+    tenant = result.tenant
+    tenant.papercups_account_id = account_id
+    tenant.papercups_api_key = papercups_api_key.strip()
+    tenant.papercups_base_url = base_url
+    try:
+        with transaction.atomic():
+            tenant.save(update_fields=["papercups_account_id", "papercups_api_key", "papercups_base_url"])
+    except IntegrityError:  # the unique account id, taken concurrently
+        raise Conflict(_TAKEN) from None
+    return result
+
+
+class PapercupsConnectionFailed(ValidationFailed):
+    code = "papercups_connection_failed"
+    default_message = "Papercups refused or could not be reached."
+
+
+@dataclass(frozen=True)
+class _Probe:
+    me: papercups.Me | None
+    problem: str
+    detail: str
+
+
+def _probe(*, base_url: str, api_key: str, account_id: str) -> _Probe:
+    """Call GET /api/v1/me and say plainly what is wrong, if anything."""
+    try:
+        me = papercups.PapercupsClient(base_url=base_url, api_key=api_key).me()
+    except papercups.PapercupsError as error:
+        explanations = {
+            "bad_key": "Papercups rejected the API key (401). Create a personal API key in Papercups "
+            "(Integrations, API keys) and save it again.",
+            "not_found": f"{base_url}/api/v1/me does not exist (404): is {base_url} the address of a Papercups server?",
+        }
+        return _Probe(None, error.problem, explanations.get(error.problem, error.message))
+    if me.account_id != account_id:
+        return _Probe(
+            me, "wrong_account", f"The API key belongs to Papercups account {me.account_id}, not to {account_id}."
+        )
+    return _Probe(me, "", f"Connected as {me.email or 'user'} (Papercups user {me.id}).")
+
+
+def _check_record(*, tenant: Tenant, probe: _Probe) -> ConnectionCheck:
+    check, _ = ConnectionCheck.objects.update_or_create(
+        tenant=tenant,
+        defaults={
+            "ok": not probe.problem,
+            "problem": probe.problem,
+            "detail": probe.detail,
+            "bot_user_id": probe.me.id if probe.me else None,
+            "checked_at": timezone.now(),
+        },
+    )
+    return check
+
+
+def papercups_connection_set(*, tenant: Tenant, account_id: str, api_key: str, base_url: str = "") -> ConnectionCheck:
+    """Connect the tenant to a Papercups account: stored only if GET /api/v1/me accepts the key for that account.
+
+    The API key is stored encrypted and never returned; the bot user id comes from /me.
+    """
+    account = str(papercups.account_id_clean(account_id, field="account_id"))
+    api_key = api_key.strip()
+    if not api_key:
+        raise ValidationFailed("The personal API key is required.", extra={"field": "api_key"})
+    base_url = papercups.base_url_clean(base_url, field="base_url")
+    if Tenant.objects.filter(papercups_account_id=account).exclude(pk=tenant.pk).exists():
+        raise Conflict("Another Netia account is connected to this Papercups account.", extra={"field": "account_id"})
+    probe = _probe(base_url=base_url or settings.PAPERCUPS_BASE_URL, api_key=api_key, account_id=account)
+    if probe.problem or probe.me is None:
+        raise PapercupsConnectionFailed(probe.detail, extra={"problem": probe.problem})
+    with transaction.atomic():
+        tenant.papercups_account_id = uuid.UUID(account)
+        tenant.papercups_api_key = api_key
+        tenant.papercups_base_url = base_url
+        tenant.papercups_bot_user_id = probe.me.id
+        fields = ["papercups_account_id", "papercups_api_key", "papercups_base_url", "papercups_bot_user_id"]
+        try:
+            with transaction.atomic():
+                tenant.save(update_fields=[*fields, "updated_at"])
+        except IntegrityError:  # the unique account id, taken concurrently
+            tenant.refresh_from_db(fields=fields)
+            raise Conflict("Another Netia account is connected to this Papercups account.") from None
+        return _check_record(tenant=tenant, probe=probe)
+
+
+def papercups_connection_check(*, tenant: Tenant) -> ConnectionCheck:
+    """Check the stored connection now (GET /api/v1/me) and record the result; refreshes the bot user id."""
+    if not tenant.papercups_account_id or not tenant.papercups_api_key:
+        missing = "account id" if not tenant.papercups_account_id else "personal API key"
+        probe = _Probe(None, "not_configured", f"No Papercups {missing} is configured yet.")
+    else:
+        probe = _probe(
+            base_url=tenant.papercups_base_url or settings.PAPERCUPS_BASE_URL,
+            api_key=tenant.papercups_api_key,
+            account_id=str(tenant.papercups_account_id),
+        )
+    with transaction.atomic():
+        if probe.me is not None and not probe.problem and probe.me.id != tenant.papercups_bot_user_id:
+            tenant.papercups_bot_user_id = probe.me.id
+            tenant.save(update_fields=["papercups_bot_user_id", "updated_at"])
+        return _check_record(tenant=tenant, probe=probe)
+
+
+def papercups_webhook_secret_rotate(*, tenant: Tenant) -> str:
+    """A new webhook secret; returns the new webhook URL (the only time it is shown in full)."""
+    return papercups_webhook_url(tenant=webhook_secret_rotate(tenant=tenant))
+
+
+@dataclass(frozen=True)
+class WidgetSnippet:
+    config: dict[str, str]
+    html: str
+
+
+def papercups_widget_snippet(*, tenant: Tenant) -> WidgetSnippet:
+    """The widget embed code for the tenant's site, from its bot configuration (title, greeting, colour)."""
+    if not tenant.papercups_account_id:
+        raise Conflict("Connect a Papercups account first.", extra={"reason": "not_connected"})
+    base_url = tenant.papercups_base_url or settings.PAPERCUPS_BASE_URL
+    with tenant_context(tenant):
+        bot = bot_configuration_get()
+    config = {
+        "token": str(tenant.papercups_account_id),
+        "title": bot.widget_title,
+        "greeting": bot.greeting,
+        "primaryColor": bot.primary_color,
+        "baseUrl": base_url,
+    }
+    return WidgetSnippet(config=config, html=papercups.widget_snippet(config=config, base_url=base_url))

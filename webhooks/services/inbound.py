@@ -1,0 +1,133 @@
+"""Webhook events in: authenticate, store once (keyed on the channel's message id), queue the bot's turn.
+
+No outbound call and no LLM here: the request only persists and enqueues.
+"""
+
+from __future__ import annotations
+
+import structlog
+from django.conf import settings
+from django.db import transaction
+from django_tenants.utils import tenant_context
+
+from chat.models import Conversation, Message
+from chat.services import (
+    conversation_get_or_create,
+    conversation_hand_off,
+    conversation_set_status,
+    message_record_agent,
+    message_record_visitor,
+)
+from netia.errors import NotFound, PermissionDenied
+from tenants.models import Tenant
+from webhooks import papercups
+from webhooks.channels import Author, ConversationState, InboundMessage
+from webhooks.selectors import WebhookCredentials, tenant_find_by_webhook_credentials, tenant_get_by_papercups_account
+from webhooks.services.queueing import reply_queue
+
+logger = structlog.get_logger(__name__)
+
+
+class Outcome:
+    """What a webhook event did (the response's `status` and the metric's `outcome`)."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    IGNORED = "ignored"
+
+
+def papercups_webhook_verify(*, envelope: papercups.Envelope, credentials: WebhookCredentials) -> str:
+    """The challenge to echo, if the credentials are some tenant's webhook secret (the payload names no account)."""
+    challenge = papercups.challenge_get(envelope)
+    if tenant_find_by_webhook_credentials(credentials=credentials) is None:
+        raise PermissionDenied("The webhook token is not valid.")
+    return challenge
+
+
+def papercups_webhook_receive(*, envelope: papercups.Envelope, credentials: WebhookCredentials) -> str:
+    """Authenticate one Papercups event, store what it says and queue the reply; returns the Outcome.
+
+    The tenant is the payload's account and must own the presented secret. No outbound call, no LLM here.
+    """
+    tenant = tenant_get_by_papercups_account(account_id=papercups.account_id_get(envelope))
+    if tenant is None:
+        raise NotFound()
+    if not credentials.match(tenant.webhook_secret):
+        raise PermissionDenied("The webhook token is not valid for this account.")
+    bot_user_id = tenant.papercups_bot_user_id
+    channel = Conversation.Channel.PAPERCUPS
+    if envelope.event == papercups.MESSAGE_CREATED:
+        message = papercups.message_parse(envelope.payload, bot_user_id=bot_user_id)
+        with tenant_context(tenant):
+            return channel_message_receive(tenant=tenant, channel=channel, message=message)
+    if envelope.event in (papercups.CONVERSATION_CREATED, papercups.CONVERSATION_UPDATED):
+        state = papercups.conversation_parse(envelope.payload, bot_user_id=bot_user_id)
+        with tenant_context(tenant):
+            return channel_conversation_sync(channel=channel, state=state)
+    return Outcome.IGNORED
+
+
+def message_record(*, channel: str, message: InboundMessage) -> tuple[Message | None, bool]:
+    """Store a visitor's or agent's message once; echoes of our own messages and system messages are skipped."""
+    if message.author not in (Author.VISITOR, Author.AGENT):
+        return None, False
+    if message.author == Author.VISITOR and (message.private or not message.content.strip()):
+        return None, False
+    with transaction.atomic():
+        conversation, _ = conversation_get_or_create(
+            channel=channel,
+            external_id=message.conversation_external_id,
+            external_customer_id=message.customer_external_id,
+            visitor_name=message.visitor_name,
+            visitor_email=message.visitor_email,
+        )
+        if message.author == Author.VISITOR:
+            return message_record_visitor(
+                conversation=conversation, content=message.content, external_id=message.external_id
+            )
+        return message_record_agent(
+            conversation=conversation, content=message.content, external_id=message.external_id, private=message.private
+        )
+
+
+def channel_message_receive(*, tenant: Tenant, channel: str, message: InboundMessage) -> str:
+    """A message the channel reported: store it once; a new visitor message queues the bot's turn.
+
+    The turn waits PAPERCUPS_QUIET_PERIOD_SECONDS so that a burst of short messages gets one answer.
+    An agent's public message hands the conversation to the humans (the engine does that).
+    """
+    recorded, created = message_record(channel=channel, message=message)
+    if recorded is None:
+        return Outcome.IGNORED
+    if not created:
+        return Outcome.DUPLICATE
+    if recorded.role == Message.Role.VISITOR and recorded.conversation.status == Conversation.Status.BOT:
+        reply_queue(
+            tenant=tenant,
+            conversation_id=recorded.conversation_id,
+            after_message_id=recorded.pk,
+            countdown=settings.PAPERCUPS_QUIET_PERIOD_SECONDS,
+        )
+    return Outcome.ACCEPTED
+
+
+@transaction.atomic
+def channel_conversation_sync(*, channel: str, state: ConversationState) -> str:
+    """Keep the local conversation in step with the channel: closed/reopened, assignee, taken by a human.
+
+    Unassigning (our own handoff does that) never gives the conversation back to the bot.
+    """
+    conversation, _ = conversation_get_or_create(
+        channel=channel, external_id=state.external_id, external_customer_id=state.customer_external_id
+    )
+    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    if conversation.assignee_external_id != state.assignee_external_id:
+        conversation.assignee_external_id = state.assignee_external_id
+        conversation.save(update_fields=["assignee_external_id", "updated_at"])
+    if state.closed and conversation.status != Conversation.Status.CLOSED:
+        conversation_set_status(conversation=conversation, status=Conversation.Status.CLOSED)
+    elif not state.closed and conversation.status == Conversation.Status.CLOSED:
+        conversation_set_status(conversation=conversation, status=Conversation.Status.BOT)
+    if state.assigned_to_human and conversation.status == Conversation.Status.BOT:
+        conversation_hand_off(conversation=conversation, reason="assigned_to_agent")
+    return Outcome.ACCEPTED

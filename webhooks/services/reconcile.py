@@ -1,0 +1,152 @@
+"""Reconciliation: Papercups drops webhooks it cannot deliver, so Netia reads back what it missed and
+re-queues work whose task was lost."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from chat.models import Conversation, Message
+from chat.services import message_mark_answered
+from tenants.models import Tenant
+from webhooks.channels import Author, DeliveryFailed, InboundMessage
+from webhooks.selectors import papercups_tenants_connected
+from webhooks.services.inbound import message_record
+from webhooks.services.queueing import channel_adapter_for, delivery_queue, reconcile_queue, reply_queue
+
+logger = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    recorded: int
+    replies_queued: int
+    deliveries_queued: int
+    channel_error: str = ""
+
+
+def _local_message_for(item: InboundMessage, *, channel: str) -> Message | None:
+    """The local bot message an echo of ours stands for (by the channel's id, else our id in its metadata)."""
+    condition = Q(channel=channel, external_id=item.external_id)
+    with contextlib.suppress(ValueError):
+        condition |= Q(public_id=uuid.UUID(item.netia_message_id))
+    return Message.objects.filter(condition, role=Message.Role.BOT).first()
+
+
+def _reconcile_remote(*, channel: str, remote: list[InboundMessage]) -> tuple[int, dict[int, int]]:
+    """Store the messages we never heard of, oldest first; returns (stored, {conversation: newest visitor msg}).
+
+    A missed visitor message followed in the channel by one of our replies was answered there (that reply came
+    after it): it is linked to that reply instead of being answered again.
+    """
+    known = set(
+        Message.objects.filter(channel=channel, external_id__in=[m.external_id for m in remote]).values_list(
+            "external_id", flat=True
+        )
+    )
+    threads: dict[str, list[InboundMessage]] = {}
+    for item in remote:
+        threads.setdefault(item.conversation_external_id, []).append(item)
+    stored = 0
+    to_answer: dict[int, int] = {}
+    for items in threads.values():
+        for position, item in enumerate(items):
+            if item.external_id in known:
+                continue
+            recorded, created = message_record(channel=channel, message=item)
+            if recorded is None or not created:
+                continue
+            stored += 1
+            if recorded.role != Message.Role.VISITOR:
+                continue
+            later_reply = next(
+                (
+                    local
+                    for later in items[position + 1 :]
+                    if later.author == Author.SELF and (local := _local_message_for(later, channel=channel))
+                ),
+                None,
+            )
+            if later_reply is not None:
+                message_mark_answered(message=recorded, answer=later_reply)
+            else:
+                to_answer[recorded.conversation_id] = recorded.pk
+    return stored, to_answer
+
+
+def channel_reconcile(*, tenant: Tenant, channel: str = Conversation.Channel.PAPERCUPS) -> ReconcileResult:
+    """Catch up on what webhooks missed and on work whose task was lost (caller in the tenant's schema).
+
+    1. Messages of the last PAPERCUPS_RECONCILE_WINDOW_SECONDS that the channel has and we do not are stored
+       (idempotently, as the webhook would) and new visitor turns answered, once.
+    2. Sweep: unanswered visitor turns, undelivered outbox messages and handoff calls older than
+       PAPERCUPS_SWEEP_GRACE_SECONDS that no task is taking care of are queued again.
+    """
+    now = timezone.now()
+    window = timedelta(seconds=settings.PAPERCUPS_RECONCILE_WINDOW_SECONDS)
+    channel_error = ""
+    try:
+        remote = channel_adapter_for(tenant=tenant, channel=channel).recent_messages(since=now - window)
+    except DeliveryFailed as error:
+        remote, channel_error = [], error.detail
+        logger.warning("channel_reconcile_unavailable", channel=channel, error=error.detail)
+    stored, to_answer = _reconcile_remote(channel=channel, remote=remote)
+
+    grace = timedelta(seconds=settings.PAPERCUPS_SWEEP_GRACE_SECONDS)
+    stale_turns = Message.objects.filter(
+        channel=channel,
+        role=Message.Role.VISITOR,
+        answered_by__isnull=True,
+        conversation__status=Conversation.Status.BOT,
+        created_at__lt=now - grace,
+        created_at__gte=now - window,
+    ).values_list("conversation_id", flat=True)
+    for conversation_id in stale_turns.distinct():
+        to_answer.setdefault(conversation_id, 0)
+    replies = 0
+    for conversation_id, newest in to_answer.items():
+        if Conversation.objects.filter(pk=conversation_id, status=Conversation.Status.BOT).exists():
+            reply_queue(
+                tenant=tenant,
+                conversation_id=conversation_id,
+                after_message_id=newest or None,
+                countdown=settings.PAPERCUPS_QUIET_PERIOD_SECONDS if newest else 0,
+            )
+            replies += 1
+
+    stalled = now - grace - timedelta(seconds=settings.PAPERCUPS_RETRY_MAX_SECONDS)
+    stuck = set(
+        Message.objects.filter(
+            channel=channel, delivery_status__in=[Message.Delivery.PENDING, Message.Delivery.SENDING]
+        )
+        .filter(
+            Q(delivery_attempted_at__isnull=True, created_at__lt=now - grace) | Q(delivery_attempted_at__lt=stalled)
+        )
+        .values_list("conversation_id", flat=True)
+    )
+    stuck |= set(
+        Conversation.objects.filter(channel=channel, handoff_sync_pending=True, updated_at__lt=stalled).values_list(
+            "pk", flat=True
+        )
+    )
+    for conversation_id in stuck:
+        delivery_queue(tenant=tenant, conversation_id=conversation_id)
+    return ReconcileResult(
+        recorded=stored, replies_queued=replies, deliveries_queued=len(stuck), channel_error=channel_error
+    )
+
+
+def channel_reconcile_all() -> int:
+    """Queue a reconciliation for every connected tenant (the beat job); returns how many."""
+    count = 0
+    for tenant_id in papercups_tenants_connected().values_list("pk", flat=True):
+        reconcile_queue(tenant_id=tenant_id)
+        count += 1
+    return count
