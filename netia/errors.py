@@ -92,6 +92,17 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
+# django-ratelimit's decorator and middleware do not say when their window ends: clients are told to wait this
+# long (the longest period of the limits in use is a minute). `netia.ratelimits` gives the exact wait instead.
+RATELIMIT_RETRY_SECONDS = 60
+
+
+def rate_limited_reply(retry_after: int = RATELIMIT_RETRY_SECONDS) -> tuple[dict[str, Any], dict[str, str]]:
+    """The body and headers of a 429 (one place for both, and for the seconds they repeat)."""
+    body = error_body(RateLimited.code, RateLimited.default_message, {"retry_after": retry_after})
+    return body, {"Retry-After": str(retry_after)}
+
+
 def _drf_details(exc: drf_exceptions.APIException) -> dict[str, Any]:
     detail = exc.detail
     if isinstance(detail, dict):
@@ -122,11 +133,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             headers["Retry-After"] = str(exc.extra["retry_after"])
         return Response(error_body(exc.code, exc.message, exc.extra), status=exc.status_code, headers=headers)
     if isinstance(exc, Ratelimited):
-        return Response(
-            error_body(RateLimited.code, RateLimited.default_message, {"retry_after": 60}),
-            status=429,
-            headers={"Retry-After": "60"},
-        )
+        body, headers = rate_limited_reply()
+        return Response(body, status=RateLimited.status_code, headers=headers)
     if isinstance(exc, RequestDataTooBig):
         return Response(error_body(PayloadTooLarge.code, PayloadTooLarge.default_message), status=413)
     if isinstance(exc, Http404):
@@ -153,11 +161,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 
 def ratelimited_view(request: HttpRequest, exception: Exception) -> JsonResponse:
     """django-ratelimit's view for limits hit outside DRF."""
-    return JsonResponse(
-        error_body(RateLimited.code, RateLimited.default_message, {"retry_after": 60}),
-        status=429,
-        headers={"Retry-After": "60"},
-    )
+    body, headers = rate_limited_reply()
+    return JsonResponse(body, status=RateLimited.status_code, headers=headers)
 
 
 def json_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:

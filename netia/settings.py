@@ -13,11 +13,15 @@ from pathlib import Path
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(environ.Env().str("NETIA_DATA_DIR", default=str(BASE_DIR / ".data")))
 
+# The .env file (NETIA_ENV_FILE, default ./.env) is read before any setting: its values fill in what the
+# environment does not set (the environment wins).
 env = environ.Env()
-if (BASE_DIR / ".env").is_file():
-    environ.Env.read_env(BASE_DIR / ".env")
+ENV_FILE = Path(env.str("NETIA_ENV_FILE", default=str(BASE_DIR / ".env")))
+if ENV_FILE.is_file():
+    environ.Env.read_env(ENV_FILE)
+
+DATA_DIR = Path(env.str("NETIA_DATA_DIR", default=str(BASE_DIR / ".data")))
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 

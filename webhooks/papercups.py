@@ -7,6 +7,9 @@ Follows the wire protocol read from Papercups' source (papercups-io/papercups @ 
   of what it posts are always the key owner's;
 - errors come as `{"error": {"message"}}` or Phoenix's `{"errors": {"detail"}}`.
 
+Over ~400 lines on purpose: the whole Papercups protocol (payloads, REST client, adapter, widget) is kept in
+the one module the rest of Netia goes through; split, the protocol would be spread again.
+
 Timeouts are ours (PAPERCUPS_TIMEOUT_SECONDS); the client never retries by itself: callers (Celery tasks)
 retry with backoff, using `PapercupsError.retryable` to tell transient failures from permanent ones.
 """

@@ -10,18 +10,20 @@ from django.utils import timezone
 
 from billing.models import BillingAccount, Plan
 from billing.services import current_period, trial_extend, usage_ai_reply_record
-from tenants.models import Tenant, User
+from tenants.models import Tenant
+from tests.billing.factories import PlanFactory
+from tests.tenants.factories import StaffFactory
 
 
 @pytest.fixture
 def staff(db):
-    return User.objects.create_user("staff@netia.test", "pw-unused-123", is_staff=True, is_superuser=True)
+    return StaffFactory.create()
 
 
 @pytest.fixture
 def subscribed(tenant, settings):
     settings.STRIPE_SECRET_KEY = "sk_test_" + "x" * 24
-    pro = Plan.objects.create(code="pro", name="Pro", ai_replies_per_month=1000)
+    pro = PlanFactory.create(code="pro")
     Tenant.objects.filter(pk=tenant.pk).update(subscription_status="active")
     BillingAccount.objects.filter(tenant=tenant).update(
         plan=pro, stripe_customer_id="cus_ABC", stripe_subscription_id="sub_XYZ", stripe_status="active"
@@ -86,7 +88,7 @@ def test_plans_are_listed_and_the_default_plan_cannot_be_deleted(client, staff):
 
 
 def test_staff_can_change_a_plans_limits(client, staff):
-    plan = Plan.objects.create(code="pro", name="Pro", ai_replies_per_month=1000)
+    plan = PlanFactory.create(code="pro")
     client.force_login(staff)
 
     response = client.post(

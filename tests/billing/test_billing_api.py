@@ -12,6 +12,7 @@ from djstripe.models import Customer
 from billing.models import BillingAccount, Plan, UsagePeriod
 from billing.services import trial_extend
 from tenants.services import api_key_create
+from tests.billing.factories import PlanFactory
 from tests.fakes.stripe_server import FakeStripe
 
 
@@ -68,7 +69,7 @@ def test_status_says_why_the_bot_is_off(api, tenant):
 
 
 def test_plans_lists_the_purchasable_plans(api, pro_plan):
-    Plan.objects.create(code="legacy", name="Legacy", price=None, ai_replies_per_month=5)
+    PlanFactory.create(code="legacy", ai_replies_per_month=5)
 
     response = api("get", "/plans")
 

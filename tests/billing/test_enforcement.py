@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
-from billing.models import BillingAccount, Plan, UsagePeriod
+from billing.models import BillingAccount, UsagePeriod
 from billing.selectors import BotAccess, bot_access_get, usage_summary_get
 from billing.services import current_period, trial_extend
 from chat.models import Conversation, Message
@@ -21,6 +21,7 @@ from chat.services import (
 )
 from tenants.models import Tenant
 from tenants.services import tenant_suspend
+from tests.billing.factories import PlanFactory
 
 NOW = timezone.now()
 
@@ -80,7 +81,7 @@ def test_the_plan_limit_applies_per_period(tenant):
 
 
 def test_an_unlimited_plan_has_no_usage_limit(tenant):
-    unlimited = Plan.objects.create(code="unlimited", name="Unlimited", ai_replies_per_month=None)
+    unlimited = PlanFactory.create(code="unlimited", ai_replies_per_month=None)
     _set(tenant, status="active", plan=unlimited)
     _use(tenant, 1_000_000)
 

@@ -17,10 +17,11 @@ from billing.models import BillingAccount, BillingNotification, Plan, UsagePerio
 from billing.selectors import billing_period_for
 from billing.services import current_period, usage_ai_reply_record
 from tenants.models import Tenant
+from tests.billing.factories import PlanFactory
 
 
 def _plan(tenant: Tenant, limit: int, code: str = "small") -> Plan:
-    plan = Plan.objects.create(code=code, name=code.title(), ai_replies_per_month=limit)
+    plan = PlanFactory.create(code=code, ai_replies_per_month=limit)
     BillingAccount.objects.filter(tenant=tenant).update(plan=plan)
     return plan
 

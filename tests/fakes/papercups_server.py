@@ -1,4 +1,4 @@
-"""A Papercups simulator on a real local socket, following /work/shared/papercups-protocol.md.
+"""A Papercups simulator on a real local socket, following PAPERCUPS_NOTES.md beside this file.
 
 It serves the part of ``/api/v1`` a bot uses (Bearer personal API key) and sends webhooks as real HTTP POSTs.
 Behaviour of the real server (papercups @ 6a6f5adc) reproduced on purpose, quirks included:
@@ -17,6 +17,9 @@ Behaviour of the real server (papercups @ 6a6f5adc) reproduced on purpose, quirk
 Webhooks are delivered synchronously by default (before the triggering call returns), so tests are
 deterministic; set ``sync_webhooks = False`` to deliver from background threads like Papercups'
 ``Task.start``, then call ``wait_for_webhooks()``. Time comes from ``clock``, so tests can freeze it.
+
+Over ~400 lines on purpose: a stateful simulator of a whole server (accounts, conversations, messages,
+webhook subscriptions, its error shapes and quirks) is one unit; its parts share the state and the lock.
 """
 
 from __future__ import annotations

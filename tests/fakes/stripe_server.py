@@ -10,6 +10,9 @@ See STRIPE_NOTES.md beside this file for what dj-stripe calls and why each route
         ...                                          # Netia creates a Checkout Session through the real client
         events = fake.complete_checkout(session_id)  # Event dicts, also stored for GET /v1/events/:id
         body, signature = signed_request(events[1], endpoint_secret)   # for Django's test client
+
+Over ~400 lines on purpose: a stateful Stripe (customers, products, prices, subscriptions, invoices, events,
+signatures) is one unit whose routes share the state; STRIPE_NOTES.md maps each route to its caller.
 """
 
 from __future__ import annotations

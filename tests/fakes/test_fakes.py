@@ -2,6 +2,8 @@
 
 Runnable without Django:
 `.venv/bin/python -m pytest -p no:django -p no:cacheprovider --noconftest tests/fakes/test_fakes.py -q`.
+
+Over ~400 lines on purpose: the contract tests of two fakes, one section per protocol feature.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The Stripe fake, driven by the real `stripe` client (no Django): shapes, state, errors, events, signing."""
+"""The Stripe fake, driven by the real `stripe` client (no Django): shapes, state, errors, events, signing.
+
+Over ~400 lines on purpose: one contract test per Stripe behaviour the fake reproduces.
+"""
 
 from __future__ import annotations
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from tenants.models import ApiKey, User
+from tenants.models import ApiKey
 from tenants.services import api_key_create, tenant_suspend
+from tests.tenants.factories import StaffFactory, UserFactory
 
 PAGES = [
     "admin:index",
@@ -19,12 +20,12 @@ PAGES = [
 
 @pytest.fixture
 def staff(db):
-    return User.objects.create_user("staff@netia.test", "pw-unused-123", is_staff=True, is_superuser=True)
+    return StaffFactory.create()
 
 
 @pytest.fixture
 def customer(db):
-    return User.objects.create_user("customer@shop.test", "pw-unused-123")
+    return UserFactory.create(email="customer@shop.test")
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -16,6 +16,7 @@ from chat.services import bot_configuration_update
 from tenants.models import Tenant, User
 from tenants.services import api_key_create
 from tests.fakes.papercups_server import Account, FakePapercups
+from tests.tenants.factories import StaffFactory
 from webhooks.models import ConnectionCheck, FailedDelivery
 
 BASE = "/api/v1/customer/papercups"
@@ -243,7 +244,7 @@ def test_the_endpoints_need_the_bot_permissions(client, tenant, permissions, met
 # --- Staff console ----------------------------------------------------------------------------------------------------
 @pytest.fixture
 def staff(db: None) -> User:
-    return User.objects.create_user("staff@netia.test", "pw-unused-123", is_staff=True, is_superuser=True)
+    return StaffFactory.create()
 
 
 def test_staff_see_each_tenants_connection_state_and_can_check_it(client, staff, tenant, papercups, account):

@@ -1,5 +1,8 @@
 """POST /papercups/webhook through Django's request handling: authentication, validation, what is stored, what
-is queued. Payloads come from the Papercups simulator; the end-to-end flow is in live/."""
+is queued. Payloads come from the Papercups simulator; the end-to-end flow is in live/.
+
+Over ~400 lines on purpose: one test per webhook outcome, sharing this module's payload helpers.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,9 @@
 """End to end through the Papercups simulator: real webhooks into a live Netia, a real Celery worker, real
-replies back over HTTP. Exactly one reply per visitor turn, whatever Papercups, the LLM or the worker does."""
+replies back over HTTP. Exactly one reply per visitor turn, whatever Papercups, the LLM or the worker does.
+
+Over ~400 lines on purpose: each failure scenario (Papercups down, LLM down, worker killed, missed
+webhooks) shares the live server, worker and simulator fixtures of this module.
+"""
 
 from __future__ import annotations
 

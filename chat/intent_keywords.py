@@ -1,0 +1,168 @@
+"""The default intent vocabulary and the precedence between intents: data only (the classifier is
+`chat.intents`). Each tenant's bot configuration may replace any intent's keywords."""
+
+from __future__ import annotations
+
+# Keywords are matched after normalize(), so write them naturally: "don't" == "dont", "día" == "dia".
+# Each list is English first, then Spanish, French, German and Portuguese, one line group per language;
+# fmt: off keeps that grouping, which the formatter would explode into one keyword per line.
+# fmt: off
+DEFAULT_INTENT_KEYWORDS: dict[str, list[str]] = {
+    "greeting": [
+        "hi", "hii", "hiii", "hello", "helloo", "hey", "heyy", "heyyy", "hiya", "howdy", "yo", "sup",
+        "whats up", "greetings", "good morning", "good afternoon", "good evening", "morning", "gday",
+        "hi there", "hello there", "hey there", "hi all", "hello everyone", "hey guys", "hi team", "ciao",
+        "buongiorno", "buonasera",
+        "hola", "buenos dias", "buenas tardes", "buenas noches", "buenas",
+        "bonjour", "bonsoir", "salut", "coucou",
+        "hallo", "guten tag", "guten morgen", "guten abend", "moin", "servus",
+        "ola", "oi", "bom dia", "boa tarde", "boa noite",
+    ],
+    "pricing": [
+        "price", "prices", "pricing", "priced", "pricey", "price list", "price range", "cost", "costs",
+        "costing", "how much", "what do you charge", "run me", "set me back", "fee", "fees", "rate", "rates",
+        "quote", "quotation", "estimate", "charge", "charges", "cheap", "cheaper", "cheapest", "expensive",
+        "affordable", "afford", "budget", "discount", "discounts", "coupon", "coupons", "promo", "promo code",
+        "promotion", "special offer", "offers", "deal", "deals", "on sale", "plans", "subscription",
+        "membership", "memberships", "monthly", "per month", "per hour", "per person", "per night",
+        "per session", "deposit", "tariff", "free trial", "for free", "is it free", "free of charge",
+        "packages", "dollars", "euros", "bucks",
+        "precio", "precios", "cuanto cuesta", "cuanto vale", "cuanto cobran", "cuanto sale", "tarifa",
+        "tarifas", "presupuesto", "descuento", "oferta", "barato", "caro", "cuota", "gratis", "gratuito",
+        "cobrar", "cobran", "cobrarian",
+        "prix", "tarif", "tarifs", "combien", "devis", "cher", "reduction", "gratuit",
+        "preis", "preise", "preisliste", "kosten", "kostet", "wie viel", "wieviel", "teuer", "rabatt",
+        "angebot", "kostenlos",
+        "preco", "precos", "quanto custa", "quanto e", "orcamento", "desconto", "mensalidade",
+    ],
+    "booking": [
+        "book", "booking", "bookings", "booked", "book in", "reserve", "reservation", "reservations",
+        "appointment", "appointments", "schedule", "reschedule", "slot", "slots", "availability",
+        "available on", "available at", "available for", "available today", "available tomorrow",
+        "anything available", "anything open", "any openings", "openings", "next available", "earliest",
+        "are you free", "table for", "a room for", "room for", "nights", "a spot", "save me a",
+        "consultation", "session", "trial class", "trial lesson", "sign up", "sign me up", "enroll", "enrol",
+        "register", "check in", "visit", "home visit", "house call", "can i come in", "can we come in",
+        "come in for", "get in today", "fit me in", "squeeze me in", "pencil me in", "come out",
+        "send someone", "walk in", "walk ins",
+        "cita", "pedir cita", "reservar", "reserva", "agendar", "turno", "inscribirme",
+        "rendez vous", "reserver", "reservation", "inscrire",
+        "termin", "buchen", "reservieren", "anmelden",
+        "marcar", "marcacao", "agendamento", "inscrever",
+    ],
+    "opening_hours": [
+        "opening hours", "opening times", "business hours", "office hours", "hours", "open", "opening",
+        "open now", "are you open", "close", "closed", "closing", "closing time", "shut", "shuts",
+        "what time", "how late", "how early", "until when", "24 7", "what days", "which days",
+        "last appointment", "last orders", "last entry", "weekends", "weekend", "holiday", "holidays",
+        "public holiday", "christmas", "christmas eve", "new year", "easter", "thanksgiving", "mondays",
+        "tuesdays", "wednesdays", "thursdays", "fridays", "saturdays", "sundays",
+        "horario", "horarios", "que hora", "abierto", "abiertos", "abre", "abren", "cierra", "cierran",
+        "festivos",
+        "horaires", "ouvert", "ouverts", "ouverture", "ferme", "fermez", "fermeture",
+        "offnungszeiten", "wie viel uhr", "um wie viel uhr", "offnen", "geoffnet", "offen", "geschlossen",
+        "schliessen",
+        "horario de funcionamento", "que horas", "aberto", "abertos", "abrem", "fechado", "fecham",
+        "funcionam",
+    ],
+    "location": [
+        "where", "where are you", "where are you located", "where r u", "where are u", "where exactly",
+        "located", "location", "locations", "address", "directions", "how do i get there", "how do i get to",
+        "how to get there", "how to get to", "get there", "find you", "how far", "far from", "distance",
+        "near", "nearby", "near me", "near you", "close to", "parking", "park", "map", "google maps",
+        "branch", "branches", "neighborhood", "neighbourhood", "street", "downtown", "area", "town",
+        "part of town", "city", "which floor", "entrance", "bus", "metro", "subway", "train station",
+        "station", "postcode", "zip code", "do you deliver to", "your store", "your shop", "your office",
+        "donde", "donde estan", "donde queda", "direccion", "ubicacion", "ubicados", "como llegar",
+        "como llego", "llegar", "cerca", "aparcamiento", "estacionamiento",
+        "adresse", "ou etes vous", "ou se trouve", "comment venir", "plan d acces",
+        "wo sind sie", "wo finde ich", "anfahrt", "wegbeschreibung", "parken",
+        "endereco", "onde", "onde fica", "onde ficam", "como chegar", "chegar", "perto", "estacionamento",
+    ],
+    "contact_request": [
+        "call me", "call me back", "callback", "call back", "call", "call you", "can i call",
+        "give me a call", "give me a ring", "ring me", "number i can call", "number to call", "contact me",
+        "contact you", "contact", "contact details", "contact info", "get in contact", "get in touch",
+        "reach out", "reach me", "reach you", "you can reach me", "get back to me", "follow up", "email",
+        "e mail", "email me", "drop me", "drop me a line", "send me", "text me", "message me", "dm",
+        "whatsapp", "phone", "phone number", "your number", "your phone", "your email", "your email address",
+        "email address", "my number", "my email", "my phone", "my cell", "mobile", "leave my number",
+        "leave a message", "voicemail",
+        "llamame", "llamenme", "llamar", "contactar", "contacto", "telefono", "numero", "correo", "escribir",
+        "rappelez moi", "rappeler", "appeler", "appelez moi", "contacter", "telephone",
+        "ruckruf", "rufen sie mich", "anrufen", "kontakt", "nummer",
+        "ligar", "me ligue", "me liga", "contato", "telefone",
+    ],
+    "support": [
+        "order", "orders", "my order", "order status", "where is my", "wheres my", "tracking", "track",
+        "tracking number", "delivery", "delivered", "shipping", "shipped", "shipment", "package arrived",
+        "my package", "arrived", "never arrived", "never got", "never received", "didnt get", "didnt receive",
+        "havent received", "not received", "refund", "return", "returns", "exchange", "replacement", "broken",
+        "broke", "damaged", "defective", "faulty", "ripped", "torn", "not working", "doesnt work",
+        "does not work", "stopped working", "isnt working", "wont apply", "cant open", "wont open",
+        "open the app", "open the link", "open the email", "open an account", "problem", "problems", "issue",
+        "issues", "error", "bug", "crash", "glitch", "stuck", "help", "help with", "support", "login",
+        "log in", "password", "reset", "account", "balance", "invoice", "receipt", "confirmation", "checkout",
+        "charged", "charged twice", "double charged", "payment failed", "declined", "warranty", "cancel",
+        "cancel my order", "unsubscribe", "missing", "wrong item", "wrong size", "bought", "purchase",
+        "purchased", "any update", "how do i", "where can i find my", "where do i find my", "update my",
+        "change my", "card details", "cancel my subscription", "download", "troubleshoot", "fix",
+        "pedido", "donde esta mi", "envio", "devolucion", "reembolso", "ayuda", "problema", "no funciona",
+        "no llego", "roto", "garantia", "factura",
+        "commande", "livraison", "remboursement", "aide", "probleme", "facture", "garantie",
+        "bestellung", "lieferung", "ruckerstattung", "hilfe", "rechnung", "defekt", "kaputt",
+        "encomenda", "entrega", "ajuda", "nao funciona", "fatura", "quebrado", "troca",
+    ],
+    "complaint": [
+        "complaint", "complain", "complaining", "terrible", "awful", "horrible", "worst", "disappointed",
+        "disappointing", "unacceptable", "not acceptable", "rude", "angry", "furious", "upset", "ridiculous",
+        "scam", "not happy", "unhappy", "not satisfied", "dissatisfied", "useless", "very bad", "so bad",
+        "bad service", "poor service", "poor quality", "bad experience", "bad review", "never again",
+        "waste of money", "fed up", "frustrated", "frustrating", "disgusting", "lousy", "shameful",
+        "outrageous", "appalling", "dreadful", "shocking", "pathetic", "unprofessional", "incompetent",
+        "disrespectful", "nightmare", "disgusted", "didnt apologise", "didnt apologize", "no apology",
+        "nobody answered", "no one answered", "nobody answers", "didnt care", "done with you",
+        "how i was treated", "the way i was treated", "treated badly", "treated poorly", "ruined",
+        "fell apart", "left a mess", "what a mess", "overcharged", "rip off", "ripoff", "ripped off",
+        "messed up", "screwed up", "undercooked", "overcooked", "was burnt", "were burnt", "was dirty",
+        "so dirty", "food poisoning",
+        "queja", "reclamacion", "reclamo", "pesimo", "mal servicio", "decepcionado", "decepcionada",
+        "inaceptable", "molesto", "molesta", "enfadado",
+        "plainte", "inacceptable", "inadmissible", "decu", "decue", "decevant", "mauvais service", "fache",
+        "beschwerde", "unverschamt", "enttauscht", "unzufrieden", "schlecht", "katastrophe",
+        "reclamacao", "pessimo", "horrivel", "insatisfeito", "vergonha",
+    ],
+    "human_handoff": [
+        "human", "a human", "real person", "actual person", "real people", "someone real", "real human",
+        "not a bot", "a bot", "bot", "robot", "agent", "an agent", "live agent", "representative", "operator",
+        "staff member", "member of staff", "supervisor", "the manager", "your manager", "a manager",
+        "speak to someone", "talk to someone", "speak with someone", "talk with someone", "speak to a",
+        "speak to an", "speak to the", "speak to your", "talk to a", "talk to an", "talk to the",
+        "talk to your", "speak with", "talk with", "chat with someone", "someone i can talk to",
+        "someone i can speak to", "someone who can help", "anyone from the team", "someone from the team",
+        "anyone online", "someone online", "transfer me", "connect me", "put me through", "escalate",
+        "live chat",
+        "persona real", "humano", "hablar con", "hablar con alguien", "agente",
+        "un humain", "conseiller", "parler a", "parler avec",
+        "einem menschen", "echten menschen", "mit jemandem", "mit einem mitarbeiter", "einen mitarbeiter",
+        "atendente", "pessoa real", "falar com", "falar com alguem",
+    ],
+}
+# fmt: on
+
+# Intents that win whenever they match at all: a visitor asking for a person or complaining must never be
+# answered as if they had asked about prices.
+PRIORITY_INTENTS: tuple[str, ...] = ("human_handoff", "complaint")
+# Intents chosen only when nothing else matched ("hi, how much is it?" is a pricing question).
+FALLBACK_INTENTS: tuple[str, ...] = ("greeting",)
+# Tie-break among the remaining intents with equal scores; tenant-defined intents come after these. Intents
+# with more specific vocabulary come first: a pricing question often names a bookable service ("the fee for
+# a consultation") and a directions request may say "send me", not the other way round.
+TIE_BREAK_ORDER: tuple[str, ...] = (
+    "pricing",
+    "booking",
+    "opening_hours",
+    "location",
+    "support",
+    "contact_request",
+)
