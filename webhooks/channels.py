@@ -3,7 +3,7 @@
 A provider module (`webhooks/papercups.py`; a Crisp or Chatwoot one would sit beside it) turns the
 provider's webhooks and API answers into the plain records below and implements `ChannelAdapter` for
 sending. Everything else (event handling, the outbox, retries, reconciliation) lives in
-`webhooks/services.py` and works on these records only.
+`webhooks/services/` and works on these records only.
 """
 
 from __future__ import annotations

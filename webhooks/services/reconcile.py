@@ -26,6 +26,8 @@ logger = structlog.get_logger(__name__)
 
 @dataclass(frozen=True)
 class ReconcileResult:
+    """What one reconciliation of a tenant did."""
+
     recorded: int
     replies_queued: int
     deliveries_queued: int
