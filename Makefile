@@ -65,4 +65,4 @@ lock:
 	 /tmp/netia-lock/bin/pip freeze) > requirements.txt
 
 clean:
-	rm -rf $(VENV) staticfiles
+	rm -rf $(VENV) staticfiles tests/artifacts
