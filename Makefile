@@ -66,4 +66,4 @@ lock:
 	 /tmp/netia-lock/bin/pip freeze) > requirements.txt
 
 clean:
-	rm -rf $(VENV) staticfiles
+	rm -rf $(VENV) staticfiles tests/artifacts

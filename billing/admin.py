@@ -1,11 +1,13 @@
 """Staff console for billing: plans (limits as data), every tenant's billing state with Stripe links,
-usage per period and the billing emails sent."""
+usage per period and the billing emails sent; and which of dj-stripe's admin pages staff see."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
 
+import djstripe.admin  # noqa: F401  (registers dj-stripe's models, which are trimmed below)
+from django.apps import apps
 from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import OuterRef, QuerySet, Subquery
@@ -203,3 +205,20 @@ class BillingNotificationAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+# dj-stripe registers ~45 models. Staff act on these; the rest (charges, payment methods, tax codes …) are
+# one click away in Stripe's dashboard and only crowd the console.
+DJSTRIPE_ADMIN_MODELS = frozenset(
+    {"customer", "subscription", "invoice", "price", "product", "event", "webhookendpoint"}
+)
+
+
+def _djstripe_admin_trim() -> None:
+    """Unregister dj-stripe's admin pages that are not in DJSTRIPE_ADMIN_MODELS."""
+    for model in apps.get_app_config("djstripe").get_models():
+        if model._meta.model_name not in DJSTRIPE_ADMIN_MODELS and admin.site.is_registered(model):
+            admin.site.unregister(model)
+
+
+_djstripe_admin_trim()

@@ -52,7 +52,8 @@ SHARED_APPS = [
     "django_tenants",
     "django.contrib.contenttypes",
     "django.contrib.auth",
-    "django.contrib.admin",
+    # Django's admin with Netia's site (Netia's own apps first in the index and sidebar).
+    "netia.admin_site.NetiaAdminConfig",
     "django.contrib.sessions",
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
@@ -60,6 +61,7 @@ SHARED_APPS = [
     "django.contrib.postgres",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_prometheus",
     "django_structlog",
     "djstripe",
@@ -86,6 +88,8 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "netia.middleware.PublicSchemaMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's, the API docs'): from the app directories in debug, collected in production.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "netia.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -96,13 +100,6 @@ MIDDLEWARE = [
     "django_structlog.middlewares.RequestMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
-
-if not DEBUG:
-    # Serves collected static files (the admin's) from gunicorn; locally runserver serves them.
-    MIDDLEWARE.insert(
-        MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
-        "whitenoise.middleware.WhiteNoiseMiddleware",
-    )
 
 ROOT_URLCONF = "netia.urls"
 WSGI_APPLICATION = "netia.wsgi.application"
@@ -213,6 +210,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Multi-tenant AI customer-service bot: chat, knowledge, leads, billing.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and ReDoc are served from our own static files (drf-spectacular-sidecar), never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "ConversationStatusEnum": "chat.models.Conversation.Status",
         "LeadStatusEnum": "chat.models.Lead.Status",
@@ -239,6 +240,12 @@ STORAGES = {
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
+# WhiteNoise serves static files under `make run`, gunicorn and the browser tests alike. In debug it finds them
+# in the apps (no collectstatic step) and picks up changes; in production it serves the fingerprinted, compressed
+# files `collectstatic` wrote (the Docker image runs it). Set from DEBUG here, at import, because the test runner
+# turns settings.DEBUG off afterwards while the tests still serve what `make run` serves.
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True

@@ -7,21 +7,20 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, URLResolver, include, path
 from django.views import defaults
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
 from netia import errors
 from netia.api import HealthApi, metrics_view
+from netia.docs import ApiDocsRedocView, ApiDocsSwaggerView
 from netia.middleware import API_PATH_PREFIXES
 from webhooks.urls import webhook_urlpatterns
-
-admin.site.site_header = "Netia staff console"
-admin.site.site_title = "Netia"
 
 api_v1: list[URLPattern | URLResolver] = [
     path("health", HealthApi.as_view(), name="health"),
     path("metrics", metrics_view, name="metrics"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
-    path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("docs", ApiDocsSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("redoc", ApiDocsRedocView.as_view(url_name="schema"), name="redoc"),
     path("", include("chat.urls")),
     path("", include("billing.urls")),
     path("", include("webhooks.urls")),

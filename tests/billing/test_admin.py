@@ -122,3 +122,25 @@ def test_other_billing_pages_load_for_staff(client, staff, tenant, page):
     client.force_login(staff)
 
     assert client.get(reverse(page)).status_code == 200
+
+
+KEPT_DJSTRIPE_PAGES = ["customer", "subscription", "invoice", "price", "product", "event", "webhookendpoint"]
+
+
+@pytest.mark.parametrize("model", KEPT_DJSTRIPE_PAGES)
+def test_the_djstripe_pages_staff_act_on_stay(client, staff, model):
+    client.force_login(staff)
+
+    assert client.get(reverse(f"admin:djstripe_{model}_changelist")).status_code == 200
+
+
+def test_the_console_lists_netia_first_and_only_those_djstripe_pages(client, staff):
+    client.force_login(staff)
+
+    index = client.get(reverse("admin:index"))
+    charges = client.get("/admin/djstripe/charge/")
+
+    apps = {app["app_label"]: [m["object_name"].lower() for m in app["models"]] for app in index.context["app_list"]}
+    assert list(apps) == ["tenants", "billing", "webhooks", "auth", "djstripe"]
+    assert sorted(apps["djstripe"]) == sorted(KEPT_DJSTRIPE_PAGES)
+    assert charges.status_code == 404
