@@ -14,7 +14,8 @@ from django_tenants.utils import tenant_context
 from chat.services import knowledge_article_create
 from dashboard.demo import DEMO_ADMIN_EMAIL, DEMO_ARTICLES, DEMO_OWNER_EMAIL, DEMO_TENANT_NAME
 from tenants.models import Tenant, User
-from tenants.services import tenant_onboard
+from tenants.selectors import tenant_demo_slug
+from tenants.services import login_link_url, tenant_onboard
 
 
 class Command(BaseCommand):
@@ -42,9 +43,15 @@ class Command(BaseCommand):
         state_file.chmod(0o600)
 
         base = settings.NETIA_PUBLIC_URL
+        owner = User.objects.get(email=DEMO_OWNER_EMAIL)
+        sign_in = login_link_url(user=owner, next_path="/portal/", tenant=tenant)
         lines = [
             "",
             f"Netia is running at {base}/",
+            f"  Customer portal, signed in as the demo's owner ({DEMO_OWNER_EMAIL}; the link works once,",
+            f"    within {settings.SESAME_MAX_AGE // 60} minutes; later, ask for a new one at {base}/login):",
+            f"    {sign_in}",
+            f"  Demo page:     {base}/demo/{tenant_demo_slug(tenant=tenant)}/",
             f"  Staff console: {base}/admin/",
             f"    login {DEMO_ADMIN_EMAIL} / {state.get('admin_password', '(see .data/demo.json)')}",
             f"  API docs:      {base}/api/v1/docs",
