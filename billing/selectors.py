@@ -151,4 +151,3 @@ def plan_quota_check(*, tenant: Tenant, resource: str, used: int) -> None:
     limit = limits[resource]
     if limit is not None and used >= limit:
         raise PlanLimitExceeded(extra={"resource": resource, "limit": limit, "plan": plan.code})
-

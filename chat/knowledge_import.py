@@ -15,8 +15,8 @@ from pathlib import PurePath
 from django.db import transaction
 
 from billing.selectors import plan_quota_check
+from chat.knowledge import knowledge_article_create
 from chat.models import KnowledgeArticle
-from chat.services import knowledge_article_create
 from netia.errors import ValidationFailed
 from tenants.models import Tenant
 

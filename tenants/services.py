@@ -244,7 +244,9 @@ def membership_invite(*, tenant: Tenant, email: str, role: str, invited_by: User
     if Membership.objects.filter(tenant=tenant, user__email=email).exists():
         raise Conflict(f"{email} is already in the team.", extra={"field": "email"})
     # Billing refuses a seat beyond the plan's (PlanLimitExceeded), before anything is written.
-    membership_adding.send(sender=Membership, tenant=tenant, seats_used=Membership.objects.filter(tenant=tenant).count())
+    membership_adding.send(
+        sender=Membership, tenant=tenant, seats_used=Membership.objects.filter(tenant=tenant).count()
+    )
     user = User.objects.filter(email=email).first() or User.objects.create_user(email=email)
     membership = Membership.objects.create(user=user, tenant=tenant, role=role)
     sign_in_email_request(email=email, reason=SignInReason.INVITATION, tenant=tenant, next_path="/portal/")

@@ -6,8 +6,8 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
+from chat.knowledge import bot_configuration_update
 from chat.selectors import bot_configuration_get
-from chat.services import bot_configuration_update
 from dashboard.bot_form import BotForm
 from dashboard.portal import TEAM, PortalView
 from netia.errors import ValidationFailed

@@ -8,10 +8,10 @@ from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
+from chat.knowledge import knowledge_article_create, knowledge_article_delete, knowledge_article_update
 from chat.knowledge_import import ImportFile, knowledge_import
 from chat.models import KnowledgeArticle
 from chat.selectors import knowledge_article_list, knowledge_passages_test
-from chat.services import knowledge_article_create, knowledge_article_delete, knowledge_article_update
 from dashboard.forms import ArticleForm, ImportForm, KnowledgeTestForm
 from dashboard.portal import TEAM, PortalView
 from netia.errors import ApplicationError, ValidationFailed
