@@ -16,8 +16,8 @@ FAQ = 'question,answer\nDo you deliver?,We deliver within 5 km.\n\n"Gluten free,
 
 def test_documents_and_question_answer_pairs_become_articles(tenant):
     files = [
-        ImportFile("opening-hours.txt", "We open at 7:00 every weekday.".encode()),
-        ImportFile("returns.md", "# Returns policy\n\nReturns within **14 days**.\n".encode()),
+        ImportFile("opening-hours.txt", b"We open at 7:00 every weekday."),
+        ImportFile("returns.md", b"# Returns policy\n\nReturns within **14 days**.\n"),
         ImportFile("faq.csv", ("\ufeff" + FAQ).encode()),
     ]
     with tenant_context(tenant):
@@ -34,7 +34,7 @@ def test_documents_and_question_answer_pairs_become_articles(tenant):
 
 
 def test_semicolon_csvs_with_extra_columns_are_read(tenant):
-    data = "id;Answer;Question\n1;Ten euros.;How much is a cake?\n".encode()
+    data = b"id;Answer;Question\n1;Ten euros.;How much is a cake?\n"
     with tenant_context(tenant):
         (article,) = knowledge_import(tenant=tenant, files=[ImportFile("faq.csv", data)])
 
