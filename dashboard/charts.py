@@ -66,9 +66,14 @@ def daily_bars(days: Sequence[DayCount], *, title: str) -> SafeString:
     every = max(1, len(days) // 6)
     labels = format_html_join(
         "",
-        '<text class="chart-axis" x="{}" y="{}" text-anchor="middle">{}</text>',
+        '<text class="chart-axis" x="{}" y="{}" text-anchor="{}">{}</text>',
         (
-            (_n(PAD_LEFT + i * slot + slot / 2), HEIGHT - 6, _label(d.day))
+            (
+                _n(PAD_LEFT + i * slot + slot / 2),
+                HEIGHT - 6,
+                "end" if i == len(days) - 1 else "start" if i == 0 else "middle",
+                _label(d.day),
+            )
             for i, d in enumerate(days)
             if i % every == 0 or i == len(days) - 1
         ),
