@@ -133,7 +133,8 @@ def test_a_new_business_from_sign_up_to_a_working_bot_and_a_team(
             expect(member_page.locator(".sidebar")).to_contain_text(name)
             expect(member_page.locator(".sidebar")).not_to_contain_text("Billing")
             refused = member_page.goto("/portal/billing")
-            assert refused is not None and refused.status == 403
+            assert refused is not None
+            assert refused.status == 403
             expect(member_page.get_by_role("heading", name="Only owners can open this page")).to_be_visible()
             screenshot(member_page, "member-billing")
 
