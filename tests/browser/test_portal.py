@@ -213,7 +213,8 @@ def test_every_page_at_desktop_and_phone_widths(browser, live_netia, network, ba
                 sign_in(page, login_link_url(user=bakery.owner))
             for name, path in bakery.pages:
                 response = page.goto(path)
-                assert response is not None and response.status == 200, path
+                assert response is not None, path
+                assert response.status == 200, path
                 page.screenshot(path=str(ARTIFACTS / f"portal-{name}-{width}.png"), full_page=True)
                 overflow = page.evaluate("document.scrollingElement.scrollWidth") - width
                 unlabelled = page.evaluate(LABELLED)
