@@ -17,7 +17,7 @@ def _n(value: float) -> str:
     return f"{value:.1f}"
 
 
-WIDTH, HEIGHT = 640, 200
+WIDTH, HEIGHT = 520, 190
 PAD_LEFT, PAD_BOTTOM, PAD_TOP = 28, 22, 8
 
 
@@ -99,7 +99,7 @@ def ranked_bars(rows: Sequence[tuple[str, int]], *, title: str, label_prefix: st
     """Horizontal bars, largest first, each labelled with its name and count."""
     if not rows:
         return mark_safe("")
-    row_h, label_w, width = 30, 170, 480
+    row_h, label_w, width = 30, 200, 480
     top = max(n for _, n in rows) or 1
     body = format_html_join(
         "",
@@ -108,7 +108,7 @@ def ranked_bars(rows: Sequence[tuple[str, int]], *, title: str, label_prefix: st
         (
             (
                 i * row_h + 18,
-                (label_prefix + name.replace("_", " ")).capitalize()[:24],
+                (label_prefix + name.replace("_", " ")).capitalize()[:30],
                 label_w,
                 i * row_h + 5,
                 _n((width - label_w - 40) * n / top),

@@ -11,8 +11,14 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django_tenants.utils import tenant_context
 
-from chat.services import knowledge_article_create
-from dashboard.demo import DEMO_ADMIN_EMAIL, DEMO_ARTICLES, DEMO_OWNER_EMAIL, DEMO_TENANT_NAME
+from chat.knowledge import knowledge_article_create
+from dashboard.demo import (
+    DEMO_ADMIN_EMAIL,
+    DEMO_ARTICLES,
+    DEMO_OWNER_EMAIL,
+    DEMO_TENANT_NAME,
+    demo_conversations_seed,
+)
 from tenants.models import Tenant, User
 from tenants.selectors import tenant_demo_slug
 from tenants.services import login_link_url, tenant_onboard
@@ -37,6 +43,7 @@ class Command(BaseCommand):
             with tenant_context(tenant):
                 for title, content in DEMO_ARTICLES:
                     knowledge_article_create(tenant=tenant, title=title, content=content)
+            demo_conversations_seed(tenant=tenant)
 
         state_file.parent.mkdir(parents=True, exist_ok=True)
         state_file.write_text(json.dumps(state, indent=2))
