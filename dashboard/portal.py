@@ -10,6 +10,7 @@ from functools import cached_property
 from typing import Any, ClassVar, cast
 
 from django.contrib import messages
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -59,6 +60,13 @@ class Portal:
     def bot_access(self) -> BotAccess:
         """Whether the bot answers right now (every page says why not)."""
         return bot_access_get(tenant=self.tenant)
+
+
+def paginated(request: HttpRequest, items: Any, size: int = 25) -> dict[str, Any]:
+    """The requested page of `items` and the other query parameters (for the pages' links)."""
+    query = request.GET.copy()
+    query.pop("page", None)
+    return {"page": Paginator(items, size).get_page(request.GET.get("page")), "query": query.urlencode()}
 
 
 class PortalRequest(HttpRequest):

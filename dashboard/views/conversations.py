@@ -5,7 +5,6 @@ from __future__ import annotations
 from uuid import UUID
 
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.loader import render_to_string
@@ -21,9 +20,7 @@ from chat.selectors import (
     conversation_transcript,
 )
 from dashboard.forms import ConversationFilterForm, NoteForm
-from dashboard.portal import TEAM, PortalView
-
-PAGE_SIZE = 25
+from dashboard.portal import TEAM, PortalView, paginated
 
 
 class ConversationListView(PortalView):
@@ -41,16 +38,10 @@ class ConversationListView(PortalView):
             date_to=data.get("date_to"),
             tz=bot_configuration_get().timezone,
         )
-        page = Paginator(conversation_search(filters=filters).select_related("lead"), PAGE_SIZE).get_page(
-            request.GET.get("page")
-        )
-        query = request.GET.copy()
-        query.pop("page", None)
         context = {
             "form": form,
-            "page": page,
-            "query": query.urlencode(),
             "filtered": bool(data and any(data.values())),
+            **paginated(request, conversation_search(filters=filters).select_related("lead")),
         }
         template = "dashboard/conversations/list.html"
         if self.request.htmx and self.request.htmx.target == "conversation-results":

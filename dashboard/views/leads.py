@@ -6,7 +6,6 @@ import csv
 from typing import Any
 
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.utils import timezone
@@ -15,9 +14,8 @@ from chat.models import Lead
 from chat.selectors import bot_configuration_get, lead_list, lead_search
 from chat.services import lead_update
 from dashboard.forms import LeadFilterForm, LeadForm
-from dashboard.portal import TEAM, PortalView
+from dashboard.portal import TEAM, PortalView, paginated
 
-PAGE_SIZE = 25
 CSV_COLUMNS = ["id", "created_at", "status", "name", "email", "phone", "intent", "notes", "conversation_id"]
 
 
@@ -50,13 +48,7 @@ class LeadListView(PortalView):
 
     def get(self, request: HttpRequest) -> HttpResponse:
         form, leads = _filtered(request)
-        page = Paginator(leads, PAGE_SIZE).get_page(request.GET.get("page"))
-        query = request.GET.copy()
-        query.pop("page", None)
-        return self.page(
-            "dashboard/leads/list.html",
-            {"form": form, "page": page, "query": query.urlencode(), "statuses": Lead.Status.choices},
-        )
+        return self.page("dashboard/leads/list.html", {"form": form, **paginated(request, leads)})
 
 
 class LeadDetailView(PortalView):

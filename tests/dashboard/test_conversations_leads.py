@@ -150,3 +150,16 @@ def test_leads_export_as_csv_without_spreadsheet_formulas(owner_client, tenant, 
 def test_empty_lists_explain_themselves(owner_client):
     assert "No leads yet" in owner_client.get("/portal/leads").content.decode()
     assert "No conversations yet" in owner_client.get("/portal/conversations").content.decode()
+
+
+def test_long_lists_are_paged_and_the_pages_keep_the_filters(owner_client, tenant, lead_in):
+    for number in range(26):
+        lead_in(tenant, session=f"p{number}", name=f"Lead {number}", status="new")
+
+    first = owner_client.get("/portal/leads?status=new")
+    second = owner_client.get("/portal/leads?status=new&page=2")
+
+    assert len(first.context["page"].object_list) == 25
+    assert 'href="?status=new&amp;page=2">Next</a>' in first.content.decode()
+    assert len(second.context["page"].object_list) == 1
+    assert 'href="?status=new&amp;page=1">Previous</a>' in second.content.decode()

@@ -12,6 +12,7 @@ from django_tenants.utils import tenant_context
 from chat.models import KnowledgeArticle
 from tenants.models import Tenant
 from tenants.selectors import tenant_demo_slug
+from tests.dashboard.test_access import OWNER_ONLY, TEAM_PAGES
 
 
 def test_the_landing_page_leads_to_sign_up_and_sign_in(client, db):
@@ -84,19 +85,7 @@ class _Markup(HTMLParser):
 
 
 PUBLIC = ["/", "/signup", "/login"]
-PAGES = [
-    "/portal/",
-    "/portal/setup",
-    "/portal/conversations",
-    "/portal/leads",
-    "/portal/knowledge",
-    "/portal/knowledge/new",
-    "/portal/bot",
-    "/portal/channel",
-    "/portal/billing",
-    "/portal/api-keys",
-    "/portal/team",
-]
+PAGES = TEAM_PAGES + OWNER_ONLY
 
 
 @pytest.fixture
