@@ -13,10 +13,11 @@ from typing import Any
 from djstripe.models import Event
 from djstripe.signals import WEBHOOK_SIGNALS
 
+from billing.selectors import plan_quota_check
 from billing.services import billing_account_create, stripe_event_apply
 from billing.stripe_client import WEBHOOK_EVENTS
 from tenants.models import Tenant
-from tenants.signals import tenant_onboarded
+from tenants.signals import membership_adding, tenant_onboarded
 
 
 def _on_stripe_event(sender: Any, event: Event, **kwargs: Any) -> None:
@@ -27,8 +28,13 @@ def _on_tenant_onboarded(sender: Any, tenant: Tenant, **kwargs: Any) -> None:
     billing_account_create(tenant=tenant)  # starts the free trial, inside the onboarding transaction
 
 
+def _on_membership_adding(sender: Any, tenant: Tenant, seats_used: int, **kwargs: Any) -> None:
+    plan_quota_check(tenant=tenant, resource="team_seats", used=seats_used)  # raises PlanLimitExceeded
+
+
 def connect() -> None:
     """Subscribe to the tenant and Stripe events billing acts on (called once from BillingConfig.ready)."""
     tenant_onboarded.connect(_on_tenant_onboarded, dispatch_uid="netia-billing:tenant-onboarded")
+    membership_adding.connect(_on_membership_adding, dispatch_uid="netia-billing:membership-adding")
     for event_type in WEBHOOK_EVENTS:
         WEBHOOK_SIGNALS[event_type].connect(_on_stripe_event, dispatch_uid=f"netia-billing:{event_type}")

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from chat.models import BotConfiguration, Conversation, KnowledgeArticle, Lead, Message
+from chat.retrieval import RetrievedPassage, passages_search
 
 
 def bot_configuration_get() -> BotConfiguration:
@@ -33,3 +39,83 @@ def lead_list(*, status: str | None = None) -> QuerySet[Lead]:
 
 def knowledge_article_list() -> QuerySet[KnowledgeArticle]:
     return KnowledgeArticle.objects.all()
+
+
+@dataclass(frozen=True)
+class ConversationFilters:
+    """The portal's conversation search: words in the visitor's details or messages, and exact filters.
+
+    Dates are whole days in `tz` (the bot's time zone), both ends included.
+    """
+
+    q: str = ""
+    status: str = ""
+    channel: str = ""
+    intent: str = ""
+    date_from: date | None = None
+    date_to: date | None = None
+    tz: str = "UTC"
+
+
+def _day_range(queryset: QuerySet, field: str, start: date | None, end: date | None, tz: str) -> QuerySet:
+    zone = ZoneInfo(tz)
+    if start:
+        queryset = queryset.filter(**{f"{field}__gte": datetime.combine(start, time.min, tzinfo=zone)})
+    if end:
+        queryset = queryset.filter(**{f"{field}__lt": datetime.combine(end + timedelta(days=1), time.min, tzinfo=zone)})
+    return queryset
+
+
+def conversation_search(*, filters: ConversationFilters) -> QuerySet[Conversation]:
+    """Conversations matching every filter given, most recent activity first."""
+    queryset = Conversation.objects.all()
+    if filters.status:
+        queryset = queryset.filter(status=filters.status)
+    if filters.channel:
+        queryset = queryset.filter(channel=filters.channel)
+    if filters.intent:
+        queryset = queryset.filter(Exists(Message.objects.filter(conversation=OuterRef("pk"), intent=filters.intent)))
+    if filters.q:
+        in_messages = Exists(Message.objects.filter(conversation=OuterRef("pk"), content__icontains=filters.q))
+        queryset = queryset.filter(
+            Q(visitor_name__icontains=filters.q) | Q(visitor_email__icontains=filters.q) | Q(in_messages)
+        )
+    return _day_range(queryset, "created_at", filters.date_from, filters.date_to, filters.tz)
+
+
+def conversation_intents() -> list[str]:
+    """The intents the bot has recorded in this tenant's conversations (for the filter's choices)."""
+    return sorted(set(Message.objects.exclude(intent="").values_list("intent", flat=True).distinct()))
+
+
+def conversation_get(*, public_id: UUID | str) -> Conversation | None:
+    """One conversation by its public id (a UUID), or None."""
+    return Conversation.objects.filter(public_id=public_id).select_related("lead").first()
+
+
+def conversation_transcript(*, conversation: Conversation) -> QuerySet[Message]:
+    """Every message of the conversation, private notes included, oldest first."""
+    return conversation.messages.select_related("answered_by").order_by("created_at", "id")
+
+
+def lead_search(
+    *,
+    q: str = "",
+    status: str = "",
+    date_from: date | None = None,
+    date_to: date | None = None,
+    tz: str = "UTC",
+) -> QuerySet[Lead]:
+    """Leads matching every filter given (words in name, email, phone or notes), newest first."""
+    queryset = lead_list(status=status or None)
+    if q:
+        queryset = queryset.filter(
+            Q(name__icontains=q) | Q(email__icontains=q) | Q(phone__icontains=q) | Q(notes__icontains=q)
+        )
+    return _day_range(queryset, "created_at", date_from, date_to, tz)
+
+
+def knowledge_passages_test(*, question: str) -> list[RetrievedPassage]:
+    """The passages retrieval finds for `question`, best first: exactly what the bot would be given."""
+    config = bot_configuration_get()
+    return passages_search(query=question, language=config.language, limit=settings.CHAT_RETRIEVAL_PASSAGES)

@@ -16,4 +16,5 @@ urlpatterns = [
     ),
     path("customer/leads", customer.LeadsApi.as_view(), name="customer-leads"),
     path("customer/leads/<int:lead_id>", customer.LeadApi.as_view(), name="customer-lead"),
+    path("customer/analytics", customer.AnalyticsApi.as_view(), name="customer-analytics"),
 ]

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.db.models import F
+from django_tenants.utils import tenant_context
+
+from chat.models import Conversation, Lead, Message
+from chat.services import chat_api_turn
+from tenants.models import Tenant
+
 DEMO_TENANT_NAME = "Demo Bakery"
 DEMO_OWNER_EMAIL = "owner@demo-bakery.example"
 DEMO_ADMIN_EMAIL = "admin@netia.localhost"
@@ -38,3 +47,37 @@ DEMO_ARTICLES: list[tuple[str, str]] = [
         "that also handles wheat, nuts and sesame.",
     ),
 ]
+
+# Visitors' chats of the past week (days ago, visitor's messages), so the portal's overview has something to
+# show from the first sign-in. They go through the public chat API's service, as a website's would.
+DEMO_CHATS: list[tuple[int, list[str]]] = [
+    (6, ["Hello! When are you open on Saturday?"]),
+    (5, ["How much is a sourdough loaf?"]),
+    (4, ["Do you deliver?"]),
+    (4, ["I need a custom cake for Friday, call me on +34 600 123 456"]),
+    (3, ["Is your bread gluten free?"]),
+    (2, ["I want to speak to a person please"]),
+    (1, ["Where can I park?"]),
+    (1, ["How much are croissants?", "And a dozen pastries?"]),
+    (0, ["Do you make vegan cakes?"]),
+]
+
+
+def demo_conversations_seed(*, tenant: Tenant) -> int:
+    """Chat as the demo's visitors did over the last week (once, in the tenant's schema); returns how many."""
+    with tenant_context(tenant):
+        for number, (days_ago, texts) in enumerate(DEMO_CHATS):
+            session = f"demo-visitor-{number}"
+            for text in texts:
+                chat_api_turn(tenant=tenant, session_id=session, text=text)
+            # Date the chat back: the overview counts conversations per day.
+            shift = timedelta(days=days_ago)
+            conversation = Conversation.objects.get(session_id=session)
+            Message.objects.filter(conversation=conversation).update(created_at=F("created_at") - shift)
+            Conversation.objects.filter(pk=conversation.pk).update(
+                created_at=F("created_at") - shift,
+                last_message_at=F("last_message_at") - shift,
+                handed_off_at=F("handed_off_at") - shift,
+            )
+            Lead.objects.filter(conversation=conversation).update(created_at=F("created_at") - shift)
+    return len(DEMO_CHATS)

@@ -59,12 +59,14 @@ SHARED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.postgres",
+    "django.forms",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_prometheus",
     "django_structlog",
     "djstripe",
+    "django_htmx",
     "billing",
     "webhooks",
     "dashboard",
@@ -96,10 +98,16 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    # Resolves the portal's tenant from the session's membership and denies /portal/ to everyone else.
+    "dashboard.middleware.PortalMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_structlog.middlewares.RequestMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+
+# Form templates are looked up like any template, so the portal's field layout lives in templates/.
+FORM_RENDERER = "dashboard.renderers.PortalFormRenderer"
 
 ROOT_URLCONF = "netia.urls"
 WSGI_APPLICATION = "netia.wsgi.application"
@@ -186,7 +194,20 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
-LOGIN_URL = "admin:login"
+LOGIN_URL = "dashboard:login"
+LOGIN_REDIRECT_URL = "dashboard:overview"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",  # staff passwords (admin)
+    "sesame.backends.ModelBackend",  # portal magic links
+]
+# Portal magic links (django-sesame): valid this many seconds, usable once (a login moves last_login on).
+SESAME_MAX_AGE = env.int("PORTAL_LOGIN_LINK_MAX_AGE", default=15 * 60)
+SESAME_ONE_TIME = True
+SESAME_TOKEN_NAME = "token"  # noqa: S105 - the query parameter's name, not a secret
+# django-ratelimit rates of the portal's sign-in and sign-up forms ("<count>/<period>", period s/m/h/d).
+PORTAL_LOGIN_RATE_PER_IP = env.str("PORTAL_LOGIN_RATE_PER_IP", default="20/h")
+PORTAL_LOGIN_RATE_PER_EMAIL = env.str("PORTAL_LOGIN_RATE_PER_EMAIL", default="5/h")
+PORTAL_SIGNUP_RATE_PER_IP = env.str("PORTAL_SIGNUP_RATE_PER_IP", default="10/h")
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -311,7 +332,7 @@ BILLING_TRIAL_REMINDER_DAYS = env.int("BILLING_TRIAL_REMINDER_DAYS", default=3)
 # A past_due subscription keeps the bot answering for this many days (Stripe retries the card meanwhile).
 BILLING_PAST_DUE_GRACE_DAYS = env.int("BILLING_PAST_DUE_GRACE_DAYS", default=7)
 # Where Stripe Checkout and the customer portal send the owner back to when the API call names no URL.
-BILLING_RETURN_URL = env.str("BILLING_RETURN_URL", default="") or f"{NETIA_PUBLIC_URL}/billing"
+BILLING_RETURN_URL = env.str("BILLING_RETURN_URL", default="") or f"{NETIA_PUBLIC_URL}/portal/billing"
 
 # --- Logging and errors -----------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

@@ -6,4 +6,7 @@ class TenantsConfig(AppConfig):
     verbose_name = "Tenants and accounts"
 
     def ready(self) -> None:
-        from tenants import schema  # noqa: F401  (registers the OpenAPI authentication extensions)
+        from tenants import (  # noqa: F401
+            schema,  # registers the OpenAPI authentication extensions
+            tasks,  # offers the tasks the services queue by name
+        )

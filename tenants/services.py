@@ -7,20 +7,25 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.validators import validate_email
 from django.db import connection, transaction
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import slugify
 from django_tenants.utils import schema_exists
+from sesame.utils import get_query_string
 
-from netia.errors import AuthenticationFailed, PermissionDenied, ValidationFailed
+from netia import dispatch
+from netia.errors import AuthenticationFailed, Conflict, NotFound, PermissionDenied, ValidationFailed
 from netia.fields import max_length
 from tenants.models import ApiKey, Domain, Membership, Tenant, User
-from tenants.signals import tenant_onboarded
+from tenants.signals import membership_adding, tenant_onboarded
 
 API_KEY_PREFIX = "nk"
 # last_used_at is written at most this often per key, so authentication stays a read on the hot path.
@@ -164,3 +169,110 @@ def template_schema_sync(*, verbosity: int = 1) -> None:
         with connection.cursor() as cursor:
             cursor.execute(f'CREATE SCHEMA "{base}"')
     call_command("migrate_schemas", tenant=True, schema_name=base, interactive=False, verbosity=verbosity)
+
+
+# --- Portal sign-in links and team ------------------------------------------------------------------------------
+class SignInReason:
+    """Why a sign-in link is emailed (each has its own email template under tenants/email/)."""
+
+    LOGIN = "login"
+    SIGNUP = "signup"
+    INVITATION = "invitation"
+
+
+def _clean_email(email: str) -> str:
+    email = email.strip().lower()
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise ValidationFailed("Enter a valid email address.", extra={"field": "email"}) from None
+    return email
+
+
+def safe_next_path(next_path: str) -> str:
+    """`next_path` if it is a path on this site, else ""; a sign-in link never leads elsewhere."""
+    if next_path.startswith("/") and url_has_allowed_host_and_scheme(next_path, allowed_hosts=None):
+        return next_path
+    return ""
+
+
+def login_link_url(*, user: User, next_path: str = "", tenant: Tenant | None = None) -> str:
+    """A one-time sign-in link for `user` (django-sesame), valid SESAME_MAX_AGE seconds.
+
+    It points at the portal's link page (the URL name `dashboard:login-link`), under NETIA_PUBLIC_URL rather
+    than the request's host, so a forged Host header cannot redirect someone's link. `tenant` is the business
+    the portal opens on (the user must still be a member when they sign in).
+    """
+    url = f"{settings.NETIA_PUBLIC_URL}{reverse('dashboard:login-link')}{get_query_string(user)}"
+    extra = {"next": safe_next_path(next_path), "tenant": str(tenant.pk) if tenant else ""}
+    extra = {key: value for key, value in extra.items() if value}
+    return f"{url}&{urlencode(extra)}" if extra else url
+
+
+def sign_in_email_request(
+    *, email: str, reason: str = SignInReason.LOGIN, tenant: Tenant | None = None, next_path: str = ""
+) -> None:
+    """Queue the email carrying a sign-in link, after commit.
+
+    The task looks the address up: an unknown or inactive address gets nothing, and the caller cannot tell,
+    so a sign-in form answers the same whether or not the address has an account.
+    """
+    dispatch.enqueue_on_commit(
+        "tenants.tasks.sign_in_email_send",
+        robust=True,
+        email=email,
+        reason=reason,
+        tenant_id=tenant.pk if tenant else None,
+        next_path=next_path,
+    )
+
+
+def _owners(tenant: Tenant) -> int:
+    return Membership.objects.filter(tenant=tenant, role=Membership.Role.OWNER).count()
+
+
+@transaction.atomic
+def membership_invite(*, tenant: Tenant, email: str, role: str, invited_by: User) -> Membership:
+    """Add a person to the tenant's team (creating their user) and email them a sign-in link.
+
+    Within the plan's team seats; 409 if they are already in the team.
+    """
+    email = _clean_email(email)
+    if role not in Membership.Role.values:
+        raise ValidationFailed("Unknown role.", extra={"field": "role", "allowed": list(Membership.Role.values)})
+    Tenant.objects.select_for_update().get(pk=tenant.pk)  # serialises invitations: the seat count stays true
+    if Membership.objects.filter(tenant=tenant, user__email=email).exists():
+        raise Conflict(f"{email} is already in the team.", extra={"field": "email"})
+    # Billing refuses a seat beyond the plan's (PlanLimitExceeded), before anything is written.
+    membership_adding.send(
+        sender=Membership, tenant=tenant, seats_used=Membership.objects.filter(tenant=tenant).count()
+    )
+    user = User.objects.filter(email=email).first() or User.objects.create_user(email=email)
+    membership = Membership.objects.create(user=user, tenant=tenant, role=role)
+    sign_in_email_request(email=email, reason=SignInReason.INVITATION, tenant=tenant, next_path="/portal/")
+    return membership
+
+
+@transaction.atomic
+def membership_role_set(*, membership: Membership, role: str) -> Membership:
+    """Change a team member's role; the team always keeps an owner."""
+    if role not in Membership.Role.values:
+        raise ValidationFailed("Unknown role.", extra={"field": "role", "allowed": list(Membership.Role.values)})
+    Tenant.objects.select_for_update().get(pk=membership.tenant_id)
+    membership.refresh_from_db()
+    if membership.role == Membership.Role.OWNER and role != Membership.Role.OWNER and _owners(membership.tenant) == 1:
+        raise Conflict("The team needs at least one owner: make someone else owner first.")
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership) -> None:
+    """Remove someone from the team (their user stays: they may belong to other businesses)."""
+    Tenant.objects.select_for_update().get(pk=membership.tenant_id)
+    if not Membership.objects.filter(pk=membership.pk).exists():
+        raise NotFound()
+    if membership.role == Membership.Role.OWNER and _owners(membership.tenant) == 1:
+        raise Conflict("The team needs at least one owner: make someone else owner first.")
+    membership.delete()

@@ -109,3 +109,30 @@ def papercups_connection_state_get(*, tenant: Tenant) -> ConnectionState:
         webhook_url=_mask_token(papercups_webhook_url(tenant=tenant), tenant.webhook_secret),
         last_check=ConnectionCheck.objects.filter(tenant=tenant).first(),
     )
+
+
+# What the business should do about each problem a connection check reports (the portal shows it beside
+# the check's own detail).
+PAPERCUPS_PROBLEM_ADVICE: dict[str, str] = {
+    "not_configured": "Fill in your Papercups account id and a personal API key below, then save.",
+    "bad_key": "Create a new personal API key in Papercups (Integrations, API keys), paste it below and save.",
+    "wrong_account": "The key belongs to another Papercups account. Copy the account id (the token in your "
+    "Papercups widget code) from the same account as the key.",
+    "not_found": "The address does not answer like a Papercups server. Check the Papercups URL, or leave it "
+    "empty to use Papercups' hosted service.",
+    "forbidden": "Papercups refused this key. Use a key of a user who can send messages in the account.",
+    "unreachable": "Netia could not reach Papercups. Check the Papercups URL; a self-hosted server must be "
+    "reachable from the internet.",
+    "timeout": "Papercups took too long to answer. Run the check again in a minute.",
+    "server_error": "Papercups had an internal error. Run the check again in a few minutes.",
+    "unexpected_response": "Papercups answered something Netia did not expect. Check the Papercups URL, then "
+    "run the check again.",
+    "rejected": "Papercups refused the request. Check the account id and the key, then save again.",
+}
+
+
+def papercups_problem_advice(*, problem: str) -> str:
+    """What to do about a connection problem code ("" when there is nothing to do)."""
+    if not problem:
+        return ""
+    return PAPERCUPS_PROBLEM_ADVICE.get(problem, "Check the settings below and run the check again.")

@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from chat import selectors, services
+from chat.analytics import PERIODS, analytics_get
 from chat.models import BotConfiguration, Conversation, KnowledgeArticle, Lead, Message
 from netia.openapi import error_responses
 from tenants.api import CustomerApi
@@ -234,3 +235,59 @@ class LeadApi(CustomerApi):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         return Response(LeadOutput(services.lead_update(lead=lead, **data.validated_data)).data)
+
+
+# --- Analytics ----------------------------------------------------------------------------------------------------
+class AnalyticsApi(CustomerApi):
+    """The figures of the portal's overview for the last 7, 30 or 90 days (`?days=`, default 30).
+
+    Days are the bot's local days. `answered_by_bot_share` and `first_reply_median_seconds` are null when
+    there is nothing to measure; `ai_replies_limit` is null when the plan is unlimited.
+    """
+
+    required_permissions = {"GET": "conversations:read"}
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "CustomerAnalytics"
+
+        class Day(serializers.Serializer):
+            day = serializers.DateField()
+            count = serializers.IntegerField()
+
+        class Count(serializers.Serializer):
+            key = serializers.CharField()
+            count = serializers.IntegerField()
+
+        days = serializers.IntegerField()
+        start = serializers.DateTimeField()
+        end = serializers.DateTimeField()
+        timezone = serializers.CharField()
+        conversations = serializers.IntegerField()
+        conversations_per_day = Day(many=True)
+        answered_by_bot = serializers.IntegerField(help_text="Conversations never handed to a person.")
+        answered_by_bot_share = serializers.FloatField(allow_null=True)
+        handoffs = serializers.IntegerField()
+        handoffs_by_reason = Count(many=True)
+        new_leads = serializers.IntegerField()
+        top_intents = Count(many=True)
+        first_reply_median_seconds = serializers.FloatField(allow_null=True)
+        ai_replies_used = serializers.IntegerField(help_text="In the current billing period.")
+        ai_replies_limit = serializers.IntegerField(allow_null=True)
+        billing_period_end = serializers.DateTimeField()
+
+    @extend_schema(
+        parameters=[OpenApiParameter("days", int, required=False, enum=list(PERIODS))],
+        responses={200: OutputSerializer, **ERRORS},
+        operation_id="analytics_get",
+    )
+    def get(self, request: Request) -> Response:
+        raw = request.query_params.get("days", "30")
+        days = int(raw) if raw.isdigit() else 0
+        figures = analytics_get(tenant=self.tenant, days=days)
+        data = {
+            **figures.__dict__,
+            "handoffs_by_reason": [{"key": k, "count": n} for k, n in figures.handoffs_by_reason],
+            "top_intents": [{"key": k, "count": n} for k, n in figures.top_intents],
+        }
+        return Response(self.OutputSerializer(data).data)

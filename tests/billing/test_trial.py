@@ -49,7 +49,7 @@ def test_trials_ending_soon_get_one_reminder(
     assert [(m.subject, m.to) for m in mailoutbox] == [("Your Netia trial ends soon", ["owner@acme.test"])]
     text = " ".join(mailoutbox[0].body.split())
     assert f"Your free Netia trial ends on {ends:%-d %B %Y, %H:%M} UTC (3 days left)." in text
-    assert "Choose a plan to keep it answering: http://127.0.0.1:8000/billing" in text
+    assert "Choose a plan to keep it answering: http://127.0.0.1:8000/portal/billing" in text
     notification = BillingNotification.objects.get()
     assert (notification.tenant_id, notification.kind, notification.key) == (
         tenant.pk,

@@ -11,10 +11,17 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django_tenants.utils import tenant_context
 
-from chat.services import knowledge_article_create
-from dashboard.demo import DEMO_ADMIN_EMAIL, DEMO_ARTICLES, DEMO_OWNER_EMAIL, DEMO_TENANT_NAME
+from chat.knowledge import knowledge_article_create
+from dashboard.demo import (
+    DEMO_ADMIN_EMAIL,
+    DEMO_ARTICLES,
+    DEMO_OWNER_EMAIL,
+    DEMO_TENANT_NAME,
+    demo_conversations_seed,
+)
 from tenants.models import Tenant, User
-from tenants.services import tenant_onboard
+from tenants.selectors import tenant_demo_slug
+from tenants.services import login_link_url, tenant_onboard
 
 
 class Command(BaseCommand):
@@ -36,15 +43,22 @@ class Command(BaseCommand):
             with tenant_context(tenant):
                 for title, content in DEMO_ARTICLES:
                     knowledge_article_create(tenant=tenant, title=title, content=content)
+            demo_conversations_seed(tenant=tenant)
 
         state_file.parent.mkdir(parents=True, exist_ok=True)
         state_file.write_text(json.dumps(state, indent=2))
         state_file.chmod(0o600)
 
         base = settings.NETIA_PUBLIC_URL
+        owner = User.objects.get(email=DEMO_OWNER_EMAIL)
+        sign_in = login_link_url(user=owner, next_path="/portal/", tenant=tenant)
         lines = [
             "",
             f"Netia is running at {base}/",
+            f"  Customer portal, signed in as the demo's owner ({DEMO_OWNER_EMAIL}; the link works once,",
+            f"    within {settings.SESAME_MAX_AGE // 60} minutes; later, ask for a new one at {base}/login):",
+            f"    {sign_in}",
+            f"  Demo page:     {base}/demo/{tenant_demo_slug(tenant=tenant)}/",
             f"  Staff console: {base}/admin/",
             f"    login {DEMO_ADMIN_EMAIL} / {state.get('admin_password', '(see .data/demo.json)')}",
             f"  API docs:      {base}/api/v1/docs",
