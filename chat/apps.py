@@ -7,3 +7,8 @@ class ChatConfig(AppConfig):
 
     def ready(self) -> None:
         from chat import tasks  # noqa: F401 - offers the tasks the services queue by name
+        from corsheaders.signals import check_request_enabled
+
+        from chat.api.public import cors_allowed
+
+        check_request_enabled.connect(cors_allowed, dispatch_uid="chat_api_cors")

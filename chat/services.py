@@ -6,14 +6,17 @@ through `conversation_reply`, which answers all unanswered visitor messages of a
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from django.conf import settings
+from django.core import signing
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from billing.selectors import bot_access_get
+from billing.selectors import bot_access_get, llm_models_allowed
 from billing.services import usage_ai_reply_record
 from chat import engine
 from chat.knowledge import (  # noqa: F401 - their public path before the knowledge writes had their module
@@ -25,9 +28,14 @@ from chat.knowledge import (  # noqa: F401 - their public path before the knowle
 )
 from chat.leads import ContactInfo, extract_contact
 from chat.models import Conversation, Lead, Message
-from chat.selectors import bot_configuration_get, conversation_history
+from chat.selectors import (
+    bot_configuration_get,
+    conversation_get_by_token,
+    conversation_history,
+    conversation_token_salt,
+)
 from netia import dispatch
-from netia.errors import PaymentRequired, ValidationFailed
+from netia.errors import Conflict, PaymentRequired, ValidationFailed
 from netia.fields import max_length
 from netia.metrics import CHAT_REPLIES, HANDOFFS, LEADS_CAPTURED
 from netia.tenancy import current_schema
@@ -278,8 +286,15 @@ def conversation_reply(
             answer = engine.Answer(text=config.away_message, source=engine.Source.AWAY)
         else:
             history = conversation_history(conversation=conversation, exclude_ids=[m.pk for m in pending])
+            # A model the plan no longer allows (a downgrade) falls back to the platform's default.
+            model = config.llm_model if config.llm_model in llm_models_allowed(tenant=tenant) else settings.OPENAI_MODEL
             answer = engine.compose_answer(
-                config=config, business_name=tenant.name, question=question, intent=intent, history=history
+                config=config,
+                business_name=tenant.name,
+                question=question,
+                intent=intent,
+                history=history,
+                model=model,
             )
             if answer.source == engine.Source.FALLBACK and not fallback:
                 raise ReplyUnavailable("the LLM is unavailable")
@@ -330,22 +345,54 @@ def _mark_answered(messages: list[Message], answer: Message) -> None:
         message.answered_by = answer
 
 
+class ConversationTokenInvalid(ValidationFailed):
+    code = "conversation_token_invalid"
+    default_message = "The conversation token is not valid (forged, expired, or for another conversation)."
+
+
+class ConversationExists(Conflict):
+    code = "conversation_exists"
+    default_message = "This session already has a conversation: continue it with its conversation_token."
+
+
+def conversation_token_issue(*, tenant: Tenant, conversation: Conversation) -> str:
+    """The signed token a chat API visitor continues the conversation with (chat.selectors reads it)."""
+    return signing.dumps(str(conversation.public_id), salt=conversation_token_salt(tenant=tenant))
+
+
 def chat_api_turn(
-    *, tenant: Tenant, session_id: str, text: str, visitor_name: str = "", visitor_email: str = ""
+    *,
+    tenant: Tenant,
+    text: str,
+    session_id: str = "",
+    conversation_token: str = "",
+    visitor_name: str = "",
+    visitor_email: str = "",
 ) -> tuple[Message, TurnResult]:
     """One turn of the public chat API: store the visitor's message, answer it synchronously.
 
-    Raises PaymentRequired, storing nothing, when the tenant's bot may not answer.
+    A conversation is continued only with the server-issued `conversation_token` of its first turn; a
+    `session_id` (or nothing: the server picks one) only creates one, so another visitor who guesses it gets
+    409, never the conversation. Raises PaymentRequired, storing nothing, when the tenant's bot may not answer.
     """
     access = bot_access_get(tenant=tenant)
     if not access.allowed:
         raise PaymentRequired(extra={"reason": access.reason})
-    conversation, _ = conversation_get_or_create(
-        channel=Conversation.Channel.API,
-        session_id=session_id,
-        visitor_name=visitor_name,
-        visitor_email=visitor_email,
-    )
+    if conversation_token:
+        found = conversation_get_by_token(tenant=tenant, token=conversation_token)
+        if found is None:
+            raise ConversationTokenInvalid(extra={"field": "conversation_token"})
+        conversation = found
+    else:
+        with transaction.atomic():  # a refused session_id changes nothing on the existing conversation
+            conversation, created = conversation_get_or_create(
+                channel=Conversation.Channel.API,
+                session_id=session_id or f"srv_{uuid.uuid4().hex}",
+                visitor_name=visitor_name,
+                visitor_email=visitor_email,
+            )
+            if not created:
+                raise ConversationExists(extra={"field": "session_id"})
     message, _ = message_record_visitor(conversation=conversation, content=text)
     result = conversation_reply(tenant=tenant, conversation_id=conversation.pk, deliver=False)
     if result is not None:

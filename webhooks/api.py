@@ -21,6 +21,7 @@ from netia import ratelimits
 from netia.errors import ApplicationError, AuthenticationFailed
 from netia.metrics import WEBHOOK_EVENTS
 from netia.openapi import error_responses
+from netia.serializers import StrictSerializer
 from tenants.api import CustomerApi
 from webhooks import papercups, selectors, services
 from webhooks.selectors import SIGNATURE_HEADER, WebhookCredentials
@@ -140,7 +141,7 @@ class PapercupsConnectionApi(PapercupsApi):
 
     required_permissions = {"GET": "bot:read", "PUT": "bot:write"}
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictSerializer):
         class Meta:
             ref_name = "PapercupsConnectionInput"
 

@@ -184,7 +184,9 @@ def test_rotating_the_webhook_secret_shows_the_new_url_once(client, tenant, key)
 def test_the_widget_snippet_uses_the_bot_configuration(client, tenant, key, papercups, account):
     call(client, "put", "", key, connect_body(account, papercups))
     with tenant_context(tenant):
-        bot_configuration_update(widget_title="Acme </script> help", greeting="Hola!", primary_color="#ff0000")
+        bot_configuration_update(
+            tenant=tenant, widget_title="Acme </script> help", greeting="Hola!", primary_color="#ff0000"
+        )
 
     response = call(client, "get", "/widget", key)
 
