@@ -82,6 +82,16 @@ def _allow_listed(host: str, port: int) -> bool:
     return f"{host.lower()}:{port}" in entries
 
 
+def url_allow_listed(url: str) -> bool:
+    """Whether the URL's `host:port` is in NETIA_OUTBOUND_ALLOWED_HOSTS (the operator vouches for it)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 0)
+    except ValueError:
+        return False
+    return bool(parts.hostname) and _allow_listed((parts.hostname or "").rstrip("."), port)
+
+
 def address_is_public(address: str) -> bool:
     """Whether an IP is a public unicast address (IPv4-mapped IPv6 judged as the IPv4 it maps)."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
