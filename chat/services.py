@@ -6,13 +6,11 @@ through `conversation_reply`, which answers all unanswered visitor messages of a
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from django.conf import settings
-from django.core import signing
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -30,12 +28,10 @@ from chat.leads import ContactInfo, extract_contact
 from chat.models import Conversation, Lead, Message
 from chat.selectors import (
     bot_configuration_get,
-    conversation_get_by_token,
     conversation_history,
-    conversation_token_salt,
 )
 from netia import dispatch
-from netia.errors import Conflict, PaymentRequired, ValidationFailed
+from netia.errors import ValidationFailed
 from netia.fields import max_length
 from netia.metrics import CHAT_REPLIES, HANDOFFS, LEADS_CAPTURED
 from netia.tenancy import current_schema
@@ -343,78 +339,3 @@ def _mark_answered(messages: list[Message], answer: Message) -> None:
     Message.objects.filter(pk__in=[m.pk for m in messages]).update(answered_by=answer)
     for message in messages:
         message.answered_by = answer
-
-
-class ConversationTokenInvalid(ValidationFailed):
-    code = "conversation_token_invalid"
-    default_message = "The conversation token is not valid (forged, expired, or for another conversation)."
-
-
-class ConversationExists(Conflict):
-    code = "conversation_exists"
-    default_message = "This session already has a conversation: continue it with its conversation_token."
-
-
-def conversation_token_issue(*, tenant: Tenant, conversation: Conversation) -> str:
-    """The signed token a chat API visitor continues the conversation with (chat.selectors reads it)."""
-    return signing.dumps(str(conversation.public_id), salt=conversation_token_salt(tenant=tenant))
-
-
-def chat_api_turn(
-    *,
-    tenant: Tenant,
-    text: str,
-    session_id: str = "",
-    conversation_token: str = "",
-    visitor_name: str = "",
-    visitor_email: str = "",
-) -> tuple[Message, TurnResult]:
-    """One turn of the public chat API: store the visitor's message, answer it synchronously.
-
-    A conversation is continued only with the server-issued `conversation_token` of its first turn; a
-    `session_id` (or nothing: the server picks one) only creates one, so another visitor who guesses it gets
-    409, never the conversation. Raises PaymentRequired, storing nothing, when the tenant's bot may not answer.
-    """
-    access = bot_access_get(tenant=tenant)
-    if not access.allowed:
-        raise PaymentRequired(extra={"reason": access.reason})
-    if conversation_token:
-        found = conversation_get_by_token(tenant=tenant, token=conversation_token)
-        if found is None:
-            raise ConversationTokenInvalid(extra={"field": "conversation_token"})
-        conversation = found
-    else:
-        with transaction.atomic():  # a refused session_id changes nothing on the existing conversation
-            conversation, created = conversation_get_or_create(
-                channel=Conversation.Channel.API,
-                session_id=session_id or f"srv_{uuid.uuid4().hex}",
-                visitor_name=visitor_name,
-                visitor_email=visitor_email,
-            )
-            if not created:
-                raise ConversationExists(extra={"field": "session_id"})
-    message, _ = message_record_visitor(conversation=conversation, content=text)
-    result = conversation_reply(tenant=tenant, conversation_id=conversation.pk, deliver=False)
-    if result is not None:
-        return message, result
-    conversation.refresh_from_db()
-    message.refresh_from_db()
-    if message.answered_by is not None:
-        # A concurrent request of the same session answered this message together with its own (a burst).
-        answer = message.answered_by
-        return message, TurnResult(
-            conversation=conversation,
-            visitor_messages=[message],
-            reply=answer,
-            intent=answer.intent,
-            handoff=conversation.status == Conversation.Status.HUMAN,
-            handoff_reason=conversation.handoff_reason,
-            sources=answer.sources,
-        )
-    # A human has this conversation: the bot stays silent.
-    return message, TurnResult(
-        conversation=conversation,
-        visitor_messages=[message],
-        handoff=True,
-        handoff_reason=conversation.handoff_reason,
-    )

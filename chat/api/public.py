@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chat.services import chat_api_turn, conversation_token_issue
+from chat.chat_api import chat_api_turn, conversation_token_issue
 from netia import ratelimits
 from netia.errors import PermissionDenied
 from netia.openapi import error_responses
