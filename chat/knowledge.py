@@ -84,7 +84,11 @@ def bot_configuration_update(*, tenant: Tenant, **changes: Any) -> BotConfigurat
         raise ValidationFailed("Unknown configuration fields.", extra={"unknown": sorted(unknown)})
     if "llm_model" in changes and changes["llm_model"] not in (allowed := llm_models_allowed(tenant=tenant)):
         raise ValidationFailed(
-            "This model is not available on the tenant's plan.", extra={"field": "llm_model", "allowed": allowed}
+            "Invalid bot configuration.",
+            extra={
+                "fields": {"llm_model": [f"Not on this plan: choose one of {', '.join(allowed)}."]},
+                "allowed": allowed,
+            },
         )
     config = bot_configuration_get()
     language_changed = "language" in changes and changes["language"] != config.language

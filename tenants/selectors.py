@@ -44,12 +44,15 @@ def origin_normalize(origin: str) -> str | None:
 
 
 def tenant_origin_allowed(*, tenant: Tenant, origin: str) -> bool:
-    """Whether a browser on `origin` may use the tenant's chat token (no origins configured: any website)."""
+    """Whether a browser on `origin` may use the tenant's chat token (no origins configured: any website).
+
+    Netia's own pages (the portal's "try it" box, the demo page) are always allowed.
+    """
     allowed = tenant.chat_allowed_origins or []
     if not allowed:
         return True
     normalized = origin_normalize(origin)
-    return normalized is not None and normalized in allowed
+    return normalized is not None and normalized in [*allowed, origin_normalize(settings.NETIA_PUBLIC_URL)]
 
 
 def tenant_chat_turns_per_hour(*, tenant: Tenant) -> int:

@@ -104,7 +104,10 @@ def test_the_model_comes_from_the_plans_allow_list(customer, tenant, settings):
     allowed = customer("patch", "bot", {"llm_model": "gpt-4o"})
 
     assert refused.status_code == 400
-    assert refused.json()["error"]["details"] == {"field": "llm_model", "allowed": ["gpt-4o-mini", "gpt-4o"]}
+    assert refused.json()["error"]["details"] == {
+        "fields": {"llm_model": ["Not on this plan: choose one of gpt-4o-mini, gpt-4o."]},
+        "allowed": ["gpt-4o-mini", "gpt-4o"],
+    }
     assert not_offered.status_code == 400
     assert allowed.json()["llm_model"] == "gpt-4o"
 
