@@ -22,7 +22,7 @@ RUN pip install -r requirements.txt
 COPY --chown=netia:netia . .
 # collectstatic needs settings to load; these placeholders never reach a running container.
 RUN DJANGO_SECRET_KEY=build NETIA_ENCRYPTION_KEYS=MDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDA= \
-    DATABASE_URL=postgres://build@localhost/build \
+    DATABASE_URL=postgres://build@localhost/build REDIS_URL=redis://localhost:6379/0 \
     python manage.py collectstatic --noinput
 
 USER netia

@@ -9,6 +9,9 @@ export NETIA_PUBLIC_URL ?= http://127.0.0.1:$(PORT)
 PYTEST_ARGS ?=
 BENCH_TENANTS_N ?= 1000
 export PYTHONUNBUFFERED := 1
+# Every target here is local development or CI: settings default to production (DJANGO_DEBUG off), which
+# requires secrets, DATABASE_URL and REDIS_URL. An explicit DJANGO_DEBUG in the environment still wins.
+export DJANGO_DEBUG ?= true
 
 .PHONY: install setup run test lint format typecheck worker beat bench bench-tenants bench-chat bench-webhooks lock clean
 

@@ -142,6 +142,7 @@ def main() -> None:
         raise SystemExit("bench-webhooks needs REDIS_URL (the webhook path enqueues to the Celery broker).")
     os.environ["NETIA_PUBLIC_URL"] = f"http://127.0.0.1:{PORT}"
     setup("netia_bench_webhooks")
+    from django.conf import settings
     from django.core.management import call_command
 
     from benchmarks.load import Gunicorn, run_load
@@ -155,6 +156,9 @@ def main() -> None:
     call_command("migrate_schemas", interactive=False, verbosity=0)
     tenant = _tenant()
     with FakePapercups() as papercups, FakeOpenAI() as llm:
+        # The simulator runs on 127.0.0.1: allow-listed for Netia's outbound calls, here and in gunicorn.
+        allowed = papercups.url.removeprefix("http://")
+        settings.NETIA_OUTBOUND_ALLOWED_HOSTS = [allowed]
         account = papercups.add_account(ACCOUNT_ID, bot_email="bot@bench.test")
         Tenant.objects.filter(pk=tenant.pk).update(papercups_api_key=account.api_key, papercups_base_url=papercups.url)
         tenant.refresh_from_db()
@@ -168,6 +172,7 @@ def main() -> None:
             "NETIA_EMBEDDED_DB_NAME": "netia_bench_webhooks",
             "NETIA_PUBLIC_URL": f"http://127.0.0.1:{PORT}",
             "PAPERCUPS_QUIET_PERIOD_SECONDS": "0",
+            "NETIA_OUTBOUND_ALLOWED_HOSTS": allowed,
             "OPENAI_API_KEY": "sk-bench",
             "OPENAI_BASE_URL": f"{llm.url}/v1",
         }

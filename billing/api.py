@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from billing import selectors, services, stripe_client
 from billing.models import Plan
 from netia.openapi import error_responses
+from netia.serializers import StrictSerializer
 from tenants.api import CustomerApi
 from tenants.models import ApiKey, Tenant
 
@@ -144,7 +145,7 @@ class BillingCheckoutCreateApi(BillingApi):
     portal); 503 when billing is not configured or Stripe fails.
     """
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictSerializer):
         class Meta:
             ref_name = "BillingCheckoutInput"
 
@@ -179,7 +180,7 @@ class BillingCheckoutCreateApi(BillingApi):
 class BillingPortalCreateApi(BillingApi):
     """Open the Stripe customer portal: change plan or card, see invoices, cancel."""
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictSerializer):
         class Meta:
             ref_name = "BillingPortalInput"
 

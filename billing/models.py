@@ -33,6 +33,12 @@ class Plan(models.Model):
         null=True, blank=True, help_text="Knowledge base articles. Empty: unlimited."
     )
     team_seats = models.PositiveIntegerField(null=True, blank=True, help_text="Portal users. Empty: unlimited.")
+    llm_models = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="LLM models tenants on this plan may choose, among the platform's LLM_MODELS. "
+        "Empty: only the default model (OPENAI_MODEL).",
+    )
     is_default = models.BooleanField(
         default=False, help_text="Applies to tenants without a subscription (the trial). Exactly one plan."
     )

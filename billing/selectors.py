@@ -151,3 +151,11 @@ def plan_quota_check(*, tenant: Tenant, resource: str, used: int) -> None:
     limit = limits[resource]
     if limit is not None and used >= limit:
         raise PlanLimitExceeded(extra={"resource": resource, "limit": limit, "plan": plan.code})
+
+
+def llm_models_allowed(*, tenant: Tenant) -> list[str]:
+    """The LLM models the tenant may choose: the default (OPENAI_MODEL), then its plan's among LLM_MODELS."""
+    plan = plan_for_account(account=billing_account_get(tenant=tenant))
+    default = settings.OPENAI_MODEL
+    offered = [m for m in plan.llm_models or [] if isinstance(m, str) and m in settings.LLM_MODELS and m != default]
+    return [default, *offered]

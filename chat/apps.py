@@ -6,4 +6,9 @@ class ChatConfig(AppConfig):
     verbose_name = "Conversations and knowledge"
 
     def ready(self) -> None:
+        from corsheaders.signals import check_request_enabled
+
         from chat import tasks  # noqa: F401 - offers the tasks the services queue by name
+        from chat.api.public import cors_allowed
+
+        check_request_enabled.connect(cors_allowed, dispatch_uid="chat_api_cors")

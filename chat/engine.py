@@ -50,8 +50,8 @@ class Source:
     PAUSED = "paused"
 
 
-# Answers that count as AI replies for usage metering.
-METERED_SOURCES = frozenset({Source.LLM, Source.OFFLINE, Source.CACHE})
+# Answers that count as AI replies for usage metering (an answer served from the cache costs no AI reply).
+METERED_SOURCES = frozenset({Source.LLM, Source.OFFLINE})
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,7 @@ def llm_answer(
     question: str,
     history: list[Message],
     passages: list[RetrievedPassage],
+    model: str,
 ) -> Answer:
     """Ask the LLM for a grounded answer; a failure gives the polite fallback, never an exception."""
     messages = chat_messages(
@@ -139,7 +140,7 @@ def llm_answer(
     try:
         completion = llm.complete(
             messages=messages,
-            model=config.llm_model or settings.OPENAI_MODEL,
+            model=model,
             temperature=config.temperature,
             max_tokens=config.max_tokens,
         )
@@ -159,7 +160,13 @@ def llm_answer(
 
 
 def compose_answer(
-    *, config: BotConfiguration, business_name: str, question: str, intent: IntentResult, history: list[Message]
+    *,
+    config: BotConfiguration,
+    business_name: str,
+    question: str,
+    intent: IntentResult,
+    history: list[Message],
+    model: str,
 ) -> Answer:
     """The bot's answer to an in-hours turn that needs no handoff: cache, then LLM or offline responder.
 
@@ -178,7 +185,12 @@ def compose_answer(
         return Answer(text=config.greeting, source=Source.GREETING)
     if llm.llm_configured():
         answer = llm_answer(
-            config=config, business_name=business_name, question=question, history=history, passages=passages
+            config=config,
+            business_name=business_name,
+            question=question,
+            history=history,
+            passages=passages,
+            model=model,
         )
     else:
         answer = offline_answer(question=question, passages=passages)

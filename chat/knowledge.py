@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.db.models import F
 
-from billing.selectors import plan_quota_check
+from billing.selectors import llm_models_allowed, plan_quota_check
 from chat.models import BotConfiguration, KnowledgeArticle
 from chat.retrieval import article_index
 from chat.selectors import bot_configuration_get
@@ -74,11 +74,22 @@ BOT_CONFIGURATION_FIELDS = frozenset(
 
 
 @transaction.atomic
-def bot_configuration_update(**changes: Any) -> BotConfiguration:
-    """Change the bot's configuration; bumps its version (invalidating cached answers and classifiers)."""
+def bot_configuration_update(*, tenant: Tenant, **changes: Any) -> BotConfiguration:
+    """Change the bot's configuration; bumps its version (invalidating cached answers and classifiers).
+
+    The LLM model must be one the tenant's plan allows (billing.selectors.llm_models_allowed).
+    """
     unknown = set(changes) - BOT_CONFIGURATION_FIELDS
     if unknown:
         raise ValidationFailed("Unknown configuration fields.", extra={"unknown": sorted(unknown)})
+    if "llm_model" in changes and changes["llm_model"] not in (allowed := llm_models_allowed(tenant=tenant)):
+        raise ValidationFailed(
+            "Invalid bot configuration.",
+            extra={
+                "fields": {"llm_model": [f"Not on this plan: choose one of {', '.join(allowed)}."]},
+                "allowed": allowed,
+            },
+        )
     config = bot_configuration_get()
     language_changed = "language" in changes and changes["language"] != config.language
     for name, value in changes.items():

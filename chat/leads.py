@@ -228,3 +228,16 @@ def _capitalise(word: str) -> str:
         # Each part after a hyphen or apostrophe is capitalised too: "o'brien" -> "O'Brien".
         return _NAME_PART_START_RE.sub(lambda m: m.group().upper(), word.lower())
     return word
+
+
+def redact_contact_details(text: str, *, known: list[str] | tuple[str, ...] = (), default_region: str = "US") -> str:
+    """`text` without contact details: emails, phone numbers and the `known` values (a visitor's name, email
+    and phone) replaced by placeholders. For copies kept outside the tenant's schema (staff-wide previews)."""
+    for value in sorted({v.strip() for v in known if v and len(v.strip()) >= 2}, key=len, reverse=True):
+        text = re.sub(re.escape(value), "[contact]", text, flags=re.IGNORECASE)
+    text = _EMAIL_RE.sub("[email]", text)
+    region = default_region.upper()
+    matches = list(phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.POSSIBLE))
+    for match in reversed(matches):
+        text = text[: match.start] + "[phone]" + text[match.end :]
+    return text

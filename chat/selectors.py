@@ -2,16 +2,38 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.core import signing
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from chat.models import BotConfiguration, Conversation, KnowledgeArticle, Lead, Message
 from chat.retrieval import RetrievedPassage, passages_search
+from tenants.models import Tenant
+
+CONVERSATION_TOKEN_SALT = "netia.chat.conversation"  # noqa: S105 - a signing namespace, not a secret
+
+
+def conversation_token_salt(*, tenant: Tenant) -> str:
+    """Conversation tokens are signed per tenant: one tenant's token never opens another's conversation."""
+    return f"{CONVERSATION_TOKEN_SALT}:{tenant.pk}"
+
+
+def conversation_get_by_token(*, tenant: Tenant, token: str) -> Conversation | None:
+    """The chat API conversation a server-issued conversation token names (None: forged, expired or gone)."""
+    try:
+        value = signing.loads(
+            token, salt=conversation_token_salt(tenant=tenant), max_age=settings.CHAT_CONVERSATION_TOKEN_MAX_AGE
+        )
+        public_id = uuid.UUID(str(value))
+    except (signing.BadSignature, ValueError):
+        return None
+    return Conversation.objects.filter(channel=Conversation.Channel.API, public_id=public_id).first()
 
 
 def bot_configuration_get() -> BotConfiguration:
@@ -119,3 +141,12 @@ def knowledge_passages_test(*, question: str) -> list[RetrievedPassage]:
     """The passages retrieval finds for `question`, best first: exactly what the bot would be given."""
     config = bot_configuration_get()
     return passages_search(query=question, language=config.language, limit=settings.CHAT_RETRIEVAL_PASSAGES)
+
+
+def conversation_contact_values(*, conversation: Conversation) -> list[str]:
+    """The visitor's contact details known for a conversation (its own fields and its lead's), for redaction."""
+    values = [conversation.visitor_name, conversation.visitor_email]
+    lead = Lead.objects.filter(conversation=conversation).first()
+    if lead is not None:
+        values += [lead.name, lead.email, lead.phone]
+    return [value for value in values if value]

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from billing.selectors import bot_access_get
+from billing.selectors import bot_access_get, llm_models_allowed
 from billing.services import usage_ai_reply_record
 from chat import engine
 from chat.knowledge import (  # noqa: F401 - their public path before the knowledge writes had their module
@@ -25,9 +26,12 @@ from chat.knowledge import (  # noqa: F401 - their public path before the knowle
 )
 from chat.leads import ContactInfo, extract_contact
 from chat.models import Conversation, Lead, Message
-from chat.selectors import bot_configuration_get, conversation_history
+from chat.selectors import (
+    bot_configuration_get,
+    conversation_history,
+)
 from netia import dispatch
-from netia.errors import PaymentRequired, ValidationFailed
+from netia.errors import ValidationFailed
 from netia.fields import max_length
 from netia.metrics import CHAT_REPLIES, HANDOFFS, LEADS_CAPTURED
 from netia.tenancy import current_schema
@@ -278,8 +282,15 @@ def conversation_reply(
             answer = engine.Answer(text=config.away_message, source=engine.Source.AWAY)
         else:
             history = conversation_history(conversation=conversation, exclude_ids=[m.pk for m in pending])
+            # A model the plan no longer allows (a downgrade) falls back to the platform's default.
+            model = config.llm_model if config.llm_model in llm_models_allowed(tenant=tenant) else settings.OPENAI_MODEL
             answer = engine.compose_answer(
-                config=config, business_name=tenant.name, question=question, intent=intent, history=history
+                config=config,
+                business_name=tenant.name,
+                question=question,
+                intent=intent,
+                history=history,
+                model=model,
             )
             if answer.source == engine.Source.FALLBACK and not fallback:
                 raise ReplyUnavailable("the LLM is unavailable")
@@ -328,46 +339,3 @@ def _mark_answered(messages: list[Message], answer: Message) -> None:
     Message.objects.filter(pk__in=[m.pk for m in messages]).update(answered_by=answer)
     for message in messages:
         message.answered_by = answer
-
-
-def chat_api_turn(
-    *, tenant: Tenant, session_id: str, text: str, visitor_name: str = "", visitor_email: str = ""
-) -> tuple[Message, TurnResult]:
-    """One turn of the public chat API: store the visitor's message, answer it synchronously.
-
-    Raises PaymentRequired, storing nothing, when the tenant's bot may not answer.
-    """
-    access = bot_access_get(tenant=tenant)
-    if not access.allowed:
-        raise PaymentRequired(extra={"reason": access.reason})
-    conversation, _ = conversation_get_or_create(
-        channel=Conversation.Channel.API,
-        session_id=session_id,
-        visitor_name=visitor_name,
-        visitor_email=visitor_email,
-    )
-    message, _ = message_record_visitor(conversation=conversation, content=text)
-    result = conversation_reply(tenant=tenant, conversation_id=conversation.pk, deliver=False)
-    if result is not None:
-        return message, result
-    conversation.refresh_from_db()
-    message.refresh_from_db()
-    if message.answered_by is not None:
-        # A concurrent request of the same session answered this message together with its own (a burst).
-        answer = message.answered_by
-        return message, TurnResult(
-            conversation=conversation,
-            visitor_messages=[message],
-            reply=answer,
-            intent=answer.intent,
-            handoff=conversation.status == Conversation.Status.HUMAN,
-            handoff_reason=conversation.handoff_reason,
-            sources=answer.sources,
-        )
-    # A human has this conversation: the bot stays silent.
-    return message, TurnResult(
-        conversation=conversation,
-        visitor_messages=[message],
-        handoff=True,
-        handoff_reason=conversation.handoff_reason,
-    )

@@ -7,8 +7,8 @@ from datetime import timedelta
 from django.db.models import F
 from django_tenants.utils import tenant_context
 
+from chat.chat_api import chat_api_turn, conversation_token_issue
 from chat.models import Conversation, Lead, Message
-from chat.services import chat_api_turn
 from tenants.models import Tenant
 
 DEMO_TENANT_NAME = "Demo Bakery"
@@ -68,8 +68,12 @@ def demo_conversations_seed(*, tenant: Tenant) -> int:
     with tenant_context(tenant):
         for number, (days_ago, texts) in enumerate(DEMO_CHATS):
             session = f"demo-visitor-{number}"
+            token = ""
             for text in texts:
-                chat_api_turn(tenant=tenant, session_id=session, text=text)
+                _, result = chat_api_turn(
+                    tenant=tenant, session_id="" if token else session, conversation_token=token, text=text
+                )
+                token = conversation_token_issue(tenant=tenant, conversation=result.conversation)
             # Date the chat back: the overview counts conversations per day.
             shift = timedelta(days=days_ago)
             conversation = Conversation.objects.get(session_id=session)

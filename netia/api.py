@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from netia.errors import AuthenticationFailed, error_body
+from netia.errors import AuthenticationFailed, error_body, read_only_api
 from netia.health import health_report
 
 
@@ -36,11 +36,16 @@ class HealthApi(APIView):
         return Response(report, status=200 if healthy else 503)
 
 
+@read_only_api
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """Prometheus exposition; requires `Authorization: Bearer <METRICS_TOKEN>` when that is configured."""
+    """Prometheus exposition; requires `Authorization: Bearer <METRICS_TOKEN>`.
+
+    Without a token configured it is open only in local development (DEBUG); in production it answers nobody.
+    """
     token = settings.METRICS_TOKEN
-    if token:
+    if token or not settings.DEBUG:
         presented = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        if not hmac.compare_digest(presented.encode(), token.encode()):
-            return JsonResponse(error_body(AuthenticationFailed.code, AuthenticationFailed.default_message), status=401)
+        if not token or not hmac.compare_digest(presented.encode(), token.encode()):
+            message = AuthenticationFailed.default_message if token else "Set METRICS_TOKEN to read the metrics."
+            return JsonResponse(error_body(AuthenticationFailed.code, message), status=401)
     return ExportToDjangoView(request)

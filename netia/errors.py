@@ -5,11 +5,15 @@ Every API error has the shape {"error": {"code": str, "message": str, "details":
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.views import csrf
+from django.views.decorators.csrf import csrf_exempt
 from django_ratelimit.exceptions import Ratelimited
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
@@ -165,9 +169,40 @@ def ratelimited_view(request: HttpRequest, exception: Exception) -> JsonResponse
     return JsonResponse(body, status=RateLimited.status_code, headers=headers)
 
 
+@csrf_exempt
 def json_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    """404 for paths no view matched."""
+    """404 for paths no view matched (whatever the method: nothing is written)."""
     return JsonResponse(error_body("not_found", "Not found."), status=404)
+
+
+def json_method_not_allowed(request: HttpRequest, allowed: list[str]) -> JsonResponse:
+    """405 for plain Django views under /api/."""
+    return JsonResponse(
+        error_body("method_not_allowed", f'Method "{request.method}" not allowed.'),
+        status=405,
+        headers={"Allow": ", ".join(allowed)},
+    )
+
+
+def read_only_api(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """Only GET and HEAD reach `view`; other methods get the JSON 405 (views rendering HTML or YAML would
+    answer them in their own format)."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if request.method not in ("GET", "HEAD"):
+            return json_method_not_allowed(request, ["GET", "HEAD"])
+        return view(request, *args, **kwargs)
+
+    # No session-authenticated writes happen here: the CSRF check would only turn the 405 into an HTML 403.
+    return csrf_exempt(wrapped)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: JSON under the API paths, Django's page elsewhere (the admin)."""
+    if request.path.startswith(("/api/", "/papercups/")):
+        return JsonResponse(error_body("csrf_failed", "CSRF verification failed."), status=403)
+    return csrf.csrf_failure(request, reason=reason)
 
 
 def json_server_error(request: HttpRequest) -> JsonResponse:

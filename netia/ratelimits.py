@@ -9,13 +9,14 @@ from django.http import HttpRequest
 from django_ratelimit.core import get_usage
 
 from netia.errors import RateLimited
+from netia.proxies import client_ip_get
 
 KeyFn = Callable[[str, HttpRequest], str]
 
 
 def client_ip(group: str, request: HttpRequest) -> str:
-    """The client's address as the WSGI server saw it (behind a proxy, configure the proxy to set it)."""
-    return str(request.META.get("REMOTE_ADDR", ""))
+    """The client's address: the peer, or the forwarded one behind NETIA_TRUSTED_PROXIES (netia.proxies)."""
+    return client_ip_get(request)
 
 
 def bearer_token(group: str, request: HttpRequest) -> str:

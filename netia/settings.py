@@ -1,7 +1,9 @@
-"""Netia settings: one module, every value from the environment, safe local defaults.
+"""Netia settings: one module, every value from the environment, safe by default.
 
-With DJANGO_DEBUG off, secrets must be given explicitly. Without DATABASE_URL an embedded PostgreSQL under
-.data/ is started; without REDIS_URL the cache is process-local and Celery runs tasks eagerly.
+DJANGO_DEBUG defaults to false (production): the process then refuses to start without DJANGO_SECRET_KEY,
+NETIA_ENCRYPTION_KEYS, DATABASE_URL and REDIS_URL. Local development (`make run`, `make test`, .env.example)
+sets DJANGO_DEBUG=true: without DATABASE_URL an embedded PostgreSQL under .data/ is started, without REDIS_URL
+the cache is process-local and Celery runs tasks eagerly.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import hashlib
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -23,7 +27,15 @@ if ENV_FILE.is_file():
 
 DATA_DIR = Path(env.str("NETIA_DATA_DIR", default=str(BASE_DIR / ".data")))
 
-DEBUG = env.bool("DJANGO_DEBUG", default=True)
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+
+# Production (debug off) needs these; each is shared across processes (rate limits and the broker live in Redis).
+PRODUCTION_REQUIRED = ("DJANGO_SECRET_KEY", "NETIA_ENCRYPTION_KEYS", "DATABASE_URL", "REDIS_URL")
+if not DEBUG and (_missing := [name for name in PRODUCTION_REQUIRED if not env.str(name, default="").strip()]):
+    raise ImproperlyConfigured(
+        f"DJANGO_DEBUG is off (production) and {', '.join(_missing)} {'is' if len(_missing) == 1 else 'are'} not set. "
+        "See deploy/production.env.example; for local development set DJANGO_DEBUG=true."
+    )
 
 if DEBUG:
     SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="netia-insecure-local-development-key-do-not-deploy")
@@ -63,6 +75,8 @@ SHARED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "corsheaders",
+    "csp",
     "django_prometheus",
     "django_structlog",
     "djstripe",
@@ -87,11 +101,14 @@ NETIA_TENANT_DOMAIN = env.str("NETIA_TENANT_DOMAIN", default="tenants.netia.loca
 AUTH_USER_MODEL = "tenants.User"
 
 MIDDLEWARE = [
+    "netia.proxies.TrustedProxyMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "netia.middleware.PublicSchemaMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's, the API docs'): from the app directories in debug, collected in production.
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "netia.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -123,6 +140,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "csp.context_processors.nonce",
             ],
         },
     },
@@ -131,7 +149,7 @@ TEMPLATES = [
 # --- Database ---------------------------------------------------------------------------------------------
 if env.str("DATABASE_URL", default=""):
     _database = env.db("DATABASE_URL")
-else:
+else:  # local development only: with DJANGO_DEBUG off, DATABASE_URL is required above
     from netia.embedded_postgres import embedded_database
 
     _database = embedded_database(DATA_DIR / "postgres", env.str("NETIA_EMBEDDED_DB_NAME", default="netia"))
@@ -209,10 +227,52 @@ PORTAL_LOGIN_RATE_PER_IP = env.str("PORTAL_LOGIN_RATE_PER_IP", default="20/h")
 PORTAL_LOGIN_RATE_PER_EMAIL = env.str("PORTAL_LOGIN_RATE_PER_EMAIL", default="5/h")
 PORTAL_SIGNUP_RATE_PER_IP = env.str("PORTAL_SIGNUP_RATE_PER_IP", default="10/h")
 SESSION_COOKIE_SECURE = not DEBUG
+SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SECURE = not DEBUG
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+CSRF_COOKIE_HTTPONLY = True
+CSRF_FAILURE_VIEW = "netia.errors.csrf_failure"
+
+# --- HTTPS, proxies and security headers ---------------------------------------------------------------------
+# Addresses (IPs or CIDR networks) of the reverse proxies / load balancers in front of Netia. Only requests
+# arriving from one of them may set X-Forwarded-For (the client address rate limits use) and
+# X-Forwarded-Proto; from anyone else those headers are dropped (netia.proxies.TrustedProxyMiddleware).
+NETIA_TRUSTED_PROXIES = env.list("NETIA_TRUSTED_PROXIES", default=[])
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if NETIA_TRUSTED_PROXIES else None
+# Redirect plain HTTP to HTTPS (set false when the TLS-terminating proxy redirects by itself). The health
+# check stays reachable over plain HTTP for container and load-balancer probes.
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^api/v1/health$"]
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=not DEBUG)
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy on every response (django-csp): scripts only from this origin or carrying the
+# request's nonce (`<script nonce="{{ CSP_NONCE }}">`), no plugins, no framing. Inline styles stay allowed
+# (the admin uses style attributes). The API docs pages set their own, stricter policy (netia.docs).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", NONCE],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+# CORS (django-cors-headers) only on the public chat API, which websites call from visitors' browsers. A
+# tenant may restrict the origins (Tenant.chat_allowed_origins): chat.api.public decides per request and
+# netia.cors answers the browser accordingly. Every other path sends no CORS headers.
+CORS_URLS_REGEX = r"^/api/v1/chat$"
+CORS_ALLOWED_ORIGINS: list[str] = []
+CORS_ALLOW_METHODS = ["POST", "OPTIONS"]
+CORS_ALLOW_HEADERS = ["authorization", "content-type"]
+CORS_PREFLIGHT_MAX_AGE = 600
 
 # --- API --------------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -243,7 +303,7 @@ SPECTACULAR_SETTINGS = {
 }
 # Request bodies above this many bytes get 413 on the API and webhook paths.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=64 * 1024)
-# Bearer token required by GET /api/v1/metrics when set.
+# Bearer token GET /api/v1/metrics requires. With DJANGO_DEBUG off and no token, the endpoint answers nobody.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # --- Email ------------------------------------------------------------------------------------------------
@@ -277,6 +337,9 @@ USE_TZ = True
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="") or None
 OPENAI_MODEL = env.str("OPENAI_MODEL", default="gpt-4o-mini")
+# Every model the platform offers; a plan (billing.Plan.llm_models) names which of them its tenants may choose.
+# OPENAI_MODEL, the default, is always allowed.
+LLM_MODELS = env.list("LLM_MODELS", default=[OPENAI_MODEL])
 OPENAI_TIMEOUT = env.float("OPENAI_TIMEOUT", default=15.0)
 OPENAI_MAX_RETRIES = env.int("OPENAI_MAX_RETRIES", default=2)
 
@@ -287,6 +350,16 @@ CHAT_RESPONSE_CACHE_SECONDS = env.int("CHAT_RESPONSE_CACHE_SECONDS", default=24 
 # django-ratelimit rates for POST /api/v1/chat ("<count>/<period>", period s/m/h).
 CHAT_RATE_PER_TOKEN = env.str("CHAT_RATE_PER_TOKEN", default="120/m")
 CHAT_RATE_PER_IP = env.str("CHAT_RATE_PER_IP", default="30/m")
+# Anonymous chat API turns per tenant per hour, whatever the IPs and tokens (a tenant may set a lower cap).
+CHAT_TENANT_TURNS_PER_HOUR = env.int("CHAT_TENANT_TURNS_PER_HOUR", default=600)
+# Lifetime of the signed conversation token the chat API returns (seconds; a visitor continues with it).
+CHAT_CONVERSATION_TOKEN_MAX_AGE = env.int("CHAT_CONVERSATION_TOKEN_MAX_AGE", default=30 * 24 * 3600)
+# --- Outbound calls to URLs a tenant can influence (netia.outbound: the SSRF guard) ----------------------------------
+# host:port entries that may resolve to private addresses (a self-hosted server on the private network; tests
+# and local runs list their fake servers). Every other host must resolve to public addresses only.
+NETIA_OUTBOUND_ALLOWED_HOSTS = env.list("NETIA_OUTBOUND_ALLOWED_HOSTS", default=[])
+NETIA_OUTBOUND_HTTPS_ONLY = env.bool("NETIA_OUTBOUND_HTTPS_ONLY", default=not DEBUG)
+NETIA_OUTBOUND_MAX_RESPONSE_BYTES = env.int("NETIA_OUTBOUND_MAX_RESPONSE_BYTES", default=2 * 1024 * 1024)
 PAPERCUPS_BASE_URL = env.str("PAPERCUPS_BASE_URL", default="https://app.papercups.io").rstrip("/")
 # --- Papercups channel (webhooks app: webhooks in, replies out) ---------------------------------------------
 # Timeout of each call to Papercups' API, in seconds (the client never retries; the tasks do, with backoff).

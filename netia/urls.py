@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
-from django.urls import URLPattern, URLResolver, include, path
+from django.urls import URLPattern, URLResolver, include, path, re_path
 from django.views import defaults
 from drf_spectacular.views import SpectacularAPIView
 
@@ -18,9 +18,11 @@ from webhooks.urls import webhook_urlpatterns
 api_v1: list[URLPattern | URLResolver] = [
     path("health", HealthApi.as_view(), name="health"),
     path("metrics", metrics_view, name="metrics"),
-    path("schema", SpectacularAPIView.as_view(), name="schema"),
-    path("docs", ApiDocsSwaggerView.as_view(url_name="schema"), name="docs"),
-    path("redoc", ApiDocsRedocView.as_view(url_name="schema"), name="redoc"),
+    # Rendered as YAML or HTML: other methods get the JSON 405 from read_only_api.
+    path("schema", errors.read_only_api(SpectacularAPIView.as_view()), name="schema"),
+    path("docs", errors.read_only_api(ApiDocsSwaggerView.as_view(url_name="schema")), name="docs"),
+    path("redoc", errors.read_only_api(ApiDocsRedocView.as_view(url_name="schema")), name="redoc"),
+    path("", include("tenants.urls")),
     path("", include("chat.urls")),
     path("", include("billing.urls")),
     path("", include("webhooks.urls")),
@@ -31,6 +33,8 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("api/v1/", include(api_v1)),
     # Papercups webhooks: /papercups/webhook?token=<the tenant's webhook secret>.
     *webhook_urlpatterns,
+    # Anything else under the API paths is a JSON 404, whatever DEBUG says (no HTML error page there).
+    re_path(r"^(?:api|papercups)(?:/.*)?$", errors.json_not_found, name="api-not-found"),
     # Stripe webhooks: /stripe/webhook/<endpoint uuid>/, signed with that endpoint's secret (dj-stripe).
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
     path("", include("dashboard.urls")),

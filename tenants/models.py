@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Any, ClassVar
 
@@ -62,6 +63,11 @@ class User(AbstractBaseUser, PermissionsMixin):
         return self.email
 
 
+def secret_fingerprint(secret: str) -> str:
+    """SHA-256 hex of a high-entropy secret: an indexable stand-in for looking the secret up."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
 class Tenant(TenantMixin):
     """A business using Netia. Its conversations, knowledge and leads live in its own schema."""
 
@@ -77,9 +83,19 @@ class Tenant(TenantMixin):
     subscription_status = models.CharField(
         max_length=16, choices=SubscriptionStatus.choices, default=SubscriptionStatus.TRIALING
     )
-    # The public chat token used when the tenant has no Papercups account; public like the widget.
+    # The public chat token (POST /api/v1/chat); public like the widget, rotatable (the old one dies at once).
     public_token = models.CharField(max_length=64, unique=True)
+    # Websites allowed to call the chat API from a browser ("https://shop.example"); empty: any website.
+    chat_allowed_origins = models.JSONField(default=list, blank=True)
+    # Anonymous chat API turns per hour for this tenant; empty: the platform's CHAT_TENANT_TURNS_PER_HOUR
+    # (a tenant may only lower it).
+    chat_turns_per_hour = models.PositiveIntegerField(null=True, blank=True)
     webhook_secret = EncryptedTextField(help_text="Carried in the Papercups webhook URL; rotatable.")
+    # SHA-256 of the webhook secret: finds the tenant of a presented secret without decrypting every tenant's.
+    # Nullable so that rows written before the fingerprint existed stay unique until migrated.
+    webhook_secret_fingerprint = models.CharField(  # noqa: DJ001
+        max_length=64, unique=True, null=True, editable=False
+    )
     papercups_account_id = models.UUIDField(unique=True, null=True, blank=True)
     papercups_base_url = models.URLField(blank=True, help_text="Empty: PAPERCUPS_BASE_URL from settings.")
     papercups_api_key = EncryptedTextField(blank=True)
@@ -120,8 +136,8 @@ class Tenant(TenantMixin):
 
     @property
     def chat_token(self) -> str:
-        """The token the tenant's website chats with: its Papercups account id once connected."""
-        return str(self.papercups_account_id) if self.papercups_account_id else self.public_token
+        """The token the tenant's website chats with (never the Papercups account id, which cannot be rotated)."""
+        return self.public_token
 
     @property
     def is_suspended(self) -> bool:

@@ -2,26 +2,64 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
-import uuid
+from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
-from tenants.models import ApiKey, Membership, Tenant, User
+from tenants.models import ApiKey, Membership, Tenant, User, secret_fingerprint
 
 DEMO_SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
 def tenant_get_by_chat_token(*, token: str) -> Tenant | None:
-    """The tenant a public chat token belongs to: its Papercups account id or its generated token."""
+    """The tenant a public chat token belongs to (its current `public_token`; a rotated one no longer works)."""
     if not token:
         return None
-    condition = Q(public_token=token)
-    with contextlib.suppress(ValueError):
-        condition |= Q(papercups_account_id=uuid.UUID(token))
-    return Tenant.objects.filter(condition).first()
+    return Tenant.objects.filter(public_token=token).first()
+
+
+def tenant_get_by_webhook_secret(*, secret: str) -> Tenant | None:
+    """The tenant whose webhook secret this is, found by the secret's indexed fingerprint (nothing decrypted)."""
+    if not secret:
+        return None
+    return Tenant.objects.filter(webhook_secret_fingerprint=secret_fingerprint(secret)).first()
+
+
+def origin_normalize(origin: str) -> str | None:
+    """`scheme://host[:port]` in lower case for an http(s) origin, else None (paths, credentials, "null")."""
+    try:
+        parts = urlsplit(origin.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+        return None
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default = {"http": 80, "https": 443}[parts.scheme]
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
+
+
+def tenant_origin_allowed(*, tenant: Tenant, origin: str) -> bool:
+    """Whether a browser on `origin` may use the tenant's chat token (no origins configured: any website).
+
+    Netia's own pages (the portal's "try it" box, the demo page) are always allowed.
+    """
+    allowed = tenant.chat_allowed_origins or []
+    if not allowed:
+        return True
+    normalized = origin_normalize(origin)
+    return normalized is not None and normalized in [*allowed, origin_normalize(settings.NETIA_PUBLIC_URL)]
+
+
+def tenant_chat_turns_per_hour(*, tenant: Tenant) -> int:
+    """The tenant's cap on anonymous chat API turns per hour: its own setting, never above the platform's."""
+    platform = settings.CHAT_TENANT_TURNS_PER_HOUR
+    own = tenant.chat_turns_per_hour
+    return min(own, platform) if own else platform
 
 
 def memberships_of_user(*, user: User) -> QuerySet[Membership]:

@@ -24,7 +24,8 @@ from sesame.utils import get_query_string
 from netia import dispatch
 from netia.errors import AuthenticationFailed, Conflict, NotFound, PermissionDenied, ValidationFailed
 from netia.fields import max_length
-from tenants.models import ApiKey, Domain, Membership, Tenant, User
+from tenants.models import ApiKey, Domain, Membership, Tenant, User, secret_fingerprint
+from tenants.selectors import origin_normalize
 from tenants.signals import membership_adding, tenant_onboarded
 
 API_KEY_PREFIX = "nk"
@@ -73,12 +74,14 @@ def tenant_onboard(*, name: str, owner_email: str) -> OnboardingResult:
     failure at any step rolls back the schema too.
     """
     name, owner_email = _clean_onboarding_input(name=name, owner_email=owner_email)
+    webhook_secret = secrets.token_urlsafe(32)
     tenant = Tenant(
         schema_name=_schema_name_for(name),
         name=name,
         owner_email=owner_email,
-        public_token=f"ct_{secrets.token_urlsafe(24)}",
-        webhook_secret=secrets.token_urlsafe(32),
+        public_token=_new_chat_token(),
+        webhook_secret=webhook_secret,
+        webhook_secret_fingerprint=secret_fingerprint(webhook_secret),
     )
     tenant.save(verbosity=0)
     Domain.objects.create(
@@ -158,7 +161,56 @@ def tenant_resume(*, tenant: Tenant) -> Tenant:
 def webhook_secret_rotate(*, tenant: Tenant) -> Tenant:
     """Give the tenant a new webhook secret; the old webhook URL stops working at once."""
     tenant.webhook_secret = secrets.token_urlsafe(32)
-    tenant.save(update_fields=["webhook_secret", "updated_at"])
+    tenant.webhook_secret_fingerprint = secret_fingerprint(tenant.webhook_secret)
+    tenant.save(update_fields=["webhook_secret", "webhook_secret_fingerprint", "updated_at"])
+    return tenant
+
+
+def _new_chat_token() -> str:
+    return f"ct_{secrets.token_urlsafe(24)}"
+
+
+def chat_token_rotate(*, tenant: Tenant) -> Tenant:
+    """Give the tenant a new public chat token; the old one stops working at once (update the website)."""
+    tenant.public_token = _new_chat_token()
+    tenant.save(update_fields=["public_token", "updated_at"])
+    return tenant
+
+
+CHAT_ALLOWED_ORIGINS_MAX = 50
+
+
+def chat_settings_update(
+    *, tenant: Tenant, allowed_origins: list[str] | None = None, turns_per_hour: int | None = None
+) -> Tenant:
+    """Restrict the public chat API to some websites and/or lower the tenant's hourly cap on anonymous turns.
+
+    `allowed_origins`: `https://shop.example` style origins (empty list: any website). `turns_per_hour`:
+    1 to CHAT_TENANT_TURNS_PER_HOUR (0: back to the platform's cap). None leaves a setting unchanged.
+    """
+    fields = ["updated_at"]
+    if allowed_origins is not None:
+        if len(allowed_origins) > CHAT_ALLOWED_ORIGINS_MAX:
+            raise ValidationFailed(f"At most {CHAT_ALLOWED_ORIGINS_MAX} origins.", extra={"field": "allowed_origins"})
+        normalized = [origin_normalize(origin) for origin in allowed_origins]
+        invalid = [origin for origin, norm in zip(allowed_origins, normalized, strict=True) if norm is None]
+        if invalid:
+            raise ValidationFailed(
+                "Origins are http(s)://host[:port], without a path.",
+                extra={"field": "allowed_origins", "invalid": invalid},
+            )
+        tenant.chat_allowed_origins = sorted({norm for norm in normalized if norm})
+        fields.append("chat_allowed_origins")
+    if turns_per_hour is not None:
+        ceiling = settings.CHAT_TENANT_TURNS_PER_HOUR
+        if not 0 <= turns_per_hour <= ceiling:
+            raise ValidationFailed(
+                f"Use 1 to {ceiling} turns per hour (0: the platform's limit).",
+                extra={"field": "turns_per_hour", "max": ceiling},
+            )
+        tenant.chat_turns_per_hour = turns_per_hour or None
+        fields.append("chat_turns_per_hour")
+    tenant.save(update_fields=fields)
     return tenant
 
 

@@ -49,10 +49,11 @@ def test_health_is_503_naming_the_broker_when_it_is_unreachable(client, db, sett
     assert response.json()["failing"] == ["broker"]
 
 
-def test_metrics_expose_prometheus_counters_including_database_queries(client, db):
+def test_metrics_expose_prometheus_counters_including_database_queries(client, db, settings):
+    settings.METRICS_TOKEN = "s3cret-token"
     client.get("/api/v1/health")
 
-    response = client.get("/api/v1/metrics")
+    response = client.get("/api/v1/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token")
 
     assert response.status_code == 200
     text = response.content.decode()
@@ -67,6 +68,22 @@ def test_metrics_require_the_token_when_configured(client, db, settings, header,
     response = client.get("/api/v1/metrics", HTTP_AUTHORIZATION=header)
 
     assert response.status_code == status
+
+
+@pytest.mark.parametrize(("debug", "status"), [(False, 401), (True, 200)])
+def test_metrics_without_a_token_are_closed_in_production_and_open_locally(client, db, settings, debug, status):
+    settings.METRICS_TOKEN = ""
+    settings.DEBUG = debug
+
+    response = client.get("/api/v1/metrics")
+
+    assert response.status_code == status
+    if not debug:
+        assert response.json()["error"] == {
+            "code": "unauthenticated",
+            "message": "Set METRICS_TOKEN to read the metrics.",
+            "details": {},
+        }
 
 
 def test_unknown_api_path_is_a_json_404(client, db):

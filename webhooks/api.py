@@ -21,16 +21,18 @@ from netia import ratelimits
 from netia.errors import ApplicationError, AuthenticationFailed
 from netia.metrics import WEBHOOK_EVENTS
 from netia.openapi import error_responses
+from netia.serializers import StrictSerializer
 from tenants.api import CustomerApi
 from webhooks import papercups, selectors, services
-from webhooks.selectors import SIGNATURE_HEADER, WebhookCredentials
+from webhooks.selectors import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookCredentials
 
 
 class PapercupsWebhookApi(APIView):
     """Papercups webhooks (`POST /papercups/webhook?token=<webhook secret>`), answered within milliseconds.
 
     Papercups does not sign webhooks: the call is authenticated by the tenant's webhook secret, in the URL's
-    `token` or as `X-Netia-Signature: <hex HMAC-SHA256 of the raw body>` (for a signing proxy). The tenant is
+    `token` or as `X-Netia-Signature: <hex HMAC-SHA256 of "<X-Netia-Timestamp>.<raw body>">` with
+    `X-Netia-Timestamp: <Unix seconds>` within 5 minutes of now (for a signing proxy). The tenant is
     the payload's `account_id` and must own the secret. `webhook:verify` echoes the challenge. Events are
     stored once (keyed on Papercups' ids) and the bot's reply is queued; nothing slow happens here.
     """
@@ -52,7 +54,16 @@ class PapercupsWebhookApi(APIView):
         parameters=[
             OpenApiParameter("token", str, description="The tenant's webhook secret (from its webhook URL)."),
             OpenApiParameter(
-                SIGNATURE_HEADER, str, OpenApiParameter.HEADER, description="Hex HMAC-SHA256 of the raw body."
+                SIGNATURE_HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                description="Hex HMAC-SHA256, keyed with the webhook secret, of `<X-Netia-Timestamp>.<raw body>`.",
+            ),
+            OpenApiParameter(
+                TIMESTAMP_HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                description="Unix seconds when signed (required with a signature); refused 5 minutes away from now.",
             ),
         ],
         responses={
@@ -75,6 +86,7 @@ class PapercupsWebhookApi(APIView):
             credentials = WebhookCredentials(
                 token=request.query_params.get("token", ""),
                 signature=request.headers.get(SIGNATURE_HEADER, ""),
+                timestamp=request.headers.get(TIMESTAMP_HEADER, ""),
                 raw_body=request.body,
             )
             if not credentials.present:
@@ -140,7 +152,7 @@ class PapercupsConnectionApi(PapercupsApi):
 
     required_permissions = {"GET": "bot:read", "PUT": "bot:write"}
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictSerializer):
         class Meta:
             ref_name = "PapercupsConnectionInput"
 

@@ -17,19 +17,20 @@ retry with backoff, using `PapercupsError.retryable` to tell transient failures 
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
-import requests
+import structlog
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
 from django.utils.html import escape
 
 from chat.models import Conversation
+from netia import outbound
 from netia.errors import ValidationFailed
 from netia.fields import max_length
 from tenants.models import Tenant
@@ -88,7 +89,26 @@ def base_url_clean(value: str, *, field: str) -> str:
             URLValidator(schemes=["http", "https"])(base_url)
         except ValidationError:
             raise ValidationFailed(f"Invalid Papercups URL: {value!r}.", extra={"field": field}) from None
+        # The account's ownership is verified by asking the server (GET /api/v1/me): a server the tenant
+        # controls could vouch for any account id. Only the default server and the operator's allow-list count.
+        if _origin(base_url) != _origin(settings.PAPERCUPS_BASE_URL) and not outbound.url_allow_listed(base_url):
+            raise ValidationFailed(
+                "Only the default Papercups server or one Netia's operator allowed (NETIA_OUTBOUND_ALLOWED_HOSTS) "
+                "can be used.",
+                extra={"field": field, "problem": "base_url_not_allowed"},
+            )
+        try:
+            outbound.url_check(base_url)
+        except outbound.OutboundError as error:
+            raise ValidationFailed(
+                f"The Papercups URL cannot be used: {error.message}", extra={"field": field, "problem": error.category}
+            ) from None
     return base_url
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme)
 
 
 # --- Webhook payloads ------------------------------------------------------------------------------------------
@@ -248,23 +268,13 @@ class Me:
     role: str
 
 
-_local = threading.local()
+logger = structlog.get_logger(__name__)
 
 
-def _session() -> requests.Session:
-    """One pooled session per thread. No proxy/netrc from the environment: .netrc could replace our header."""
-    session: requests.Session | None = getattr(_local, "session", None)
-    if session is None:
-        session = requests.Session()
-        session.trust_env = False
-        _local.session = session
-    return session
-
-
-def _error_message(response: requests.Response) -> str:
-    """Papercups' own words from either of its error shapes, else the HTTP reason."""
+def _error_message(response: outbound.OutboundResponse) -> str:
+    """Papercups' own words from either of its error shapes (for our logs only: never shown to tenants)."""
     try:
-        body = response.json()
+        body = json.loads(response.content)
     except ValueError:
         body = None
     if isinstance(body, dict):
@@ -274,7 +284,7 @@ def _error_message(response: requests.Response) -> str:
         errors = body.get("errors")
         if isinstance(errors, dict) and errors.get("detail"):
             return str(errors["detail"])[:300]
-    return response.reason or f"HTTP {response.status_code}"
+    return f"HTTP {response.status}"
 
 
 _PROBLEMS = {401: "bad_key", 403: "forbidden", 404: "not_found"}
@@ -292,8 +302,10 @@ class PapercupsClient:
         return f"PapercupsClient({self.base_url!r})"
 
     def _request(self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None) -> Any:
+        """One call through the SSRF guard (netia.outbound). Errors say what happened in Netia's words; what
+        the server said goes to our logs only."""
         try:
-            response = _session().request(
+            response = outbound.request(
                 method,
                 f"{self.base_url}{path}",
                 params=params,
@@ -301,30 +313,25 @@ class PapercupsClient:
                 headers={"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"},
                 timeout=self.timeout,
             )
-        except requests.Timeout:
-            raise PapercupsError(
-                f"Papercups at {self.base_url} did not answer within {self.timeout:g} s.",
-                problem="timeout",
-                retryable=True,
-            ) from None
-        except requests.RequestException as exc:
-            raise PapercupsError(
-                f"Could not reach Papercups at {self.base_url} ({type(exc).__name__}).",
-                problem="unreachable",
-                retryable=True,
-            ) from None
-        status = response.status_code
+        except outbound.OutboundError as error:
+            logger.warning("papercups_call_failed", base_url=self.base_url, path=path, category=error.category)
+            if error.category == "timeout":
+                message = f"Papercups at {self.base_url} did not answer within {self.timeout:g} s."
+            elif error.category == "unreachable":
+                message = f"Could not reach Papercups at {self.base_url}."
+            else:
+                message = f"Papercups at {self.base_url} cannot be called: {error.message}"
+            raise PapercupsError(message, problem=error.category, retryable=error.retryable) from None
+        status = response.status
         if status >= 400:
             retryable = status >= 500 or status in (408, 429)
             problem = _PROBLEMS.get(status, "server_error" if status >= 500 else "rejected")
+            logger.warning("papercups_error_answer", status=status, path=path, said=_error_message(response))
             raise PapercupsError(
-                f"Papercups answered {status} to {method} {path}: {_error_message(response)}",
-                problem=problem,
-                retryable=retryable,
-                status=status,
+                f"Papercups answered {status} to {method} {path}.", problem=problem, retryable=retryable, status=status
             )
         try:
-            return response.json()
+            return json.loads(response.content)
         except ValueError:
             raise PapercupsError(
                 f"Papercups answered {method} {path} with a body that is not JSON.",

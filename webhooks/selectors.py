@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db.models import QuerySet
 
 from tenants.models import Tenant
+from tenants.selectors import tenant_get_by_webhook_secret
 from webhooks.models import ConnectionCheck
 
 SIGNATURE_HEADER = "X-Netia-Signature"
+TIMESTAMP_HEADER = "X-Netia-Timestamp"
+# A signed call is refused when its timestamp is further than this from now (replays of a captured call).
+SIGNATURE_WINDOW_SECONDS = 300
 PAPERCUPS_WEBHOOK_PATH = "/papercups/webhook"
 
 
@@ -33,43 +38,61 @@ def tenant_get_by_papercups_account(*, account_id: str) -> Tenant | None:
 
 @dataclass(frozen=True)
 class WebhookCredentials:
-    """What a webhook call presents: the URL's `?token=` and/or an HMAC-SHA256 (hex) of the raw body."""
+    """What a webhook call presents: the URL's `?token=` and/or a signature.
+
+    The signature is the hex HMAC-SHA256, keyed with the webhook secret, of `<timestamp>.<raw body>`, where
+    the timestamp (Unix seconds) is sent as X-Netia-Timestamp and must be within SIGNATURE_WINDOW_SECONDS
+    of now: a captured call cannot be replayed later.
+    """
 
     token: str
     signature: str
     raw_body: bytes
+    timestamp: str = ""
+    now: float = field(default_factory=time.time)
 
     @property
     def present(self) -> bool:
         return bool(self.token or self.signature)
 
+    @property
+    def signature_fresh(self) -> bool:
+        """A signature comes with a timestamp inside the window (True when no signature is presented)."""
+        if not self.signature:
+            return True
+        try:
+            sent = int(self.timestamp.strip())
+        except ValueError:
+            return False
+        return abs(self.now - sent) <= SIGNATURE_WINDOW_SECONDS
+
     def match(self, secret: str) -> bool:
-        """Every credential presented is right for `secret` (compared in constant time)."""
+        """Every credential presented is right for `secret` (compared in constant time), the signature fresh."""
         if not self.present or not secret:
             return False
         ok = True
         if self.token:
             ok &= hmac.compare_digest(self.token.encode(), secret.encode())
         if self.signature:
-            expected = hmac.new(secret.encode(), self.raw_body, hashlib.sha256).hexdigest()
+            signed = self.timestamp.strip().encode() + b"." + self.raw_body
+            expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
             presented = self.signature.strip().lower().removeprefix("sha256=")
             ok &= hmac.compare_digest(expected.encode(), presented.encode())
+            ok &= self.signature_fresh
         return ok
 
 
 def tenant_find_by_webhook_credentials(*, credentials: WebhookCredentials) -> Tenant | None:
     """The tenant whose webhook secret the credentials match, or None.
 
-    Secrets are encrypted at rest (not searchable), so this decrypts and compares each tenant's: only the
-    rare `webhook:verify` handshake, whose payload names no account, needs it (rate-limited by the view).
+    Found by the token's indexed fingerprint (tenants.selectors): nothing is decrypted but that tenant's
+    secret. The `webhook:verify` handshake, whose payload names no account, needs this, so it must carry the
+    token (Papercups calls the registered URL, which has it).
     """
-    if not credentials.present:
+    tenant = tenant_get_by_webhook_secret(secret=credentials.token)
+    if tenant is None or not credentials.match(tenant.webhook_secret):
         return None
-    found = None
-    for tenant in Tenant.objects.only("pk", "schema_name", "webhook_secret").iterator(chunk_size=500):
-        if credentials.match(tenant.webhook_secret) and found is None:
-            found = tenant
-    return found
+    return tenant
 
 
 def papercups_tenants_connected() -> QuerySet[Tenant]:

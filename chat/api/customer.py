@@ -15,6 +15,7 @@ from chat import selectors, services
 from chat.analytics import PERIODS, analytics_get
 from chat.models import BotConfiguration, Conversation, KnowledgeArticle, Lead, Message
 from netia.openapi import error_responses
+from netia.serializers import StrictModelSerializer, StrictSerializer
 from tenants.api import CustomerApi
 
 ERRORS = error_responses(400, 401, 403, 404)
@@ -32,7 +33,7 @@ class KnowledgeArticlesApi(CustomerApi):
 
     required_permissions = {"GET": "knowledge:read", "POST": "knowledge:write"}
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictSerializer):
         class Meta:
             ref_name = "KnowledgeArticleCreateInput"
 
@@ -59,7 +60,7 @@ class KnowledgeArticleApi(CustomerApi):
 
     required_permissions = {"GET": "knowledge:read", "PATCH": "knowledge:write", "DELETE": "knowledge:write"}
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictSerializer):
         class Meta:
             ref_name = "KnowledgeArticleUpdateInput"
 
@@ -88,7 +89,7 @@ class KnowledgeArticleApi(CustomerApi):
 
 
 # --- Bot configuration ------------------------------------------------------------------------------------------------
-class BotConfigurationSerializer(serializers.ModelSerializer):
+class BotConfigurationSerializer(StrictModelSerializer):
     class Meta:
         model = BotConfiguration
         exclude = ["id", "knowledge_version"]
@@ -112,7 +113,7 @@ class BotConfigurationApi(CustomerApi):
     def patch(self, request: Request) -> Response:
         data = BotConfigurationSerializer(selectors.bot_configuration_get(), data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        config = services.bot_configuration_update(**data.validated_data)
+        config = services.bot_configuration_update(tenant=self.tenant, **data.validated_data)
         return Response(BotConfigurationSerializer(config).data)
 
 
@@ -218,7 +219,7 @@ class LeadApi(CustomerApi):
 
     required_permissions = {"GET": "leads:read", "PATCH": "leads:write"}
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictSerializer):
         class Meta:
             ref_name = "LeadUpdateInput"
 

@@ -25,7 +25,7 @@ class BotView(PortalView):
         form = BotForm(request.POST)
         if form.is_valid():
             try:
-                bot_configuration_update(**form.changes())
+                bot_configuration_update(tenant=self.tenant, **form.changes())
             except ValidationFailed as error:
                 form.add_service_errors(error.extra.get("fields", {}))
             else:

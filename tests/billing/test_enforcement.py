@@ -134,7 +134,9 @@ def test_chat_api_is_402_with_the_reason_and_stores_nothing(client, acme, status
 def test_ai_replies_are_counted_up_to_the_limit_then_402(client, acme):
     _use(acme, 198)
 
-    answered = [_chat(client, acme, session=f"s{i}").status_code for i in range(2)]
+    # Two different questions: an answer served from the cache would not count (tests/chat/test_public_token.py).
+    questions = ["Do you ship to Canada?", "How many business days does shipping to Canada take?"]
+    answered = [_chat(client, acme, message=q, session=f"s{i}").status_code for i, q in enumerate(questions)]
     greeting = _chat(client, acme, message="Hello!", session="g").status_code
     refused = _chat(client, acme, session="late")
 

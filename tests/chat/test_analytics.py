@@ -88,7 +88,7 @@ def test_a_longer_period_takes_older_conversations_in(tenant, week):
 def test_days_are_the_bots_local_days(tenant):
     late = (NOW - timedelta(days=2)).replace(hour=3)  # 03:00 UTC is the evening before in New York
     with tenant_context(tenant):
-        bot_configuration_update(timezone="America/New_York")
+        bot_configuration_update(tenant=tenant, timezone="America/New_York")
         _conversation("night", late, reply_after=1)
         figures = analytics_get(tenant=tenant, days=7, now=timezone.now())
 

@@ -69,7 +69,9 @@ def test_offline_responder_says_honestly_when_nothing_matches(client, acme):
 
 def test_llm_prompt_holds_this_tenants_passages_and_persona_only(client, acme, globex, fake_openai):
     with tenant_context(acme):
-        bot_configuration_update(bot_name="Ada", persona="the cheerful helper of Acme", business_facts="Phone 555")
+        bot_configuration_update(
+            tenant=acme, bot_name="Ada", persona="the cheerful helper of Acme", business_facts="Phone 555"
+        )
 
     body = post(client, acme.chat_token, {"session_id": "s1", "message": "When are you open?"}).json()
 
@@ -156,7 +158,9 @@ def test_model_judging_it_cannot_answer_hands_off(client, acme, fake_openai):
     fake_openai.set_reply("[[HANDOFF]]")
 
     body = post(client, acme.chat_token, {"session_id": "s1", "message": "Can I pay with goats?"}).json()
-    again = post(client, acme.chat_token, {"session_id": "s1", "message": "Hello?"}).json()
+    again = post(
+        client, acme.chat_token, {"conversation_token": body["conversation_token"], "message": "Hello?"}
+    ).json()
 
     assert body["handoff"] is True
     assert body["reply"] == "I'm passing you to a member of our team. They will reply here shortly."
@@ -179,7 +183,7 @@ def test_identical_first_questions_are_answered_from_the_cache_until_knowledge_c
     assert len(fake_openai.completion_requests()) == 2
 
     with tenant_context(acme):
-        bot_configuration_update(tone="formal")
+        bot_configuration_update(tenant=acme, tone="formal")
     post(client, acme.chat_token, {"session_id": "d", "message": "When are you open?"})
     assert len(fake_openai.completion_requests()) == 3
     with tenant_context(acme):
@@ -187,8 +191,8 @@ def test_identical_first_questions_are_answered_from_the_cache_until_knowledge_c
 
 
 def test_follow_up_questions_are_not_cached_and_carry_history(client, acme, fake_openai):
-    post(client, acme.chat_token, {"session_id": "a", "message": "When are you open?"})
-    post(client, acme.chat_token, {"session_id": "a", "message": "When are you open?"})
+    first = post(client, acme.chat_token, {"session_id": "a", "message": "When are you open?"}).json()
+    post(client, acme.chat_token, {"conversation_token": first["conversation_token"], "message": "When are you open?"})
 
     assert len(fake_openai.completion_requests()) == 2
     roles = [m["role"] for m in fake_openai.last_messages()]
@@ -203,7 +207,10 @@ def test_contact_details_create_one_lead_per_conversation_and_notify_the_owner(
         second = post(
             client,
             acme.chat_token,
-            {"session_id": "s", "message": "My name is Ana Pérez, ana@example.com, +1 415 555 2671"},
+            {
+                "conversation_token": first["conversation_token"],
+                "message": "My name is Ana Pérez, ana@example.com, +1 415 555 2671",
+            },
         ).json()
 
     assert first["intent"] == "booking"
@@ -220,7 +227,9 @@ def test_contact_details_create_one_lead_per_conversation_and_notify_the_owner(
 
 def test_handoff_request_moves_to_human_and_silences_the_bot(client, acme):
     body = post(client, acme.chat_token, {"session_id": "s", "message": "Can I talk to a human please?"}).json()
-    after = post(client, acme.chat_token, {"session_id": "s", "message": "Anyone there?"}).json()
+    after = post(
+        client, acme.chat_token, {"conversation_token": body["conversation_token"], "message": "Anyone?"}
+    ).json()
 
     assert (body["intent"], body["handoff"]) == ("human_handoff", True)
     assert body["reply"] == "I'm passing you to a member of our team. They will reply here shortly."
@@ -232,7 +241,7 @@ def test_handoff_request_moves_to_human_and_silences_the_bot(client, acme):
 
 def test_tenant_handoff_keywords_hand_off(client, acme):
     with tenant_context(acme):
-        bot_configuration_update(handoff_keywords=["wholesale"])
+        bot_configuration_update(tenant=acme, handoff_keywords=["wholesale"])
 
     body = post(client, acme.chat_token, {"session_id": "s", "message": "Do you do WHOLESALE orders?"}).json()
 
@@ -244,6 +253,7 @@ def test_tenant_handoff_keywords_hand_off(client, acme):
 def test_outside_business_hours_the_bot_says_so_and_still_captures_the_lead(client, acme):
     with tenant_context(acme):
         bot_configuration_update(
+            tenant=acme,
             business_hours={"mon": [["00:00", "00:01"]]},
             timezone="Europe/Madrid",
             away_message="We're closed now; we'll call you back.",
@@ -267,7 +277,6 @@ def test_greeting_gets_the_configured_greeting(client, acme):
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"message": "hi"}, "session_id"),
         ({"session_id": "", "message": "hi"}, "session_id"),
         ({"session_id": "x" * 129, "message": "hi"}, "session_id"),
         ({"session_id": "s", "message": ""}, "message"),
@@ -306,11 +315,12 @@ def test_unknown_or_missing_token_is_401(client, acme, header):
     assert response.json()["error"]["code"] == "unauthenticated"
 
 
-def test_public_token_and_papercups_account_id_both_work(client, acme):
+def test_the_papercups_account_id_is_not_a_chat_token(client, acme):
+    """The account id is in every Papercups widget and cannot be rotated, so it opens nothing."""
     by_account = post(client, str(acme.papercups_account_id), {"session_id": "s", "message": "hi"})
     by_token = post(client, acme.public_token, {"session_id": "t", "message": "hi"})
 
-    assert (by_account.status_code, by_token.status_code) == (200, 200)
+    assert (by_account.status_code, by_token.status_code) == (401, 200)
 
 
 @pytest.mark.parametrize("status", ["canceled", "unpaid"])
@@ -341,8 +351,8 @@ def test_body_too_large_is_413(client, acme, settings):
 def test_rate_limit_per_token_is_429_with_retry_after(client, acme, settings):
     settings.CHAT_RATE_PER_TOKEN = "2/m"
 
-    statuses = [post(client, acme.chat_token, {"session_id": "s", "message": "hi"}).status_code for _ in range(3)]
-    other_ip = post(client, acme.chat_token, {"session_id": "s", "message": "hi"}, REMOTE_ADDR="10.9.9.9")
+    statuses = [post(client, acme.chat_token, {"message": "hi"}).status_code for _ in range(3)]
+    other_ip = post(client, acme.chat_token, {"message": "hi"}, REMOTE_ADDR="10.9.9.9")
 
     assert statuses == [200, 200, 429]
     assert other_ip.status_code == 429
@@ -353,9 +363,9 @@ def test_rate_limit_per_token_is_429_with_retry_after(client, acme, settings):
 def test_rate_limit_per_ip_applies_across_tokens(client, acme, globex, settings):
     settings.CHAT_RATE_PER_IP = "2/m"
 
-    a = post(client, acme.chat_token, {"session_id": "s", "message": "hi"})
-    b = post(client, globex.chat_token, {"session_id": "s", "message": "hi"})
-    c = post(client, globex.chat_token, {"session_id": "s", "message": "hi"})
+    a = post(client, acme.chat_token, {"message": "hi"})
+    b = post(client, globex.chat_token, {"message": "hi"})
+    c = post(client, globex.chat_token, {"message": "hi"})
 
     assert [a.status_code, b.status_code, c.status_code] == [200, 200, 429]
 

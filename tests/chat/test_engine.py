@@ -96,10 +96,10 @@ def test_no_business_hours_means_always_open():
 )
 def test_invalid_configuration_is_rejected_and_nothing_changes(tenant, changes, field):
     with tenant_context(tenant):
-        before = bot_configuration_update(bot_name="Ada")
+        before = bot_configuration_update(tenant=tenant, bot_name="Ada")
 
         with pytest.raises(ValidationFailed) as excinfo:
-            bot_configuration_update(**changes)
+            bot_configuration_update(tenant=tenant, **changes)
 
         assert list(excinfo.value.extra["fields"]) == [field]
         after = BotConfiguration.objects.get()
@@ -108,13 +108,13 @@ def test_invalid_configuration_is_rejected_and_nothing_changes(tenant, changes, 
 
 def test_unknown_configuration_fields_are_rejected(tenant):
     with tenant_context(tenant), pytest.raises(ValidationFailed) as excinfo:
-        bot_configuration_update(colour="red")
+        bot_configuration_update(tenant=tenant, colour="red")
     assert excinfo.value.extra == {"unknown": ["colour"]}
 
 
 def test_tenant_edited_intent_keywords_take_effect(tenant):
     with tenant_context(tenant):
-        bot_configuration_update(intent_keywords={"booking": ["reserve a lane"]})
+        bot_configuration_update(tenant=tenant, intent_keywords={"booking": ["reserve a lane"]})
         conversation, _ = conversation_get_or_create(channel="api", session_id="s")
         message_record_visitor(conversation=conversation, content="Can I reserve a lane?")
 

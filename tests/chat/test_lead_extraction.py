@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chat.leads import ContactInfo, extract_contact, extract_email, extract_name, extract_phone
+from chat.leads import ContactInfo, extract_contact, extract_email, extract_name, extract_phone, redact_contact_details
 
 
 @pytest.mark.parametrize(
@@ -190,3 +190,19 @@ def test_single_field_helpers() -> None:
     assert extract_email("x ana@example.com y") == "ana@example.com"
     assert extract_phone("612 34 56 78", default_region="ES") == "+34612345678"
     assert extract_name("I'm Ana") == "Ana"
+
+
+def test_redaction_removes_emails_phones_and_the_known_details():
+    text = (
+        "Netia handed this conversation to your team (reason: complaint).\n"
+        "Contact: name Ana Pérez, email ana@example.com, phone +14155552671\n"
+        "Last visitor message: call me on (415) 555-2671 or write to a.perez@work.example, ANA PÉREZ here"
+    )
+
+    redacted = redact_contact_details(text, known=["Ana Pérez", "ana@example.com", "+14155552671"])
+
+    assert redacted == (
+        "Netia handed this conversation to your team (reason: complaint).\n"
+        "Contact: name [contact], email [contact], phone [contact]\n"
+        "Last visitor message: call me on [phone] or write to [email], [contact] here"
+    )

@@ -10,6 +10,7 @@ from datetime import timedelta
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
+from chat.chat_api import conversation_token_issue
 from chat.models import Conversation, Message
 
 
@@ -75,7 +76,10 @@ def test_take_over_silences_the_bot_and_hand_back_wakes_it(owner_client, client,
     taken = owner_client.post(f"{url}/take-over")
     silent = client.post(
         "/api/v1/chat",
-        {"session_id": "visitor-1", "message": "Anyone there?"},
+        {
+            "conversation_token": conversation_token_issue(tenant=tenant, conversation=conversation),
+            "message": "Anyone?",
+        },
         content_type="application/json",
         headers={"Authorization": f"Bearer {tenant.public_token}"},
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from io import StringIO
@@ -49,7 +50,8 @@ def test_command_onboards_a_tenant_with_a_cloned_schema_owner_key_and_webhook_ur
     assert tenant.name == "Blue Bottle Café"
     assert tenant.owner_email == "ana@example.com"
     assert tenant.subscription_status == Tenant.SubscriptionStatus.TRIALING
-    assert data["chat_token"] == account_id
+    assert data["chat_token"] == tenant.public_token
+    assert tenant.webhook_secret_fingerprint == hashlib.sha256(tenant.webhook_secret.encode()).hexdigest()
     assert data["webhook_url"] == f"https://netia.example/papercups/webhook?token={tenant.webhook_secret}"
     assert len(tenant.webhook_secret) >= 40
     membership = Membership.objects.get(tenant=tenant)

@@ -26,6 +26,8 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
 
 
 @pytest.fixture
-def papercups() -> Iterator[FakePapercups]:
+def papercups(settings: Any) -> Iterator[FakePapercups]:
+    """The Papercups simulator on 127.0.0.1, allow-listed for Netia's outbound calls (netia.outbound)."""
     with FakePapercups() as fake:
+        settings.NETIA_OUTBOUND_ALLOWED_HOSTS = [fake.url.removeprefix("http://")]
         yield fake

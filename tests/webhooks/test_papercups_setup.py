@@ -94,12 +94,14 @@ def test_connecting_checks_the_key_with_papercups_and_stores_it_encrypted(client
     ],
 )
 def test_a_connection_papercups_refuses_is_explained_and_nothing_is_stored(
-    client, tenant, key, papercups, account, case, problem, message
+    client, tenant, key, papercups, account, settings, case, problem, message
 ):
     other = papercups.add_account()
+    closed = closed_port_url()
+    settings.NETIA_OUTBOUND_ALLOWED_HOSTS = [*settings.NETIA_OUTBOUND_ALLOWED_HOSTS, closed.removeprefix("http://")]
     bodies = {
         "bad_key": connect_body(account, papercups, api_key="SFMyNTY.wrong"),
-        "unreachable": connect_body(account, papercups, base_url=closed_port_url()),
+        "unreachable": connect_body(account, papercups, base_url=closed),
         "wrong_account": connect_body(account, papercups, api_key=other.api_key),
         "not_papercups": connect_body(account, papercups, base_url=f"{papercups.url}/elsewhere"),
     }
@@ -184,7 +186,9 @@ def test_rotating_the_webhook_secret_shows_the_new_url_once(client, tenant, key)
 def test_the_widget_snippet_uses_the_bot_configuration(client, tenant, key, papercups, account):
     call(client, "put", "", key, connect_body(account, papercups))
     with tenant_context(tenant):
-        bot_configuration_update(widget_title="Acme </script> help", greeting="Hola!", primary_color="#ff0000")
+        bot_configuration_update(
+            tenant=tenant, widget_title="Acme </script> help", greeting="Hola!", primary_color="#ff0000"
+        )
 
     response = call(client, "get", "/widget", key)
 
@@ -288,3 +292,48 @@ def test_staff_see_failed_deliveries(client, staff, tenant):
     assert response.status_code == 200
     assert "Gave up after the retry window: Papercups answered 503" in response.content.decode()
     assert [f.attempts for f in response.context["cl"].result_list] == [7]
+
+
+# --- No way in through the connection settings (SSRF) ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "http://169.254.169.254",
+        "http://10.0.0.8:4000",
+        "http://localhost:5432",
+        "http://[::1]:6379",
+        # A public server the tenant runs could vouch for any account id: only the default server and the
+        # operator's allow-list verify ownership.
+        "https://papercups.attacker.example",
+    ],
+)
+def test_a_base_url_that_is_neither_the_default_nor_allow_listed_is_refused_before_any_call(
+    client, tenant, key, papercups, account, base_url
+):
+    response = call(client, "put", "", key, connect_body(account, papercups, base_url=base_url))
+
+    assert response.status_code == 400
+    assert response.json()["error"]["details"] == {"field": "base_url", "problem": "base_url_not_allowed"}
+    assert papercups.requests == []
+    assert Tenant.objects.get(pk=tenant.pk).papercups_base_url == ""
+
+
+def test_https_is_required_in_production_even_for_an_allow_listed_host(client, tenant, key, papercups, settings):
+    settings.NETIA_OUTBOUND_HTTPS_ONLY = True
+    stolen = papercups.add_account()
+
+    response = call(client, "put", "", key, connect_body(stolen, papercups))
+
+    assert response.status_code == 400
+    assert response.json()["error"]["details"] == {"field": "base_url", "problem": "insecure_url"}
+    assert papercups.requests == []
+
+
+def test_papercups_error_bodies_are_not_echoed_to_the_tenant(client, tenant, key, papercups, account):
+    papercups.fail_next("GET", "/api/v1/me", 418, times=1, body={"error": {"message": "internal: db=10.0.0.5 user=x"}})
+
+    response = call(client, "put", "", key, connect_body(account, papercups))
+
+    error = response.json()["error"]
+    assert (response.status_code, error["details"]) == (400, {"problem": "rejected"})
+    assert error["message"] == "Papercups answered 418 to GET /api/v1/me."

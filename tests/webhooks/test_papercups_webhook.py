@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from typing import Any
 
 import pytest
+from django.db import connection
 from django_tenants.utils import tenant_context
 
 from chat.models import Conversation, Message
@@ -41,12 +43,26 @@ def connected(tenant: Tenant, account: Account, papercups: FakePapercups) -> Ten
     return tenant
 
 
+def sign(secret: str, raw: bytes, timestamp: int | None = None) -> tuple[str, str]:
+    """(X-Netia-Signature, X-Netia-Timestamp) as a signing proxy computes them."""
+    sent = str(int(time.time()) if timestamp is None else timestamp)
+    return hmac.new(secret.encode(), sent.encode() + b"." + raw, hashlib.sha256).hexdigest(), sent
+
+
 def post(
-    client: Any, body: Any, *, token: str | None = None, raw: bytes | None = None, signature: str | None = None
+    client: Any,
+    body: Any,
+    *,
+    token: str | None = None,
+    raw: bytes | None = None,
+    signature: str | None = None,
+    timestamp: str | None = None,
 ) -> Any:
     data = raw if raw is not None else json.dumps(body).encode()
     url = URL if token is None else f"{URL}?token={token}"
     headers = {"X-Netia-Signature": signature} if signature is not None else {}
+    if signature is not None:
+        headers["X-Netia-Timestamp"] = str(int(time.time())) if timestamp is None else timestamp
     return client.post(url, data=data, content_type="application/json", headers=headers)
 
 
@@ -119,12 +135,42 @@ def test_a_duplicate_delivery_is_acknowledged_and_changes_nothing(
 @pytest.mark.parametrize("prefix", ["", "sha256="])
 def test_an_hmac_signature_of_the_raw_body_authenticates(client, connected, papercups, account, prefix):
     raw = json.dumps(visitor_event(papercups, account)).encode()
-    signature = hmac.new(connected.webhook_secret.encode(), raw, hashlib.sha256).hexdigest()
+    signature, sent = sign(connected.webhook_secret, raw)
 
-    response = post(client, None, raw=raw, signature=prefix + signature)
+    response = post(client, None, raw=raw, signature=prefix + signature, timestamp=sent)
 
     assert (response.status_code, response.json()) == (200, {"status": "accepted"})
     assert len(stored(connected)[1]) == 1
+
+
+@pytest.mark.parametrize(
+    ("age", "timestamp", "status"),
+    [(-301, None, 401), (301, None, 401), (0, "", 401), (0, "yesterday", 401), (-290, None, 200)],
+)
+def test_a_signature_is_refused_outside_the_five_minute_window(
+    client, connected, papercups, account, age, timestamp, status
+):
+    raw = json.dumps(visitor_event(papercups, account)).encode()
+    sent = int(time.time()) + age
+    signature, _ = sign(connected.webhook_secret, raw, sent)
+
+    response = post(client, None, raw=raw, signature=signature, timestamp=str(sent) if timestamp is None else timestamp)
+
+    assert response.status_code == status
+    if status == 401:
+        assert response.json()["error"]["details"] == {"reason": "signature_expired"}
+        assert stored(connected) == ([], [])
+
+
+def test_a_signature_of_the_body_alone_no_longer_authenticates(client, connected, papercups, account):
+    """The timestamp is inside the signed text: an old signature cannot be re-dated."""
+    raw = json.dumps(visitor_event(papercups, account)).encode()
+    body_only = hmac.new(connected.webhook_secret.encode(), raw, hashlib.sha256).hexdigest()
+
+    response = post(client, None, raw=raw, signature=body_only)
+
+    assert response.status_code == 403
+    assert stored(connected) == ([], [])
 
 
 # --- Refusals: nothing stored ----------------------------------------------------------------------------------------
@@ -148,7 +194,7 @@ def test_a_missing_or_wrong_secret_is_refused_and_stores_nothing(
     )
     signature = credentials.get("signature")
     if signature == "SIGNED-BY-OTHER":
-        signature = hmac.new(other_tenant.webhook_secret.encode(), raw, hashlib.sha256).hexdigest()
+        signature, _ = sign(other_tenant.webhook_secret, raw)
     refused = WEBHOOK_EVENTS.labels(channel="papercups", event="message:created", outcome=code)._value.get()
 
     response = post(client, None, raw=raw, token=token, signature=signature)
@@ -287,14 +333,32 @@ CHALLENGE = "KZ7Q4M2XWJ5TB3NRC6YHPDLVFA2E7GQS4K9UM3WXZ5RT2BNY6CDH7JQL4PVF3MAE"
 def test_verify_echoes_the_challenge_exactly_for_a_tenants_secret(client, connected, other_tenant):
     body = {"event": "webhook:verify", "payload": CHALLENGE}
     raw = json.dumps(body).encode()
-    signature = hmac.new(other_tenant.webhook_secret.encode(), raw, hashlib.sha256).hexdigest()
+    signature, sent = sign(other_tenant.webhook_secret, raw)
 
     by_token = post(client, body, token=connected.webhook_secret)
-    by_signature = post(client, None, raw=raw, signature=signature)
+    signed_too = post(client, None, raw=raw, token=other_tenant.webhook_secret, signature=signature, timestamp=sent)
+    signature_only = post(client, None, raw=raw, signature=signature, timestamp=sent)
 
-    for response in (by_token, by_signature):
+    assert signature_only.status_code == 401
+    for response in (by_token, signed_too):
         assert (response.status_code, response["Content-Type"]) == (200, "application/json")
         assert response.content == json.dumps({"challenge": CHALLENGE}, separators=(",", ":")).encode()
+
+
+def test_verify_finds_the_tenant_by_fingerprint_without_decrypting_every_secret(
+    client, connected, other_tenant, django_assert_max_num_queries
+):
+    # Another tenant's secret that cannot be decrypted: reading it would fail the request.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE tenants_tenant SET webhook_secret = 'gAAAAA-undecryptable' WHERE id = %s", [other_tenant.pk]
+        )
+    body = {"event": "webhook:verify", "payload": CHALLENGE}
+
+    with django_assert_max_num_queries(3):
+        response = post(client, body, token=connected.webhook_secret)
+
+    assert (response.status_code, response.json()) == (200, {"challenge": CHALLENGE})
 
 
 def test_verify_with_a_wrong_secret_does_not_echo(client, connected):

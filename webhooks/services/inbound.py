@@ -18,11 +18,17 @@ from chat.services import (
     message_record_agent,
     message_record_visitor,
 )
-from netia.errors import NotFound, PermissionDenied
+from netia.errors import AuthenticationFailed, NotFound, PermissionDenied
 from tenants.models import Tenant
 from webhooks import papercups
 from webhooks.channels import Author, ConversationState, InboundMessage
-from webhooks.selectors import WebhookCredentials, tenant_find_by_webhook_credentials, tenant_get_by_papercups_account
+from webhooks.selectors import (
+    SIGNATURE_WINDOW_SECONDS,
+    TIMESTAMP_HEADER,
+    WebhookCredentials,
+    tenant_find_by_webhook_credentials,
+    tenant_get_by_papercups_account,
+)
 from webhooks.services.queueing import reply_queue
 
 logger = structlog.get_logger(__name__)
@@ -36,9 +42,21 @@ class Outcome:
     IGNORED = "ignored"
 
 
+def _require_fresh(credentials: WebhookCredentials) -> None:
+    if not credentials.signature_fresh:
+        raise AuthenticationFailed(
+            f"Send {TIMESTAMP_HEADER} (Unix seconds, within {SIGNATURE_WINDOW_SECONDS} s of now) with the signature.",
+            extra={"reason": "signature_expired"},
+        )
+
+
 def papercups_webhook_verify(*, envelope: papercups.Envelope, credentials: WebhookCredentials) -> str:
-    """The challenge to echo, if the credentials are some tenant's webhook secret (the payload names no account)."""
+    """The challenge to echo, if the credentials are some tenant's webhook secret (the payload names no account,
+    so the `?token=` must be there: the tenant is found by its fingerprint)."""
     challenge = papercups.challenge_get(envelope)
+    _require_fresh(credentials)
+    if not credentials.token:
+        raise AuthenticationFailed("webhook:verify needs the webhook URL's ?token=.")
     if tenant_find_by_webhook_credentials(credentials=credentials) is None:
         raise PermissionDenied("The webhook token is not valid.")
     return challenge
@@ -49,6 +67,7 @@ def papercups_webhook_receive(*, envelope: papercups.Envelope, credentials: Webh
 
     The tenant is the payload's account and must own the presented secret. No outbound call, no LLM here.
     """
+    _require_fresh(credentials)
     tenant = tenant_get_by_papercups_account(account_id=papercups.account_id_get(envelope))
     if tenant is None:
         raise NotFound()

@@ -21,7 +21,9 @@ from django.db.models import F
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
+from chat.leads import redact_contact_details
 from chat.models import Conversation, Message
+from chat.selectors import conversation_contact_values
 from netia.fields import max_length
 from netia.metrics import DELIVERIES
 from netia.tenancy import current_schema
@@ -71,7 +73,7 @@ def _give_up_at(start: datetime) -> datetime:
     return start + timedelta(seconds=settings.PAPERCUPS_DELIVERY_GIVE_UP_SECONDS)
 
 
-def _failure_record(
+def failed_delivery_record(
     *, tenant: Tenant, conversation: Conversation, kind: str, error: str, message: Message | None = None
 ) -> None:
     """Make a give-up visible to staff (public schema) and in metrics."""
@@ -79,7 +81,10 @@ def _failure_record(
         "channel": conversation.channel,
         "conversation_id": conversation.pk,
         "conversation_external_id": conversation.external_id,
-        "content_preview": (message.content if message else "")[:_PREVIEW_MAX],
+        # The public schema is read by staff across tenants: the preview carries no visitor contact details.
+        "content_preview": redact_contact_details(
+            message.content if message else "", known=conversation_contact_values(conversation=conversation)
+        )[:_PREVIEW_MAX],
         "error": error[:_ERROR_MAX],
         "attempts": message.delivery_attempts if message else 0,
         "failed_at": timezone.now(),
@@ -111,7 +116,7 @@ def _mark_failed(*, tenant: Tenant, conversation: Conversation, message: Message
         delivery_status=Message.Delivery.FAILED, delivery_error=error[:_ERROR_MAX]
     )
     message.refresh_from_db(fields=["delivery_attempts"])
-    _failure_record(
+    failed_delivery_record(
         tenant=tenant, conversation=conversation, kind=FailedDelivery.Kind.MESSAGE, error=error, message=message
     )
 
@@ -180,7 +185,9 @@ def _handoff_deliver(*, tenant: Tenant, adapter: ChannelAdapter, conversation: C
             DELIVERIES.labels(channel=conversation.channel, outcome="retry").inc()
             return retry_delay_since((now - since).total_seconds())
         Conversation.objects.filter(pk=conversation.pk).update(handoff_sync_pending=False)
-        _failure_record(tenant=tenant, conversation=conversation, kind=FailedDelivery.Kind.HANDOFF, error=error.detail)
+        failed_delivery_record(
+            tenant=tenant, conversation=conversation, kind=FailedDelivery.Kind.HANDOFF, error=error.detail
+        )
         return None
     Conversation.objects.filter(pk=conversation.pk).update(handoff_sync_pending=False)
     DELIVERIES.labels(channel=conversation.channel, outcome="handoff").inc()

@@ -37,11 +37,14 @@
     var form = box.querySelector("form");
     var input = form.querySelector("input[name=message]");
     var status = box.querySelector("[data-chat-status]");
-    var storageKey = "netia-chat:" + box.getAttribute("data-chat-token");
-    var session = window.sessionStorage.getItem(storageKey);
-    if (!session) {
-      session = (box.getAttribute("data-chat-session-prefix") || "web-") + randomId();
-      window.sessionStorage.setItem(storageKey, session);
+    // The first message opens a conversation (named by a fresh session id); the answer's signed
+    // conversation_token continues it. It is kept per chat token for the browser tab's lifetime.
+    var storageKey = "netia-chat-conversation:" + box.getAttribute("data-chat-token");
+
+    function turnBody(text) {
+      var token = window.sessionStorage.getItem(storageKey);
+      if (token) { return { conversation_token: token, message: text }; }
+      return { session_id: (box.getAttribute("data-chat-session-prefix") || "web-") + randomId(), message: text };
     }
 
     form.addEventListener("submit", function (event) {
@@ -58,18 +61,22 @@
           "Content-Type": "application/json",
           "Authorization": "Bearer " + box.getAttribute("data-chat-token")
         },
-        body: JSON.stringify({ session_id: session, message: text })
+        body: JSON.stringify(turnBody(text))
       }).then(function (response) {
         return response.json().then(function (data) { return { ok: response.ok, status: response.status, data: data }; });
       }).then(function (result) {
         status.textContent = "";
         if (!result.ok) {
           var error = result.data.error || {};
+          if (error.code === "conversation_token_invalid") {
+            window.sessionStorage.removeItem(storageKey);  // expired: the next message opens a new conversation
+          }
           var reason = (error.details || {}).reason;
           status.textContent = REASONS[reason] || error.message || "Something went wrong. Try again.";
           return;
         }
         var data = result.data;
+        window.sessionStorage.setItem(storageKey, data.conversation_token);
         if (data.reply) {
           var item = bubble(log, "bot", data.reply);
           if (data.sources && data.sources.length) {

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
@@ -54,6 +55,8 @@ class ProcessWorker:
             "PAPERCUPS_RETRY_BASE_SECONDS": "0.05",
             "PAPERCUPS_RETRY_MAX_SECONDS": "0.2",
             "PAPERCUPS_TIMEOUT_SECONDS": "10",
+            # The Papercups simulator on 127.0.0.1, allow-listed like in this process (tests/webhooks/conftest.py).
+            "NETIA_OUTBOUND_ALLOWED_HOSTS": ",".join(django_settings.NETIA_OUTBOUND_ALLOWED_HOSTS),
             "LOG_LEVEL": "WARNING",
         }
         command = [sys.executable, "-m", "celery", "-A", "netia", "worker", "--pool=prefork", "--concurrency=1"]
@@ -89,7 +92,7 @@ class ProcessWorker:
 
 
 @pytest.fixture
-def worker(db: None, tmp_path: Path) -> Iterator[ProcessWorker]:
+def worker(db: None, papercups: Any, tmp_path: Path) -> Iterator[ProcessWorker]:
     """Overrides the in-thread worker: a real worker process (so that it can be killed)."""
     celery_app.conf.task_always_eager = False
     process = ProcessWorker(tmp_path / "worker.log")

@@ -1,0 +1,91 @@
+"""The public chat API's writes: one visitor turn, answered synchronously, and the signed conversation token
+that continues a conversation (callers in the tenant's schema)."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.core import signing
+from django.db import transaction
+
+from billing.selectors import bot_access_get
+from chat.models import Conversation, Message
+from chat.selectors import conversation_get_by_token, conversation_token_salt
+from chat.services import TurnResult, conversation_get_or_create, conversation_reply, message_record_visitor
+from netia.errors import Conflict, PaymentRequired, ValidationFailed
+from tenants.models import Tenant
+
+
+class ConversationTokenInvalid(ValidationFailed):
+    code = "conversation_token_invalid"
+    default_message = "The conversation token is not valid (forged, expired, or for another conversation)."
+
+
+class ConversationExists(Conflict):
+    code = "conversation_exists"
+    default_message = "This session already has a conversation: continue it with its conversation_token."
+
+
+def conversation_token_issue(*, tenant: Tenant, conversation: Conversation) -> str:
+    """The signed token a chat API visitor continues the conversation with (chat.selectors reads it)."""
+    return signing.dumps(str(conversation.public_id), salt=conversation_token_salt(tenant=tenant))
+
+
+def chat_api_turn(
+    *,
+    tenant: Tenant,
+    text: str,
+    session_id: str = "",
+    conversation_token: str = "",
+    visitor_name: str = "",
+    visitor_email: str = "",
+) -> tuple[Message, TurnResult]:
+    """One turn of the public chat API: store the visitor's message, answer it synchronously.
+
+    A conversation is continued only with the server-issued `conversation_token` of its first turn; a
+    `session_id` (or nothing: the server picks one) only creates one, so another visitor who guesses it gets
+    409, never the conversation. Raises PaymentRequired, storing nothing, when the tenant's bot may not answer.
+    """
+    access = bot_access_get(tenant=tenant)
+    if not access.allowed:
+        raise PaymentRequired(extra={"reason": access.reason})
+    if conversation_token:
+        found = conversation_get_by_token(tenant=tenant, token=conversation_token)
+        if found is None:
+            raise ConversationTokenInvalid(extra={"field": "conversation_token"})
+        conversation = found
+    else:
+        with transaction.atomic():  # a refused session_id changes nothing on the existing conversation
+            conversation, created = conversation_get_or_create(
+                channel=Conversation.Channel.API,
+                session_id=session_id or f"srv_{uuid.uuid4().hex}",
+                visitor_name=visitor_name,
+                visitor_email=visitor_email,
+            )
+            if not created:
+                raise ConversationExists(extra={"field": "session_id"})
+    message, _ = message_record_visitor(conversation=conversation, content=text)
+    result = conversation_reply(tenant=tenant, conversation_id=conversation.pk, deliver=False)
+    if result is not None:
+        return message, result
+    conversation.refresh_from_db()
+    message.refresh_from_db()
+    if message.answered_by is not None:
+        # A concurrent request of the same session answered this message together with its own (a burst).
+        answer = message.answered_by
+        return message, TurnResult(
+            conversation=conversation,
+            visitor_messages=[message],
+            reply=answer,
+            intent=answer.intent,
+            handoff=conversation.status == Conversation.Status.HUMAN,
+            handoff_reason=conversation.handoff_reason,
+            sources=answer.sources,
+        )
+    # A human has this conversation: the bot stays silent.
+    return message, TurnResult(
+        conversation=conversation,
+        visitor_messages=[message],
+        handoff=True,
+        handoff_reason=conversation.handoff_reason,
+    )

@@ -1,0 +1,177 @@
+"""The public chat token is in every widget: what limits what anyone holding it can do."""
+
+from __future__ import annotations
+
+import pytest
+from django.core import signing
+from django_tenants.utils import tenant_context
+
+from billing.models import Plan, UsagePeriod
+from chat.models import BotConfiguration, Conversation, Message
+from chat.services import knowledge_article_create
+from tenants.models import Tenant
+from tenants.services import api_key_create
+
+URL = "/api/v1/chat"
+
+
+def chat(client, token, body, **extra):
+    return client.post(URL, body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}", **extra)
+
+
+@pytest.fixture
+def customer(client, tenant):
+    _, secret = api_key_create(tenant=tenant, name="owner")
+
+    def call(method, path, body=None):
+        kwargs = {"data": body, "content_type": "application/json"} if body is not None else {}
+        return getattr(client, method)(f"/api/v1/customer/{path}", HTTP_AUTHORIZATION=f"Bearer {secret}", **kwargs)
+
+    return call
+
+
+# --- Rotation ------------------------------------------------------------------------------------------------------
+def test_rotating_the_token_invalidates_the_old_one_at_once(client, tenant, customer):
+    old = tenant.chat_token
+    assert chat(client, old, {"message": "hi"}).status_code == 200
+
+    response = customer("post", "chat-token")
+
+    new = response.json()["chat_token"]
+    assert response.status_code == 200
+    assert new != old
+    assert new == Tenant.objects.get(pk=tenant.pk).public_token
+    assert chat(client, old, {"message": "hi"}).status_code == 401
+    assert chat(client, new, {"message": "hi"}).status_code == 200
+
+
+# --- Settings: origins and the hourly cap ----------------------------------------------------------------------------
+def test_chat_settings_normalise_origins_and_bound_the_cap(customer, tenant, settings):
+    settings.CHAT_TENANT_TURNS_PER_HOUR = 100
+
+    saved = customer("patch", "chat-settings", {"allowed_origins": ["HTTPS://Shop.Example:443/"], "turns_per_hour": 40})
+    bad_origin = customer("patch", "chat-settings", {"allowed_origins": ["https://shop.example/path"]})
+    too_many = customer("patch", "chat-settings", {"turns_per_hour": 101})
+
+    assert saved.status_code == 200
+    assert saved.json() == {
+        "chat_token": tenant.public_token,
+        "allowed_origins": ["https://shop.example"],
+        "turns_per_hour": 40,
+        "turns_per_hour_max": 100,
+    }
+    assert (bad_origin.status_code, bad_origin.json()["error"]["details"]["field"]) == (400, "allowed_origins")
+    assert (too_many.status_code, too_many.json()["error"]["details"]["max"]) == (400, 100)
+    tenant.refresh_from_db()
+    assert (tenant.chat_allowed_origins, tenant.chat_turns_per_hour) == (["https://shop.example"], 40)
+
+
+def test_a_tenants_anonymous_turns_are_capped_per_hour_whatever_the_ips(client, tenant, other_tenant, settings):
+    settings.CHAT_TENANT_TURNS_PER_HOUR = 3
+    Tenant.objects.filter(pk=tenant.pk).update(chat_turns_per_hour=2)
+
+    statuses = [chat(client, tenant.chat_token, {"message": "hi"}, REMOTE_ADDR=f"198.51.100.{n}") for n in range(3)]
+    other = [chat(client, other_tenant.chat_token, {"message": "hi"}, REMOTE_ADDR=f"203.0.113.{n}") for n in range(4)]
+
+    assert [r.status_code for r in statuses] == [200, 200, 429]
+    assert statuses[2].json()["error"]["details"]["limit"] == 2
+    assert [r.status_code for r in other] == [200, 200, 200, 429]
+    with tenant_context(tenant):
+        assert Message.objects.filter(role="visitor").count() == 2
+
+
+# --- Metering and models ---------------------------------------------------------------------------------------------
+def test_answers_served_from_the_cache_are_not_ai_replies(client, tenant):
+    with tenant_context(tenant):
+        knowledge_article_create(tenant=tenant, title="Hours", content="We open at 9:00 every weekday.")
+
+    first = chat(client, tenant.chat_token, {"message": "When do you open?"}).json()
+    second = chat(client, tenant.chat_token, {"message": "When do you open?"}).json()
+
+    assert second["reply"] == first["reply"] == "We open at 9:00 every weekday."
+    with tenant_context(tenant):
+        assert Message.objects.filter(role="bot", from_cache=True).count() == 1
+    assert UsagePeriod.objects.get(tenant=tenant).ai_replies == 1
+
+
+def test_the_model_comes_from_the_plans_allow_list(customer, tenant, settings):
+    settings.OPENAI_MODEL = "gpt-4o-mini"
+    settings.LLM_MODELS = ["gpt-4o-mini", "gpt-4o", "o1-pro"]
+    Plan.objects.filter(is_default=True).update(llm_models=["gpt-4o", "not-offered"])
+
+    refused = customer("patch", "bot", {"llm_model": "o1-pro"})
+    not_offered = customer("patch", "bot", {"llm_model": "not-offered"})
+    allowed = customer("patch", "bot", {"llm_model": "gpt-4o"})
+
+    assert refused.status_code == 400
+    assert refused.json()["error"]["details"] == {
+        "fields": {"llm_model": ["Not on this plan: choose one of gpt-4o-mini, gpt-4o."]},
+        "allowed": ["gpt-4o-mini", "gpt-4o"],
+    }
+    assert not_offered.status_code == 400
+    assert allowed.json()["llm_model"] == "gpt-4o"
+
+
+def test_a_model_the_plan_no_longer_allows_falls_back_to_the_default(client, tenant, settings, fake_openai):
+    settings.OPENAI_MODEL = "gpt-4o-mini"
+    settings.LLM_MODELS = ["gpt-4o-mini", "gpt-4o"]
+    with tenant_context(tenant):
+        BotConfiguration.objects.update_or_create(pk=1, defaults={"llm_model": "gpt-4o"})
+
+    chat(client, tenant.chat_token, {"message": "When do you open?"})
+
+    assert fake_openai.completion_requests()[-1].json()["model"] == "gpt-4o-mini"
+
+
+# --- Conversations are continued by a server-issued token ----------------------------------------------------------
+def test_the_first_turn_returns_a_signed_token_that_continues_the_conversation(client, tenant):
+    first = chat(client, tenant.chat_token, {"session_id": "visitor-42", "message": "Hello"}).json()
+    second = chat(client, tenant.chat_token, {"conversation_token": first["conversation_token"], "message": "Hi"})
+
+    assert second.status_code == 200
+    assert second.json()["conversation_id"] == first["conversation_id"]
+    with tenant_context(tenant):
+        conversation = Conversation.objects.get()
+        assert [m.content for m in conversation.messages.filter(role="visitor")] == ["Hello", "Hi"]
+
+
+def test_a_guessed_session_id_never_opens_someone_elses_conversation(client, tenant):
+    chat(client, tenant.chat_token, {"session_id": "visitor-42", "message": "My email is ana@example.com"})
+
+    guessed = chat(client, tenant.chat_token, {"session_id": "visitor-42", "message": "What did I say?"})
+
+    assert guessed.status_code == 409
+    assert guessed.json()["error"]["code"] == "conversation_exists"
+    assert "reply" not in guessed.json()
+    with tenant_context(tenant):
+        assert list(Message.objects.filter(role="visitor").values_list("content", flat=True)) == [
+            "My email is ana@example.com"
+        ]
+
+
+def test_forged_or_foreign_conversation_tokens_are_refused(client, tenant, other_tenant):
+    mine = chat(client, tenant.chat_token, {"message": "Hello"}).json()
+    with tenant_context(tenant):
+        public_id = str(Conversation.objects.get().public_id)
+    forged = signing.dumps(public_id, salt="something-else")
+
+    answers = [
+        chat(client, tenant.chat_token, {"conversation_token": forged, "message": "x"}),
+        chat(client, tenant.chat_token, {"conversation_token": public_id, "message": "x"}),
+        chat(client, other_tenant.chat_token, {"conversation_token": mine["conversation_token"], "message": "x"}),
+    ]
+
+    assert [(a.status_code, a.json()["error"]["code"]) for a in answers] == [(400, "conversation_token_invalid")] * 3
+    with tenant_context(tenant):
+        assert Message.objects.filter(role="visitor").count() == 1
+    with tenant_context(other_tenant):
+        assert Message.objects.count() == 0
+
+
+def test_an_expired_conversation_token_is_refused(client, tenant, settings):
+    first = chat(client, tenant.chat_token, {"message": "Hello"}).json()
+    settings.CHAT_CONVERSATION_TOKEN_MAX_AGE = -1
+
+    response = chat(client, tenant.chat_token, {"conversation_token": first["conversation_token"], "message": "x"})
+
+    assert response.status_code == 400
