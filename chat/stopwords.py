@@ -98,7 +98,8 @@ PRICE_QUESTIONS = (
     "quanto costa", "prezzo", "costa",
     "hoeveel", "prijs", "kost",
 )
-NUMBER_QUESTIONS = PRICE_QUESTIONS + (
+NUMBER_QUESTIONS = (
+    *PRICE_QUESTIONS,
     "how many", "how long", "what time", "when", "where",
     "cuanto", "cuanta", "cuantos", "cuantas", "cuando", "que hora", "donde",
     "quand", "quelle heure",
