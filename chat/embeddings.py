@@ -57,6 +57,7 @@ def vector_column_ensure(cursor: Any) -> bool:
     except DatabaseError as exc:
         logger.warning("pgvector_unavailable", error=str(exc)[:200])
         return False
+    _ready.pop(current_schema(), None)
     return True
 
 

@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 
 from django.db import connection
 
-from chat.intents import tokenize
-from chat.text import base_language, is_stopword, language_detect, stem
+from chat.text import base_language, is_stopword, language_detect, stem, surface_words, zipf
 
 TITLE_WEIGHT = 0.3  # a term in the title adds this much of its weight again
 PROXIMITY_WEIGHT = 0.2  # matched terms standing side by side add up to this much
@@ -145,26 +144,19 @@ def question_terms(question: str, *, language: str, vocabulary: Vocabulary) -> l
     """The question's content words as weighted terms, in order of appearance."""
     languages = list(dict.fromkeys([language_detect(question, language), base_language(language)]))
     terms: dict[frozenset[str], Term] = {}
-    for word in tokenize(question):
+    for word, written in surface_words(question):
         if is_stopword(word, languages) or (len(word) < 2 and not word.isdigit()):
             continue
         stems = {stem(word, lang) for lang in languages} | {word}
         known = {s for s in stems if s in vocabulary.frequency}
         certainty = 1.0
         if not known and not word.isdigit():
-            known, certainty = _repair(word, stems, languages, vocabulary)
+            known, certainty = _repair(word, written, stems, languages, vocabulary)
         lexemes = frozenset(known or stems)
         if lexemes not in terms:
-            weight = vocabulary.weight(known) * informativeness(word, languages) * certainty
+            weight = vocabulary.weight(known) * informativeness(written, languages) * certainty
             terms[lexemes] = Term(word=word, lexemes=lexemes, weight=weight)
     return list(terms.values())
-
-
-def _zipf(word: str, languages: list[str]) -> float:
-    """The word's everyday frequency on the Zipf scale (log10 per billion words), the highest of `languages`."""
-    from wordfreq import zipf_frequency  # its word lists load on first use
-
-    return max((zipf_frequency(word, language, wordlist="small") for language in languages), default=0.0)
 
 
 def informativeness(word: str, languages: list[str]) -> float:
@@ -173,18 +165,20 @@ def informativeness(word: str, languages: list[str]) -> float:
     Rare words ("skateboards", "botox": Zipf <= 3.5) count fully; everyday words ("happens", "today":
     about 5 and up) count a fraction, so a question is judged by the words that name what it is about.
     """
-    zipf = _zipf(word, languages)
-    return min(1.0, max(INFORMATIVENESS_FLOOR, (INFORMATIVENESS_COMMON - zipf) / (INFORMATIVENESS_COMMON - 3.5)))
+    frequency = zipf(word, languages)
+    return min(1.0, max(INFORMATIVENESS_FLOOR, (INFORMATIVENESS_COMMON - frequency) / (INFORMATIVENESS_COMMON - 3.5)))
 
 
-def _repair(word: str, stems: set[str], languages: list[str], vocabulary: Vocabulary) -> tuple[set[str], float]:
+def _repair(
+    word: str, written: str, stems: set[str], languages: list[str], vocabulary: Vocabulary
+) -> tuple[set[str], float]:
     """Lexemes of the knowledge base an unknown word probably stands for, and how sure that is.
 
     A typo (one edit from a lexeme, and not itself a word of the language: "ship" is no typo of "shop") or
     a compound glued to a stop word ("tuneup") stands for the word; a longer lexeme it begins ("treat" ->
     "treatment") or a shorter one it begins with ("cerrais" -> "cerr") is a related word: it counts half.
     """
-    if _zipf(word, languages) < REAL_WORD_ZIPF:
+    if zipf(written, languages) < REAL_WORD_ZIPF:
         found = {c for s in sorted(stems, key=len, reverse=True) if (c := vocabulary.correction(s))}
         if found:
             return found, 1.0
