@@ -48,6 +48,8 @@ def vector_column_ensure(cursor: Any) -> bool:
 
     Without the extension, or without the right to create it, nothing changes and False is returned.
     """
+    if _has_vector_column(cursor):
+        return True
     if not pgvector_available(cursor):
         return False
     try:
@@ -61,6 +63,14 @@ def vector_column_ensure(cursor: Any) -> bool:
     return True
 
 
+def _has_vector_column(cursor: Any) -> bool:
+    cursor.execute(
+        "SELECT 1 FROM pg_attribute WHERE attrelid = 'chat_knowledgepassage'::regclass"
+        " AND attname = 'embedding' AND NOT attisdropped"
+    )
+    return cursor.fetchone() is not None
+
+
 def vector_column_ready() -> bool:
     """Whether the current schema's passages have the embedding column (cached a minute when absent)."""
     schema = current_schema()
@@ -68,11 +78,7 @@ def vector_column_ready() -> bool:
     if known is not None and (known[0] or time.monotonic() - known[1] < _RECHECK_SECONDS):
         return known[0]
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT 1 FROM pg_attribute WHERE attrelid = 'chat_knowledgepassage'::regclass"
-            " AND attname = 'embedding' AND NOT attisdropped"
-        )
-        ready = cursor.fetchone() is not None
+        ready = _has_vector_column(cursor)
     _ready[schema] = (ready, time.monotonic())
     return ready
 
