@@ -18,7 +18,7 @@ import bisect
 import math
 import re
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
 from django.db import connection
@@ -118,11 +118,11 @@ def _one_edit(a: str, b: str) -> bool:
     return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
 
 
-_cache: OrderedDict[tuple[str, int], Vocabulary] = OrderedDict()
+_cache: OrderedDict[tuple[str, Hashable], Vocabulary] = OrderedDict()
 _CACHE_SIZE = 64
 
 
-def vocabulary_get(*, schema: str, version: int) -> Vocabulary:
+def vocabulary_get(*, schema: str, version: Hashable) -> Vocabulary:
     """The current schema's vocabulary, built once per knowledge-base version (per process)."""
     key = (schema, version)
     found = _cache.get(key)

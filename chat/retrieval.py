@@ -20,7 +20,7 @@ from django.db import connection
 
 from chat import embeddings
 from chat.lexical import Term, lexical_score, positions_parse, question_terms, vocabulary_get
-from chat.models import BotConfiguration, KnowledgeArticle, KnowledgePassage
+from chat.models import KnowledgeArticle, KnowledgePassage
 from chat.text import base_language, language_detect, tsvector_literal
 from netia.tenancy import current_schema
 
@@ -105,9 +105,18 @@ def article_index(*, article: KnowledgeArticle, language: str) -> int:
     return article.passages.count()
 
 
-def _knowledge_version() -> int:
-    version = BotConfiguration.objects.filter(pk=1).values_list("knowledge_version", flat=True).first()
-    return version or 0
+def _knowledge_state() -> tuple[int, int]:
+    """The knowledge base's version and its newest passage id: together they name its current content.
+
+    The id guards against a version number reused after a rolled-back transaction (ids never are).
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT (SELECT knowledge_version FROM chat_botconfiguration WHERE id = 1),"
+            " (SELECT max(id) FROM chat_knowledgepassage)"
+        )
+        version, newest = cursor.fetchone()
+    return version or 0, newest or 0
 
 
 _COLUMNS = "p.id, p.article_id, a.title, p.content, a.language, p.search_vector::text, p.position"
@@ -149,7 +158,7 @@ def knowledge_search(*, query: str, language: str, limit: int) -> Retrieval:
     """The passages best answering `query`, best first, with the question's terms."""
     if limit <= 0:
         return Retrieval(terms=[], passages=[])
-    vocabulary = vocabulary_get(schema=current_schema(), version=_knowledge_version())
+    vocabulary = vocabulary_get(schema=current_schema(), version=_knowledge_state())
     terms = question_terms(query, language=base_language(language), vocabulary=vocabulary)
     rows = {row[0]: row for row in (_lexical_candidates(terms) if terms else [])}
     nearest = embeddings.passages_nearest(query=query, limit=CANDIDATES)
