@@ -50,8 +50,8 @@ worker: install
 beat: install
 	$(BIN)/celery -A netia beat -l info
 
-## Answer quality on the evaluation set (tests/eval): retrieval recall, offline facts, honesty, LLM prompts.
-eval: setup
+## Answer quality on the evaluation set (tests/eval), on its own database netia_eval (migrated by the run).
+eval: install
 	$(BIN)/python -m tests.eval $(EVAL_ARGS)
 
 bench: bench-tenants bench-chat bench-webhooks

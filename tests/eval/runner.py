@@ -211,12 +211,12 @@ def overall(results: list[BusinessResult]) -> Scores:
 def report(results: list[BusinessResult], *, failures: bool = False) -> str:
     """The figures as a table, per business and overall (and per split when both are present)."""
     columns = ("recall_at_1", "recall_at_4", "offline_fact", "honest", "llm_passage", "llm_honest")
-    header = f"{'business':<26}{'split':<6}{'ans':>5}{'unans':>6}" + "".join(f"{c:>14}" for c in columns)
+    header = f"{'business':<34}{'split':<6}{'ans':>5}{'unans':>6}" + "".join(f"{c:>14}" for c in columns)
     lines = [header, "-" * len(header)]
 
     def row(name: str, split: str, scores: Scores) -> str:
         cells = "".join(f"{'-' if v is None else f'{v:.3f}':>14}" for v in (getattr(scores, c) for c in columns))
-        return f"{name[:25]:<26}{split:<6}{scores.answerable:>5}{scores.unanswerable:>6}{cells}"
+        return f"{name[:33]:<34}{split:<6}{scores.answerable:>5}{scores.unanswerable:>6}{cells}"
 
     for result in results:
         lines.append(row(result.business.name, result.business.split, result.scores))
@@ -225,6 +225,15 @@ def report(results: list[BusinessResult], *, failures: bool = False) -> str:
         for split in splits:
             lines.append(row(f"all {split}", split, overall([r for r in results if r.business.split == split])))
     lines.append(row("overall", "", overall(results)))
+    lines.append("")
+    kinds: dict[str, list[Outcome]] = {}
+    for result in results:
+        for o in result.offline:
+            kind = next((t.split(":")[0] for t in o.question.tags), "direct")
+            kinds.setdefault(f"{kind} {'answerable' if o.question.answerable else 'unanswerable'}", []).append(o)
+    for kind, outcomes in sorted(kinds.items()):
+        scores = Scores.of(outcomes, [])
+        lines.append(row(f"by kind: {kind}", "", scores))
     if failures:
         lines.append("")
         for result in results:
