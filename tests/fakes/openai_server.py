@@ -207,16 +207,9 @@ class FakeOpenAI(FakeServer):
     # -- routes --------------------------------------------------------------------------------
     def _complete(self, request: RecordedRequest) -> Reply:
         """``POST /v1/chat/completions``: validate like OpenAI, then answer a ``chat.completion``."""
-        denied = _check_auth(request)
-        if denied is not None:
-            return denied
-        try:
-            body = request.json()
-        except ValueError:
-            message = "We could not parse the JSON body of your request."
-            return Reply(400, error_body(message, "invalid_request_error"))
-        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
-            return Reply(400, error_body("you must provide a model parameter", "invalid_request_error"))
+        body, refused = _authorized_body(request)
+        if refused is not None:
+            return refused
         if not isinstance(body.get("messages"), list) or not body["messages"]:
             return Reply(
                 400,
@@ -267,15 +260,9 @@ class FakeOpenAI(FakeServer):
 
     def _embed(self, request: RecordedRequest) -> Reply:
         """``POST /v1/embeddings``: validate like OpenAI, then answer a ``list`` of ``embedding`` objects."""
-        denied = _check_auth(request)
-        if denied is not None:
-            return denied
-        try:
-            body = request.json()
-        except ValueError:
-            return Reply(400, error_body("We could not parse the JSON body of your request.", "invalid_request_error"))
-        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
-            return Reply(400, error_body("you must provide a model parameter", "invalid_request_error"))
+        body, refused = _authorized_body(request)
+        if refused is not None:
+            return refused
         texts = body.get("input")
         texts = [texts] if isinstance(texts, str) else texts
         if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
@@ -312,6 +299,20 @@ class FakeOpenAI(FakeServer):
                 return Reply(200, row)
         message = f"The model '{wanted}' does not exist or you do not have access to it."
         return Reply(404, error_body(message, "invalid_request_error", param="model", code="model_not_found"))
+
+
+def _authorized_body(request: RecordedRequest) -> tuple[dict[str, Any], Reply | None]:
+    """The JSON body of an authenticated request naming a model, or the error OpenAI would answer instead."""
+    denied = _check_auth(request)
+    if denied is not None:
+        return {}, denied
+    try:
+        body = request.json()
+    except ValueError:
+        return {}, Reply(400, error_body("We could not parse the JSON body of your request.", "invalid_request_error"))
+    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+        return {}, Reply(400, error_body("you must provide a model parameter", "invalid_request_error"))
+    return body, None
 
 
 def _check_auth(request: RecordedRequest) -> Reply | None:
