@@ -153,7 +153,7 @@ def test_the_prompt_forbids_unmade_promises_and_names_the_reply_language(client,
     assert "Reply in the language the visitor writes in (Spanish" in system
 
     with tenant_context(bike_shop):
-        bot_configuration_update(reply_language="fixed")
+        bot_configuration_update(tenant=bike_shop, reply_language="fixed")
     ask(client, bike_shop, "¿Venden bicicletas eléctricas?", session="s2")
     assert "Always reply in English" in fake_openai.last_messages()[0]["content"]
 
@@ -162,7 +162,7 @@ def test_auto_reply_language_follows_the_visitor_in_the_offline_answer(client, b
     assert ask(client, bike_shop, "¿Venden patinetes?")["reply"] == NO_MATCH_REPLIES["es"]
 
     with tenant_context(bike_shop):
-        bot_configuration_update(reply_language="fixed")
+        bot_configuration_update(tenant=bike_shop, reply_language="fixed")
     assert ask(client, bike_shop, "¿Venden patinetes?", session="s2")["reply"] == NO_MATCH_REPLIES["en"]
 
 
@@ -172,7 +172,7 @@ def test_channel_replies_cite_their_article_when_the_tenant_enables_it(bike_shop
         Message.objects.create(conversation=conversation, role="visitor", channel="papercups", content="tubless price?")
         plain = conversation_reply(tenant=bike_shop, conversation_id=conversation.pk, deliver=True)
 
-        bot_configuration_update(cite_sources=True)
+        bot_configuration_update(tenant=bike_shop, cite_sources=True)
         Message.objects.create(conversation=conversation, role="visitor", channel="papercups", content="tubless price?")
         cited = conversation_reply(tenant=bike_shop, conversation_id=conversation.pk, deliver=True)
 
@@ -183,7 +183,7 @@ def test_channel_replies_cite_their_article_when_the_tenant_enables_it(bike_shop
 
 def test_the_chat_api_returns_sources_as_data_not_in_the_text(client, bike_shop):
     with tenant_context(bike_shop):
-        bot_configuration_update(cite_sources=True)
+        bot_configuration_update(tenant=bike_shop, cite_sources=True)
 
     body = ask(client, bike_shop, "tubless price?")
 

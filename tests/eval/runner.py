@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.test import Client, override_settings
 from django_tenants.utils import tenant_context
 
@@ -117,7 +118,7 @@ def knowledge_load(tenant: Any, business: Business) -> None:
 
     with tenant_context(tenant):
         KnowledgeArticle.objects.all().delete()
-        bot_configuration_update(language=business.language)
+        bot_configuration_update(tenant=tenant, language=business.language)
         for article in business.articles:
             knowledge_article_create(tenant=tenant, title=article.title, content=article.content)
 
@@ -138,7 +139,12 @@ def _ask_engine(tenant: Any, question: str) -> dict[str, Any]:
         config = bot_configuration_get()
         intent = engine.classifier(config).classify(question)
         answer = engine.compose_answer(
-            config=config, business_name=tenant.name, question=question, intent=intent, history=[]
+            config=config,
+            business_name=tenant.name,
+            question=question,
+            intent=intent,
+            history=[],
+            model=settings.OPENAI_MODEL,
         )
     return {"reply": answer.text, "sources": answer.sources}
 
