@@ -13,7 +13,7 @@ export PYTHONUNBUFFERED := 1
 # requires secrets, DATABASE_URL and REDIS_URL. An explicit DJANGO_DEBUG in the environment still wins.
 export DJANGO_DEBUG ?= true
 
-.PHONY: install setup run test lint format typecheck worker beat bench bench-tenants bench-chat bench-webhooks lock clean
+.PHONY: install setup run test lint format typecheck worker beat eval bench bench-tenants bench-chat bench-webhooks lock clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ worker: install
 
 beat: install
 	$(BIN)/celery -A netia beat -l info
+
+## Answer quality on the evaluation set (tests/eval), on its own database netia_eval (migrated by the run).
+eval: install
+	$(BIN)/python -m tests.eval $(EVAL_ARGS)
 
 bench: bench-tenants bench-chat bench-webhooks
 

@@ -16,10 +16,13 @@ from django.conf import settings
 from django.core.cache import cache
 
 from chat import llm
-from chat.intents import IntentClassifier, IntentResult, classifier_for, contains_phrase, normalize, tokenize
+from chat.intents import IntentClassifier, IntentResult, classifier_for, contains_phrase, normalize
+from chat.lexical import Term
 from chat.models import WEEKDAYS, BotConfiguration, Message
 from chat.prompts import HANDOFF_MARKER, chat_messages
-from chat.retrieval import RetrievedPassage, passages_search
+from chat.retrieval import RetrievedPassage, knowledge_search
+from chat.stopwords import NUMBER_QUESTIONS, PRICE_QUESTIONS
+from chat.text import base_language, language_detect, lexemes, sentences_split
 from netia.tenancy import current_schema
 
 logger = structlog.get_logger(__name__)
@@ -30,6 +33,25 @@ NO_MATCH_REPLY = (
     "I'm sorry, I don't have information about that. Would you like to talk to a member of our team? "
     "You can also leave your email or phone number and we'll get back to you."
 )
+# The offline responder's honest "I don't know", in the visitor's language when the bot follows it.
+NO_MATCH_REPLIES = {
+    "en": NO_MATCH_REPLY,
+    "es": "Lo siento, no tengo información sobre eso. ¿Quiere hablar con una persona de nuestro equipo? "
+    "También puede dejarnos su email o teléfono y le contactaremos.",
+    "fr": "Désolé, je n'ai pas d'information à ce sujet. Voulez-vous parler à un membre de notre équipe ? "
+    "Vous pouvez aussi laisser votre e-mail ou votre numéro de téléphone et nous vous recontacterons.",
+    "de": "Dazu habe ich leider keine Informationen. Möchten Sie mit jemandem aus unserem Team sprechen? "
+    "Sie können auch Ihre E-Mail-Adresse oder Telefonnummer hinterlassen, wir melden uns.",
+    "pt": "Desculpe, não tenho informações sobre isso. Quer falar com alguém da nossa equipa? "
+    "Também pode deixar o seu email ou telefone e entraremos em contacto.",
+    "it": "Mi dispiace, non ho informazioni su questo. Vuole parlare con una persona del nostro team? "
+    "Può anche lasciare la sua email o il suo numero di telefono e la ricontatteremo.",
+    "nl": "Sorry, daar heb ik geen informatie over. Wilt u met iemand van ons team praten? "
+    "U kunt ook uw e-mailadres of telefoonnummer achterlaten, dan nemen wij contact op.",
+}
+_DIGIT = re.compile(r"\d")
+_AMOUNT = re.compile(r"[$€£¥]\s?\d|\d\s?(?:[$€£¥]|dollars?|euros?|eur\b|usd\b|dólares|cents?)", re.IGNORECASE)
+SOURCE_LABELS = {"en": "Source", "es": "Fuente", "fr": "Source", "de": "Quelle", "pt": "Fonte", "it": "Fonte"}
 FALLBACK_REPLY = (
     "Sorry, I can't answer right now. Please try again in a moment, or leave your email or phone number "
     "and our team will get back to you."
@@ -105,23 +127,67 @@ def _sources(passages: list[RetrievedPassage]) -> list[dict[str, object]]:
 
 def _cache_key(config: BotConfiguration, question: str) -> str:
     digest = hashlib.sha256(normalize(question).encode()).hexdigest()
-    return f"chat:answer:{current_schema()}:{config.version}:{config.knowledge_version}:{digest}"
+    # Offline and LLM answers differ: switching the LLM on or off must not serve the other kind from cache.
+    mode = "llm" if llm.llm_configured() else "offline"
+    return f"chat:answer:{current_schema()}:{config.version}:{config.knowledge_version}:{mode}:{digest}"
 
 
-def _extract(passage: RetrievedPassage, question: str) -> str:
-    """The passage's sentences sharing words with the question (all of it if none do)."""
-    words = {w for w in tokenize(question) if len(w) > 2}
-    sentences = [s for s in re.split(r"(?<=[.!?])\s+", passage.content.replace("\n", " ")) if s]
-    relevant = [s for s in sentences if words & set(tokenize(s))]
-    return " ".join(relevant or sentences)
+def with_citation(*, text: str, sources: list[dict[str, object]], language: str) -> str:
+    """The reply followed by the titles of the articles it came from (channels whose tenant enables it)."""
+    titles = "; ".join(str(source["title"]) for source in sources)
+    return f"{text}\n\n{SOURCE_LABELS.get(language, 'Source')}: {titles}" if titles else text
 
 
-def offline_answer(*, question: str, passages: list[RetrievedPassage]) -> Answer:
-    """Answer without an LLM: quote the best-matching passage, or say honestly that nothing matches."""
+def reply_language(*, config: BotConfiguration, text: str) -> str:
+    """The language to answer in: the visitor's (when the bot follows it and it is recognisable), else the bot's."""
+    if config.reply_language == BotConfiguration.ReplyLanguage.AUTO:
+        return language_detect(text, config.language)
+    return base_language(config.language)
+
+
+def answer_sentences(*, passage: RetrievedPassage, terms: list[Term], question: str) -> str:
+    """The passage's sentence that answers the question best, and at most one more.
+
+    Sentences are scored by the weight of the question's terms they hold, plus a bonus for holding a
+    figure when the question asks for one ("how much", "cuándo"...). The second sentence is the article's
+    lead when the question names the article's topic (its title), else one holding terms the first lacks.
+    A passage matched on its title only is quoted from its start.
+    """
+    sentences = sentences_split(passage.content)
+    if not sentences:
+        return passage.content
+    matched = []
+    for sentence in sentences:
+        found = {lexeme for lexeme, _ in lexemes(sentence, passage.language)}
+        matched.append({i for i, term in enumerate(terms) if term.lexemes & found})
+
+    def weight(indexes: set[int]) -> float:
+        return sum(terms[i].weight for i in indexes)
+
+    figure_bonus = 0.5 * weight(set(range(len(terms)))) if contains_phrase(question, NUMBER_QUESTIONS) else 0.0
+    figure = _AMOUNT if contains_phrase(question, PRICE_QUESTIONS) else _DIGIT
+    has_figure = [bool(figure.search(sentence)) for sentence in sentences]
+    best = max(range(len(sentences)), key=lambda i: (weight(matched[i]) + figure_bonus * has_figure[i], -i))
+    if not matched[best]:
+        return " ".join(sentences[:2])
+    chosen = [best]
+    title = {lexeme for lexeme, _ in lexemes(passage.title, passage.language)}
+    missing = set(range(len(terms))) - matched[best]
+    extra = max(range(len(sentences)), key=lambda i: (weight(matched[i] & missing), -i))
+    if best != 0 and passage.position == 0 and any(term.lexemes & title for term in terms):
+        chosen.append(0)
+    elif extra != best and matched[extra] & missing:
+        chosen.append(extra)
+    return " ".join(sentences[i] for i in sorted(chosen))
+
+
+def offline_answer(*, passages: list[RetrievedPassage], terms: list[Term], language: str, question: str) -> Answer:
+    """Answer without an LLM: quote the best passage's answering sentences, or say honestly that nothing matches."""
     if not passages:
-        return Answer(text=NO_MATCH_REPLY, source=Source.NO_MATCH)
+        return Answer(text=NO_MATCH_REPLIES.get(language, NO_MATCH_REPLY), source=Source.NO_MATCH)
     best = passages[0]
-    return Answer(text=_extract(best, question), source=Source.OFFLINE, sources=_sources([best]))
+    text = answer_sentences(passage=best, terms=terms, question=question)
+    return Answer(text=text, source=Source.OFFLINE, sources=_sources([best]))
 
 
 def llm_answer(
@@ -132,10 +198,16 @@ def llm_answer(
     history: list[Message],
     passages: list[RetrievedPassage],
     model: str,
+    language: str,
 ) -> Answer:
     """Ask the LLM for a grounded answer; a failure gives the polite fallback, never an exception."""
     messages = chat_messages(
-        config=config, business_name=business_name, passages=passages, history=history, question=question
+        config=config,
+        business_name=business_name,
+        passages=passages,
+        history=history,
+        question=question,
+        language=language,
     )
     try:
         completion = llm.complete(
@@ -180,9 +252,12 @@ def compose_answer(
         cached = cache.get(key)
         if cached is not None:
             return Answer(text=cached["text"], source=Source.CACHE, sources=cached["sources"], model=cached["model"])
-    passages = passages_search(query=question, language=config.language, limit=settings.CHAT_RETRIEVAL_PASSAGES)
+    retrieval = knowledge_search(query=question, language=config.language, limit=settings.CHAT_RETRIEVAL_PASSAGES)
+    # Below the relevance threshold the bot gets no passages: it says it does not know (offline) or hands off.
+    passages = retrieval.relevant()
     if intent.intent == "greeting" and not passages:
         return Answer(text=config.greeting, source=Source.GREETING)
+    language = reply_language(config=config, text=question)
     if llm.llm_configured():
         answer = llm_answer(
             config=config,
@@ -191,9 +266,10 @@ def compose_answer(
             history=history,
             passages=passages,
             model=model,
+            language=language,
         )
     else:
-        answer = offline_answer(question=question, passages=passages)
+        answer = offline_answer(passages=passages, terms=retrieval.terms, language=language, question=question)
     if cacheable and answer.source in (Source.LLM, Source.OFFLINE):
         cache.set(
             key,

@@ -12,14 +12,23 @@ from django.db import transaction
 from django.db.models import F
 
 from billing.selectors import llm_models_allowed, plan_quota_check
+from chat import embeddings
 from chat.models import BotConfiguration, KnowledgeArticle
 from chat.retrieval import article_index
 from chat.selectors import bot_configuration_get
+from netia import dispatch
 from netia.errors import ValidationFailed
 from netia.fields import max_length
+from netia.tenancy import current_schema
 from tenants.models import Tenant
 
 _TITLE_MAX = max_length(KnowledgeArticle, "title")
+
+
+def _queue_embedding(article_id: int) -> None:
+    """After commit, embed the article's new passages (when embeddings are on): no API call in the transaction."""
+    if embeddings.model():
+        dispatch.enqueue_on_commit("chat.tasks.passages_embed", schema_name=current_schema(), article_id=article_id)
 
 
 def _bump_knowledge_version() -> None:
@@ -36,6 +45,7 @@ def knowledge_article_create(*, tenant: Tenant, title: str, content: str, source
     plan_quota_check(tenant=tenant, resource="knowledge_articles", used=KnowledgeArticle.objects.count())
     article = KnowledgeArticle.objects.create(title=title[:_TITLE_MAX], content=content, source_url=source_url)
     article_index(article=article, language=bot_configuration_get().language)
+    _queue_embedding(article.pk)
     _bump_knowledge_version()
     return article
 
@@ -55,6 +65,7 @@ def knowledge_article_update(
         raise ValidationFailed("An article needs a title and content.")
     article.save()
     article_index(article=article, language=bot_configuration_get().language)
+    _queue_embedding(article.pk)
     _bump_knowledge_version()
     return article
 
@@ -104,4 +115,7 @@ def bot_configuration_update(*, tenant: Tenant, **changes: Any) -> BotConfigurat
     if language_changed:
         for article in KnowledgeArticle.objects.all():
             article_index(article=article, language=config.language)
+            _queue_embedding(article.pk)
+        _bump_knowledge_version()
+        config.refresh_from_db()
     return config

@@ -1,4 +1,4 @@
-"""The LLM client: OpenAI Chat Completions (any compatible provider via OPENAI_BASE_URL).
+"""The LLM client: OpenAI Chat Completions and Embeddings (any compatible provider via OPENAI_BASE_URL).
 
 The only module that knows the protocol, timeouts and retries. The official client retries 429s, 5xx
 and timeouts with exponential backoff and jitter (OPENAI_MAX_RETRIES); after that, LLMUnavailable.
@@ -14,7 +14,7 @@ import openai
 import structlog
 from django.conf import settings
 
-from netia.metrics import LLM_LATENCY, LLM_REQUESTS, LLM_TOKENS
+from netia.metrics import EMBEDDING_REQUESTS, LLM_LATENCY, LLM_REQUESTS, LLM_TOKENS
 
 logger = structlog.get_logger(__name__)
 
@@ -81,3 +81,20 @@ def complete(*, messages: list[dict[str, str]], model: str, temperature: float, 
         completion_tokens=completion_tokens,
         latency_ms=round(elapsed * 1000),
     )
+
+
+def embed(*, texts: list[str], model: str, purpose: str) -> list[list[float]]:
+    """One embedding per text, in order; raises LLMUnavailable on any failure after the client's retries."""
+    try:
+        response = client().embeddings.create(model=model, input=texts)
+        vectors = [item.embedding for item in sorted(response.data, key=lambda item: item.index)]
+        if len(vectors) != len(texts) or not all(vectors):
+            raise LLMUnavailable("incomplete embeddings")
+    except (openai.OpenAIError, LLMUnavailable) as exc:
+        EMBEDDING_REQUESTS.labels(purpose=purpose, outcome=type(exc).__name__).inc()
+        logger.warning(
+            "embedding_failed", model=model, purpose=purpose, error=type(exc).__name__, detail=str(exc)[:200]
+        )
+        raise LLMUnavailable(type(exc).__name__) from exc
+    EMBEDDING_REQUESTS.labels(purpose=purpose, outcome="ok").inc()
+    return vectors

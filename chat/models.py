@@ -21,7 +21,7 @@ class BotConfiguration(models.Model):
     """The tenant's bot: persona, hours, intents, handoff and LLM settings. One row per tenant schema."""
 
     class ReplyLanguage(models.TextChoices):
-        VISITOR = "visitor", "Answer in the visitor's language"
+        AUTO = "auto", "Answer in the visitor's language"
         FIXED = "fixed", "Always answer in the configured language"
 
     bot_name = models.CharField(max_length=80, default="Assistant")
@@ -47,7 +47,10 @@ class BotConfiguration(models.Model):
     llm_model = models.CharField(max_length=100, default="gpt-4o-mini")
     temperature = models.FloatField(default=0.2)
     max_tokens = models.PositiveIntegerField(default=400)
-    reply_language = models.CharField(max_length=16, choices=ReplyLanguage.choices, default=ReplyLanguage.VISITOR)
+    reply_language = models.CharField(max_length=16, choices=ReplyLanguage.choices, default=ReplyLanguage.AUTO)
+    cite_sources = models.BooleanField(
+        default=False, help_text="End replies sent through a channel (Papercups) with the titles of the articles used."
+    )
     language = models.CharField(max_length=16, default="en")
     widget_title = models.CharField(max_length=120, default="Chat with us")
     primary_color = models.CharField(max_length=7, default="#1890ff")
@@ -274,6 +277,7 @@ class KnowledgeArticle(models.Model):
     title = models.CharField(max_length=200)
     content = models.TextField()
     source_url = models.URLField(blank=True)
+    language = models.CharField(max_length=16, blank=True, help_text="Detected when indexed; picks the stemmer.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -285,12 +289,17 @@ class KnowledgeArticle(models.Model):
 
 
 class KnowledgePassage(models.Model):
-    """A retrievable chunk of an article, indexed for PostgreSQL full-text search."""
+    """A retrievable chunk of an article, indexed for PostgreSQL full-text search.
+
+    Where pgvector is installed the table also has an `embedding vector` column, managed in SQL by
+    `chat.embeddings` (it is not a Django field, so the model works on servers without the extension).
+    """
 
     article = models.ForeignKey(KnowledgeArticle, on_delete=models.CASCADE, related_name="passages")
     position = models.PositiveIntegerField()
     content = models.TextField()
     search_vector = SearchVectorField(null=True)
+    embedding_model = models.CharField(max_length=100, blank=True, help_text="The model of its embedding, if any.")
 
     class Meta:
         ordering = ["article_id", "position"]

@@ -1,30 +1,32 @@
-"""Knowledge retrieval: PostgreSQL full-text search over the tenant's passages.
+"""Knowledge retrieval: full-text search over the tenant's passages, fused with vector similarity when on.
 
-`passages_search` is the single entry point, so another retriever (pgvector embeddings) can replace it.
+`knowledge_search` is the single entry point. Lexical candidates come from the GIN index (any of the
+question's terms), pre-ordered in SQL by weighted term coverage and re-ranked here on their index entries
+(`chat.lexical`: coverage, title, proximity, all terms first). With an embeddings model configured and
+pgvector present, the passages nearest to the question's embedding (`chat.embeddings`) are a second
+ranking, and the two are fused by reciprocal rank. A passage is relevant when it covers enough of the
+question's content words (`CHAT_RELEVANCE_THRESHOLD`) or, with embeddings, is similar enough
+(`CHAT_EMBEDDING_MIN_SIMILARITY`); `Retrieval.relevant` gives the passages the bot may answer from.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
-from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
-from django.db.models import F, Value
+from django.conf import settings
+from django.db import connection
 
-from chat.intents import normalize, tokenize
+from chat import embeddings
+from chat.lexical import Term, lexical_score, positions_parse, question_terms, vocabulary_get
 from chat.models import KnowledgeArticle, KnowledgePassage
+from chat.text import base_language, language_detect, tsvector_literal
+from netia.tenancy import current_schema
 
-# Bot languages with a built-in PostgreSQL text-search configuration; others use "simple".
-SEARCH_CONFIGS = {
-    "en": "english",
-    "es": "spanish",
-    "fr": "french",
-    "de": "german",
-    "pt": "portuguese",
-    "it": "italian",
-    "nl": "dutch",
-}
 PASSAGE_TARGET_CHARS = 700
+CANDIDATES = 50  # per ranking, re-ranked or fused here
+RRF_K = 60  # reciprocal rank fusion: score = sum of 1 / (RRF_K + rank)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -35,10 +37,26 @@ class RetrievedPassage:
     title: str
     content: str
     rank: float
+    language: str = "en"
+    position: int = 0  # of the passage in its article
+    relevance: float = 0.0  # weighted share of the question's content words the passage holds
+    similarity: float | None = None  # cosine similarity to the question, when embeddings are on
 
 
-def search_config_for(language: str) -> str:
-    return SEARCH_CONFIGS.get(language.split("-")[0].lower(), "simple")
+@dataclass(frozen=True)
+class Retrieval:
+    terms: list[Term]
+    passages: list[RetrievedPassage]
+
+    def relevant(self) -> list[RetrievedPassage]:
+        """The ranked passages relevant enough to answer from; none when the best one is not."""
+        return [p for p in self.passages if is_relevant(p)] if self.passages and is_relevant(self.passages[0]) else []
+
+
+def is_relevant(passage: RetrievedPassage) -> bool:
+    if passage.relevance >= settings.CHAT_RELEVANCE_THRESHOLD:
+        return True
+    return passage.similarity is not None and passage.similarity >= settings.CHAT_EMBEDDING_MIN_SIMILARITY
 
 
 def split_passages(content: str, target_chars: int = PASSAGE_TARGET_CHARS) -> list[str]:
@@ -64,42 +82,119 @@ def split_passages(content: str, target_chars: int = PASSAGE_TARGET_CHARS) -> li
 
 
 def article_index(*, article: KnowledgeArticle, language: str) -> int:
-    """(Re)build an article's passages and their search vectors; returns the number of passages.
+    """(Re)build an article's passages and their index entries; returns the number of passages.
 
-    Vectors are built from accent- and case-folded text (the embedded PostgreSQL has no `unaccent`), and
-    queries are folded the same way, so "cafe" finds "Café".
+    The article's own language (detected, `language` when unclear) chooses stop words and stemmer, so a
+    bilingual knowledge base is indexed right in both languages. New passages have no embedding yet: the
+    caller queues `chat.tasks.passages_embed` after commit.
     """
-    config = search_config_for(language)
+    article_language = language_detect(f"{article.title}\n{article.content}", language)
+    if article.language != article_language:
+        article.language = article_language
+        KnowledgeArticle.objects.filter(pk=article.pk).update(language=article_language)
     article.passages.all().delete()
-    passages = KnowledgePassage.objects.bulk_create(
-        KnowledgePassage(article=article, position=i, content=text)
+    KnowledgePassage.objects.bulk_create(
+        KnowledgePassage(
+            article=article,
+            position=i,
+            content=text,
+            search_vector=tsvector_literal(title=article.title, body=text, language=article_language),
+        )
         for i, text in enumerate(split_passages(article.content))
     )
-    title = normalize(article.title)
-    for passage in passages:
-        KnowledgePassage.objects.filter(pk=passage.pk).update(
-            search_vector=SearchVector(Value(title), weight="A", config=config)
-            + SearchVector(Value(normalize(passage.content)), weight="B", config=config)
+    return article.passages.count()
+
+
+def _knowledge_state() -> tuple[int, int]:
+    """The knowledge base's version and its newest passage id: together they name its current content.
+
+    The id guards against a version number reused after a rolled-back transaction (ids never are).
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT (SELECT knowledge_version FROM chat_botconfiguration WHERE id = 1),"
+            " (SELECT max(id) FROM chat_knowledgepassage)"
         )
-    return len(passages)
+        version, newest = cursor.fetchone()
+    return version or 0, newest or 0
+
+
+_COLUMNS = "p.id, p.article_id, a.title, p.content, a.language, p.search_vector::text, p.position"
+
+
+def _lexical_candidates(terms: list[Term]) -> list[tuple[int, int, str, str, str, str, int]]:
+    """Passages holding any term (GIN index), best weighted coverage first, at most CANDIDATES."""
+    score_sql: list[str] = []
+    params: list[Any] = []
+    for term in terms:
+        score_sql.append("%s * (p.search_vector @@ %s::tsquery)::int + %s * (p.search_vector @@ %s::tsquery)::int")
+        params += [term.weight, _any_of(term.lexemes), term.weight * 0.3, _any_of(term.lexemes, weight="A")]
+    any_term = " | ".join(_any_of(term.lexemes) for term in terms)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {_COLUMNS} FROM chat_knowledgepassage p JOIN chat_knowledgearticle a ON a.id = p.article_id"  # noqa: S608
+            f" WHERE p.search_vector @@ %s::tsquery ORDER BY {' + '.join(score_sql)} DESC, p.id LIMIT %s",
+            [any_term, *params, CANDIDATES],
+        )
+        return cursor.fetchall()
+
+
+def _rows_by_id(ids: list[int]) -> list[tuple[int, int, str, str, str, str, int]]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {_COLUMNS} FROM chat_knowledgepassage p JOIN chat_knowledgearticle a ON a.id = p.article_id"  # noqa: S608
+            " WHERE p.id = ANY(%s)",
+            [ids],
+        )
+        return cursor.fetchall()
+
+
+def _any_of(lexemes: frozenset[str], weight: str = "") -> str:
+    # Lexemes are runs of letters and digits (chat.text), so quoting them needs no escaping.
+    return "(" + " | ".join(f"'{lexeme}'{':' + weight if weight else ''}" for lexeme in sorted(lexemes)) + ")"
+
+
+def knowledge_search(*, query: str, language: str, limit: int) -> Retrieval:
+    """The passages best answering `query`, best first, with the question's terms."""
+    if limit <= 0:
+        return Retrieval(terms=[], passages=[])
+    vocabulary = vocabulary_get(schema=current_schema(), version=_knowledge_state())
+    terms = question_terms(query, language=base_language(language), vocabulary=vocabulary)
+    rows = {row[0]: row for row in (_lexical_candidates(terms) if terms else [])}
+    nearest = embeddings.passages_nearest(query=query, limit=CANDIDATES)
+    missing = [pk for pk, _ in nearest if pk not in rows]
+    rows.update((row[0], row) for row in (_rows_by_id(missing) if missing else []))
+    if not rows:
+        return Retrieval(terms=terms, passages=[])
+
+    scores = {pk: lexical_score(terms, positions_parse(row[5])) for pk, row in rows.items()}
+    lexical = sorted((pk for pk in rows if scores[pk].coverage > 0), key=lambda pk: (scores[pk].sort_key, -pk))
+    lexical.reverse()
+    similarity = dict(nearest)
+    fused: dict[int, float] = {}
+    for ranking in (lexical, [pk for pk, _ in nearest]):
+        for position, pk in enumerate(ranking, start=1):
+            fused[pk] = fused.get(pk, 0.0) + 1 / (RRF_K + position)
+    ranked = sorted(fused, key=lambda pk: (-fused[pk], pk))[:limit]
+    return Retrieval(
+        terms=terms,
+        passages=[
+            RetrievedPassage(
+                id=pk,
+                article_id=rows[pk][1],
+                title=rows[pk][2],
+                content=rows[pk][3],
+                language=rows[pk][4] or base_language(language),
+                position=rows[pk][6],
+                rank=fused[pk],
+                relevance=round(scores[pk].coverage, 4),
+                similarity=similarity.get(pk),
+            )
+            for pk in ranked
+        ],
+    )
 
 
 def passages_search(*, query: str, language: str, limit: int) -> list[RetrievedPassage]:
-    """The passages best matching any word of `query`, best first (ranked by cover density)."""
-    words = [w for w in tokenize(query) if len(w) > 1 and w.isalnum()]
-    if not words or limit <= 0:
-        return []
-    # Any word may match (OR); ranking rewards passages that cover more of them, and title hits.
-    search = SearchQuery(
-        " | ".join(f"'{w}'" for w in dict.fromkeys(words)), search_type="raw", config=search_config_for(language)
-    )
-    rows = (
-        KnowledgePassage.objects.filter(search_vector=search)
-        .annotate(rank=SearchRank(F("search_vector"), search, cover_density=True))
-        .select_related("article")
-        .order_by("-rank", "id")[:limit]
-    )
-    return [
-        RetrievedPassage(id=p.pk, article_id=p.article_id, title=p.article.title, content=p.content, rank=p.rank)
-        for p in rows
-    ]
+    """The ranked passages of `knowledge_search`, relevant or not."""
+    return knowledge_search(query=query, language=language, limit=limit).passages

@@ -295,12 +295,17 @@ def conversation_reply(
             if answer.source == engine.Source.FALLBACK and not fallback:
                 raise ReplyUnavailable("the LLM is unavailable")
 
+        text = answer.text
+        if config.cite_sources and conversation.channel != Conversation.Channel.API and answer.sources:
+            # The chat API returns `sources` as data; a channel's visitor sees the titles in the text.
+            language = engine.reply_language(config=config, text=question)
+            text = engine.with_citation(text=text, sources=answer.sources, language=language)
         result.reply = _bot_message(
             conversation=conversation,
             deliver=deliver,
             role=Message.Role.BOT,
             kind=Message.Kind.HANDOFF_NOTICE if answer.handoff_reason else Message.Kind.REPLY,
-            content=answer.text,
+            content=text,
             intent=intent.intent,
             intent_keywords=list(intent.matched),
             sources=answer.sources,

@@ -33,6 +33,7 @@ TEXT_FIELDS = [
     "timezone",
     "language",
     "reply_language",
+    "cite_sources",
     "llm_model",
     "temperature",
     "max_tokens",
@@ -87,6 +88,11 @@ class BotForm(PortalForm):
     )
     language = forms.CharField(label="Language code", max_length=16, help_text="e.g. en, es, fr: for search.")
     reply_language = forms.ChoiceField(label="Reply language", choices=BotConfiguration.ReplyLanguage.choices)
+    cite_sources = forms.BooleanField(
+        label="Cite sources",
+        required=False,
+        help_text="End replies in Papercups with the titles of the articles they come from.",
+    )
     llm_model = forms.CharField(label="Model", max_length=100)
     temperature = forms.FloatField(
         label="Temperature", min_value=0, max_value=2, help_text="0 = precise, 2 = creative."

@@ -10,6 +10,11 @@ LLM_LATENCY = Histogram(
     "Latency of successful LLM completions, retries included.",
     buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32),
 )
+EMBEDDING_REQUESTS = Counter(
+    "netia_embedding_requests_total",
+    "Embedding requests (passages or questions), by purpose and outcome.",
+    ["purpose", "outcome"],
+)
 LLM_TOKENS = Counter("netia_llm_tokens_total", "Tokens used by LLM completions.", ["kind"])
 CHAT_REPLIES = Counter(
     "netia_chat_replies_total",

@@ -204,6 +204,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Idempotent (one email per trial), so running it hourly only bounds how late the reminder can be.
     "billing-trial-reminders": {"task": "billing.tasks.trial_reminders_send", "schedule": 3600.0},
+    # Embeds passages a failed task missed, and re-embeds everything after OPENAI_EMBEDDING_MODEL changes.
+    "chat-embed-stale-passages": {"task": "chat.tasks.passages_embed_stale", "schedule": 600.0},
 }
 
 # --- Auth, sessions ---------------------------------------------------------------------------------------
@@ -342,10 +344,17 @@ OPENAI_MODEL = env.str("OPENAI_MODEL", default="gpt-4o-mini")
 LLM_MODELS = env.list("LLM_MODELS", default=[OPENAI_MODEL])
 OPENAI_TIMEOUT = env.float("OPENAI_TIMEOUT", default=15.0)
 OPENAI_MAX_RETRIES = env.int("OPENAI_MAX_RETRIES", default=2)
+# Embeddings for hybrid retrieval (same client, key and base URL); unset: full-text search alone. Needs pgvector.
+OPENAI_EMBEDDING_MODEL = env.str("OPENAI_EMBEDDING_MODEL", default="")
 
 # Chat engine.
 CHAT_HISTORY_MESSAGES = env.int("CHAT_HISTORY_MESSAGES", default=10)
 CHAT_RETRIEVAL_PASSAGES = env.int("CHAT_RETRIEVAL_PASSAGES", default=4)
+# The bot answers only from passages holding at least this weighted share of the question's content words
+# (measured on tests/eval: see README); below it, it says it does not know (offline) or hands off (LLM).
+CHAT_RELEVANCE_THRESHOLD = env.float("CHAT_RELEVANCE_THRESHOLD", default=0.4)
+# With embeddings, a passage at least this cosine-similar to the question is relevant too (model-dependent).
+CHAT_EMBEDDING_MIN_SIMILARITY = env.float("CHAT_EMBEDDING_MIN_SIMILARITY", default=0.5)
 CHAT_RESPONSE_CACHE_SECONDS = env.int("CHAT_RESPONSE_CACHE_SECONDS", default=24 * 3600)
 # django-ratelimit rates for POST /api/v1/chat ("<count>/<period>", period s/m/h).
 CHAT_RATE_PER_TOKEN = env.str("CHAT_RATE_PER_TOKEN", default="120/m")

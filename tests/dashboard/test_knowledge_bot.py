@@ -98,7 +98,8 @@ BOT_FORM = {
     "handoff_keywords": "refund, speak to the manager\nallergy",
     "handoff_message": "Passing you on.",
     "language": "en",
-    "reply_language": "visitor",
+    "reply_language": "auto",
+    "cite_sources": "on",
     "llm_model": "gpt-4o-mini",
     "temperature": "0.3",
     "max_tokens": "300",
@@ -125,6 +126,7 @@ def test_the_bot_settings_are_saved_in_the_configurations_shapes(owner_client, m
         "Ask Bea",
         0.3,
     )
+    assert (config.reply_language, config.cite_sources) == ("auto", True)
     assert config.business_hours == {"mon": [["09:00", "13:00"], ["15:00", "19:30"]], "sat": [["09:00", "14:00"]]}
     assert config.handoff_keywords == ["refund", "speak to the manager", "allergy"]
     assert config.intent_keywords == {"pricing": ["price", "cost", "how much"]}

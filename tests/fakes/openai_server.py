@@ -9,26 +9,39 @@ looks in the system (or developer) messages for the first line shaped like a num
 
 Failures are queued first-in, first-out and apply only to ``POST /v1/chat/completions``: ``fail_with`` answers
 with the OpenAI error JSON instead of a completion, ``delay`` answers late (long enough for a client timeout).
+
+``POST /v1/embeddings`` answers deterministic embeddings in OpenAI's shape (``float`` or ``base64``
+encoding, optional ``dimensions``): by default the words of the text hashed into ``EMBEDDING_DIMENSIONS``
+buckets and L2-normalised, so texts sharing words are similar; ``set_embedding`` replaces the function.
+``fail_embeddings_with`` queues errors for that route.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import itertools
+import math
 import re
+import struct
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from .base import FakeServer, RecordedRequest, Reply
 
 COMPLETIONS_PATH = "/v1/chat/completions"
+EMBEDDINGS_PATH = "/v1/embeddings"
 MODELS_PATH = "/v1/models"
+EMBEDDING_DIMENSIONS = 64
 NO_PASSAGE_ANSWER = "I don't know."
 MODEL_CREATED = 1_700_000_000
 
 Messages = list[dict[str, str]]
 Answer = str | Callable[[Messages], str]
+Embedder = Callable[[str, int], list[float]]
 
 _PASSAGE_LINE = re.compile(r"^\s*\[(\d+)\]\s*(\S.*?)\s*$", re.MULTILINE)
 
@@ -73,6 +86,21 @@ def default_answer(messages: Messages) -> str:
     return f'According to [{match.group(1)}], "{match.group(2)}"'
 
 
+def hashed_embedding(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """Words (case- and accent-folded) hashed into `dimensions` buckets, L2-normalised: deterministic, and texts
+    sharing words have a high cosine similarity. A text without words gets a fixed unit vector."""
+    folded = "".join(c for c in unicodedata.normalize("NFKD", text.casefold()) if not unicodedata.combining(c))
+    vector = [0.0] * dimensions
+    for word in re.findall(r"[^\W_]+", folded):
+        digest = hashlib.sha256(word.encode()).digest()
+        bucket = int.from_bytes(digest[:4], "big") % dimensions
+        vector[bucket] += 1.0 if digest[4] % 2 else -1.0
+    norm = math.sqrt(sum(x * x for x in vector))
+    if not norm:
+        return [1.0] + [0.0] * (dimensions - 1)
+    return [x / norm for x in vector]
+
+
 def word_count(text: str) -> int:
     """The fake's stand-in for a token count."""
     return len(text.split())
@@ -87,7 +115,9 @@ class FakeOpenAI(FakeServer):
         self._reply: Answer | None = reply
         self._ids = itertools.count(1)
         self._state = threading.Lock()
+        self._embedder: Embedder = hashed_embedding
         self.route("POST", COMPLETIONS_PATH, self._complete)
+        self.route("POST", EMBEDDINGS_PATH, self._embed)
         self.route("GET", MODELS_PATH, self._list_models)
 
     # -- configuration -------------------------------------------------------------------------
@@ -122,6 +152,18 @@ class FakeOpenAI(FakeServer):
         )
         self.inject_fault("POST", COMPLETIONS_PATH, times=times, reply=Reply(status, body, headers))
 
+    def set_embedding(self, embedder: Embedder | None) -> None:
+        """Embed with ``embedder(text, dimensions)``; None restores ``hashed_embedding``."""
+        with self._state:
+            self._embedder = embedder or hashed_embedding
+
+    def fail_embeddings_with(self, status: int, *, times: int = 1) -> None:
+        """Answer the next `times` embedding requests with an OpenAI error."""
+        error_type, code, message = _ERRORS.get(status, ("server_error", None, f"Error {status}."))
+        self.inject_fault(
+            "POST", EMBEDDINGS_PATH, times=times, reply=Reply(status, error_body(message, error_type, code=code))
+        )
+
     def delay(self, seconds: float, *, times: int = 1) -> None:
         """Answer the next `times` completions `seconds` late (they still succeed if the client waits)."""
         self.inject_fault("POST", COMPLETIONS_PATH, times=times, delay=seconds)
@@ -133,6 +175,7 @@ class FakeOpenAI(FakeServer):
             self.requests.clear()
             self.errors.clear()
         self.set_reply(None)
+        self.set_embedding(None)
 
     # -- inspection ----------------------------------------------------------------------------
     def completion_requests(self) -> list[RecordedRequest]:
@@ -149,6 +192,11 @@ class FakeOpenAI(FakeServer):
         assert prompts, "FakeOpenAI received no chat completion request"
         return prompts[-1]
 
+    def embedding_inputs(self) -> list[list[str]]:
+        """The texts of every embedding request received, oldest first (a single string as a one-item list)."""
+        inputs = [request.json().get("input") for request in self.requests_to("POST", EMBEDDINGS_PATH)]
+        return [[value] if isinstance(value, str) else list(value) for value in inputs]
+
     def last_request(self) -> dict[str, Any]:
         """The full JSON body of the last chat completion request (model, temperature, ...)."""
         requests = self.completion_requests()
@@ -159,16 +207,9 @@ class FakeOpenAI(FakeServer):
     # -- routes --------------------------------------------------------------------------------
     def _complete(self, request: RecordedRequest) -> Reply:
         """``POST /v1/chat/completions``: validate like OpenAI, then answer a ``chat.completion``."""
-        denied = _check_auth(request)
-        if denied is not None:
-            return denied
-        try:
-            body = request.json()
-        except ValueError:
-            message = "We could not parse the JSON body of your request."
-            return Reply(400, error_body(message, "invalid_request_error"))
-        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
-            return Reply(400, error_body("you must provide a model parameter", "invalid_request_error"))
+        body, refused = _authorized_body(request)
+        if refused is not None:
+            return refused
         if not isinstance(body.get("messages"), list) or not body["messages"]:
             return Reply(
                 400,
@@ -217,6 +258,33 @@ class FakeOpenAI(FakeServer):
         }
         return Reply(200, completion, {"x-request-id": f"req_fake{number}"})
 
+    def _embed(self, request: RecordedRequest) -> Reply:
+        """``POST /v1/embeddings``: validate like OpenAI, then answer a ``list`` of ``embedding`` objects."""
+        body, refused = _authorized_body(request)
+        if refused is not None:
+            return refused
+        texts = body.get("input")
+        texts = [texts] if isinstance(texts, str) else texts
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
+            message = "'input' must be a non-empty string or a list of non-empty strings."
+            return Reply(400, error_body(message, "invalid_request_error", param="input"))
+        dimensions = body.get("dimensions") or EMBEDDING_DIMENSIONS
+        encoding = body.get("encoding_format") or "float"
+        if encoding not in ("float", "base64"):
+            return Reply(400, error_body("encoding_format must be float or base64.", "invalid_request_error"))
+        with self._state:
+            embedder = self._embedder
+        data = []
+        for index, text in enumerate(texts):
+            vector = embedder(text, dimensions)
+            encoded: Any = vector
+            if encoding == "base64":
+                encoded = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            data.append({"object": "embedding", "index": index, "embedding": encoded})
+        tokens = sum(word_count(t) for t in texts)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return Reply(200, {"object": "list", "data": data, "model": body["model"], "usage": usage})
+
     def _list_models(self, request: RecordedRequest) -> Reply:
         """``GET /v1/models`` and ``GET /v1/models/{id}``."""
         denied = _check_auth(request)
@@ -231,6 +299,20 @@ class FakeOpenAI(FakeServer):
                 return Reply(200, row)
         message = f"The model '{wanted}' does not exist or you do not have access to it."
         return Reply(404, error_body(message, "invalid_request_error", param="model", code="model_not_found"))
+
+
+def _authorized_body(request: RecordedRequest) -> tuple[dict[str, Any], Reply | None]:
+    """The JSON body of an authenticated request naming a model, or the error OpenAI would answer instead."""
+    denied = _check_auth(request)
+    if denied is not None:
+        return {}, denied
+    try:
+        body = request.json()
+    except ValueError:
+        return {}, Reply(400, error_body("We could not parse the JSON body of your request.", "invalid_request_error"))
+    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+        return {}, Reply(400, error_body("you must provide a model parameter", "invalid_request_error"))
+    return body, None
 
 
 def _check_auth(request: RecordedRequest) -> Reply | None:

@@ -282,6 +282,36 @@ def test_models_and_reset(fake_openai: FakeOpenAI, client: openai.OpenAI) -> Non
     assert answer(client, HELLO) == "I don't know."
 
 
+def test_embeddings_are_deterministic_in_both_encodings_and_similar_for_shared_words(
+    fake_openai: FakeOpenAI, client: openai.OpenAI
+) -> None:
+    # The client asks for base64 by default and decodes it; "float" is the other encoding.
+    first = client.embeddings.create(model="text-embedding-3-small", input=["Flat tire repair", "Opening hours"])
+    again = client.embeddings.create(model="text-embedding-3-small", input="flat TIRE repair!", encoding_format="float")
+    short = client.embeddings.create(model="text-embedding-3-small", input="hours", dimensions=8)
+
+    flat, hours = (item.embedding for item in first.data)
+    assert [item.index for item in first.data] == [0, 1]
+    assert (first.model, first.usage.prompt_tokens, len(flat)) == ("text-embedding-3-small", 5, 64)
+    assert again.data[0].embedding == pytest.approx(flat, abs=1e-6)
+    assert sum(a * b for a, b in zip(flat, flat, strict=True)) == pytest.approx(1.0)
+    assert abs(sum(a * b for a, b in zip(flat, hours, strict=True))) < 0.5
+    assert len(short.data[0].embedding) == 8
+    assert fake_openai.embedding_inputs() == [["Flat tire repair", "Opening hours"], ["flat TIRE repair!"], ["hours"]]
+    assert fake_openai.requests_to("POST", "/v1/embeddings")[0].json()["encoding_format"] == "base64"
+
+
+def test_embedding_errors_and_custom_embeddings(fake_openai: FakeOpenAI, client: openai.OpenAI) -> None:
+    fake_openai.fail_embeddings_with(429)
+    with pytest.raises(openai.RateLimitError):
+        client.embeddings.create(model="m", input="x")
+    with pytest.raises(openai.BadRequestError):
+        client.embeddings.create(model="m", input=[])
+    fake_openai.set_embedding(lambda text, dims: [float(len(text))] + [0.0] * (dims - 1))
+
+    assert client.embeddings.create(model="m", input="abc", encoding_format="float").data[0].embedding[:2] == [3.0, 0.0]
+
+
 def test_missing_api_key_is_a_401_in_openai_shape(fake_openai: FakeOpenAI) -> None:
     response = http("POST", f"{fake_openai.url}/v1/chat/completions", body={"model": "m", "messages": HELLO})
 

@@ -1,0 +1,191 @@
+"""Retrieval quality: what counts in a question, how passages rank, when the bot says it does not know."""
+
+from __future__ import annotations
+
+import pytest
+from django_tenants.utils import tenant_context
+
+from chat.engine import NO_MATCH_REPLIES
+from chat.models import Conversation, Message
+from chat.prompts import HANDOFF_MARKER
+from chat.retrieval import knowledge_search
+from chat.services import (
+    bot_configuration_update,
+    conversation_get_or_create,
+    conversation_reply,
+    knowledge_article_create,
+)
+
+URL = "/api/v1/chat"
+
+
+def ask(client, tenant, message, session="s1"):
+    response = client.post(
+        URL,
+        {"session_id": session, "message": message},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {tenant.chat_token}",
+    )
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def add(tenant, title, content):
+    with tenant_context(tenant):
+        return knowledge_article_create(tenant=tenant, title=title, content=content)
+
+
+def titles(tenant, query, language="en"):
+    with tenant_context(tenant):
+        return [p.title for p in knowledge_search(query=query, language=language, limit=4).passages]
+
+
+@pytest.fixture
+def bike_shop(tenant):
+    add(tenant, "Store hours", "We are open Tuesday to Saturday from 10 am to 7 pm. We are closed on Mondays.")
+    add(tenant, "Bike sales", "We sell city bikes and e-bikes from Gazelle. Every bike gets a free first service.")
+    add(
+        tenant,
+        "Flat tire repair",
+        "A flat repair costs $15 plus the tube. Walk-ins are welcome. Tubeless setup costs $35 per wheel.",
+    )
+    add(
+        tenant,
+        "About us",
+        "What you get when you visit: how we work, what we do and why. Tell us what you need and we help you.",
+    )
+    return tenant
+
+
+def test_question_and_stop_words_carry_no_weight(bike_shop):
+    with tenant_context(bike_shop):
+        result = knowledge_search(query="What can you tell me about how you repair a flat?", language="en", limit=4)
+
+    assert [t.word for t in result.terms] == ["repair", "flat"]
+    assert [p.title for p in result.passages] == ["Flat tire repair"]
+
+
+def test_titles_weigh_more_than_bodies(tenant):
+    add(tenant, "Shop", "Besides coffee we also sell gift vouchers and greeting cards.")
+    add(tenant, "Gift vouchers", "Buy them at the counter for any amount; they are valid for a year.")
+
+    assert titles(tenant, "gift vouchers") == ["Gift vouchers", "Shop"]
+
+
+def test_all_terms_rank_above_any_term_even_when_it_repeats(tenant):
+    add(
+        tenant,
+        "Delivery",
+        "Delivery on weekdays. Delivery on Saturdays. Delivery in the whole city, delivery at night.",
+    )
+    add(tenant, "Extras", "The delivery fee is 3 euros.")
+
+    assert titles(tenant, "delivery fee") == ["Extras", "Delivery"]
+
+
+def test_phrase_proximity_counts(tenant):
+    add(tenant, "Bakery", "Our bread is baked daily. Parking is free. Traces of gluten are possible.")
+    add(tenant, "Fridays", "On Fridays we bake a gluten free bread with buckwheat.")
+
+    assert titles(tenant, "gluten free bread") == ["Fridays", "Bakery"]
+
+
+def test_typos_are_repaired_but_real_words_are_not_taken_for_typos(bike_shop):
+    assert titles(bike_shop, "tubless setup price")[0] == "Flat tire repair"
+    assert titles(bike_shop, "what time do you clsoe")[0] == "Store hours"
+    with tenant_context(bike_shop):
+        ship = knowledge_search(query="Do you ship to Toronto?", language="en", limit=4)
+    assert [sorted(t.lexemes) for t in ship.terms] == [["ship"], ["toronto"]]
+    assert ship.passages == []
+
+
+def test_articles_are_indexed_in_their_own_language(tenant):
+    spanish = add(tenant, "Pasteles", "Los pasteles de chocolate cuestan 4 euros y se hacen cada mañana.")
+
+    assert spanish.language == "es"
+    assert titles(tenant, "¿Cuánto cuesta un pastel de chocolate?")[0] == "Pasteles"
+
+
+def test_offline_answer_quotes_the_answering_sentence_only(client, bike_shop):
+    body = ask(client, bike_shop, "How much is tubeless setup?")
+
+    assert body["reply"] == "Tubeless setup costs $35 per wheel."
+    assert [s["title"] for s in body["sources"]] == ["Flat tire repair"]
+
+
+def test_below_the_threshold_the_offline_bot_says_it_does_not_know(client, bike_shop, settings):
+    settings.CHAT_RELEVANCE_THRESHOLD = 0.4
+    # "sell" is in the knowledge base; what the visitor asks about is not.
+    body = ask(client, bike_shop, "Do you sell skateboards?")
+
+    assert body["reply"] == NO_MATCH_REPLIES["en"]
+    assert body["sources"] == []
+    assert "member of our team" in body["reply"]
+    assert ask(client, bike_shop, "Do you sell e-bikes?", session="s2")["sources"][0]["title"] == "Bike sales"
+
+
+def test_below_the_threshold_the_llm_gets_no_passages_and_hands_off(client, bike_shop, fake_openai):
+    def model(messages):
+        # A model following the prompt: the marker when the passages do not answer.
+        system = messages[0]["content"]
+        return HANDOFF_MARKER if "Knowledge passages:\n(none)" in system else "We sell e-bikes."
+
+    fake_openai.set_reply(model)
+
+    body = ask(client, bike_shop, "Do you sell skateboards?")
+
+    system = fake_openai.last_messages()[0]["content"]
+    assert system.endswith("Knowledge passages:\n(none)")
+    assert "the passages do not answer" not in system  # the rule is worded for the model, not quoted
+    assert body["handoff"] is True
+    assert body["sources"] == []
+    with tenant_context(bike_shop):
+        assert Conversation.objects.get().handoff_reason == "bot_cannot_answer"
+
+
+def test_the_prompt_forbids_unmade_promises_and_names_the_reply_language(client, bike_shop, fake_openai):
+    ask(client, bike_shop, "¿Venden bicicletas eléctricas?")
+
+    system = fake_openai.last_messages()[0]["content"]
+    assert "Never promise anything the business facts or passages do not state" in system
+    assert "bookings" in system
+    assert "If the business facts and passages do not answer the visitor's question" in system
+    assert "Reply in the language the visitor writes in (Spanish" in system
+
+    with tenant_context(bike_shop):
+        bot_configuration_update(tenant=bike_shop, reply_language="fixed")
+    ask(client, bike_shop, "¿Venden bicicletas eléctricas?", session="s2")
+    assert "Always reply in English" in fake_openai.last_messages()[0]["content"]
+
+
+def test_auto_reply_language_follows_the_visitor_in_the_offline_answer(client, bike_shop):
+    assert ask(client, bike_shop, "¿Venden patinetes?")["reply"] == NO_MATCH_REPLIES["es"]
+
+    with tenant_context(bike_shop):
+        bot_configuration_update(tenant=bike_shop, reply_language="fixed")
+    assert ask(client, bike_shop, "¿Venden patinetes?", session="s2")["reply"] == NO_MATCH_REPLIES["en"]
+
+
+def test_channel_replies_cite_their_article_when_the_tenant_enables_it(bike_shop):
+    with tenant_context(bike_shop):
+        conversation, _ = conversation_get_or_create(channel="papercups", external_id="c1")
+        Message.objects.create(conversation=conversation, role="visitor", channel="papercups", content="tubless price?")
+        plain = conversation_reply(tenant=bike_shop, conversation_id=conversation.pk, deliver=True)
+
+        bot_configuration_update(tenant=bike_shop, cite_sources=True)
+        Message.objects.create(conversation=conversation, role="visitor", channel="papercups", content="tubless price?")
+        cited = conversation_reply(tenant=bike_shop, conversation_id=conversation.pk, deliver=True)
+
+    assert plain.reply.content == "Tubeless setup costs $35 per wheel."
+    assert cited.reply.content == "Tubeless setup costs $35 per wheel.\n\nSource: Flat tire repair"
+    assert [s["title"] for s in cited.reply.sources] == ["Flat tire repair"]
+
+
+def test_the_chat_api_returns_sources_as_data_not_in_the_text(client, bike_shop):
+    with tenant_context(bike_shop):
+        bot_configuration_update(tenant=bike_shop, cite_sources=True)
+
+    body = ask(client, bike_shop, "tubless price?")
+
+    assert body["reply"] == "Tubeless setup costs $35 per wheel."
+    assert [s["title"] for s in body["sources"]] == ["Flat tire repair"]
