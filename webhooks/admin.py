@@ -1,4 +1,4 @@
-"""Staff console for the channels: each tenant's Papercups connection, and deliveries Netia gave up on."""
+"""Staff console for the channels: each tenant's Papercups and Crisp connection, and deliveries Netia gave up on."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 
 from netia.admin import is_set_filter
-from webhooks.models import FailedDelivery, PapercupsConnection
+from webhooks.crisp_services import crisp_connection_check
+from webhooks.models import CrispConnection, FailedDelivery, PapercupsConnection
 from webhooks.selectors import papercups_connection_state_get
 from webhooks.services import failed_delivery_retry, papercups_connection_check
 
@@ -102,6 +103,29 @@ class PapercupsConnectionAdmin(admin.ModelAdmin):
         problems = [f"{c.tenant}: {c.problem}" for c in results if not c.ok]
         level = messages.WARNING if problems else messages.SUCCESS
         summary = f"Checked {len(results)} connection(s); {len(problems)} with a problem."
+        self.message_user(request, " ".join([summary, *problems]), level)
+
+
+@admin.register(CrispConnection)
+class CrispConnectionAdmin(admin.ModelAdmin):
+    """Read-only: tenants connect their Crisp website through the API; staff check it and see what is wrong."""
+
+    list_display = ["tenant", "website_id", "plugin_installed", "handoff_operator_id", "check_ok", "checked_at"]
+    list_filter = ["plugin_installed", "check_ok"]
+    search_fields = ["tenant__name", "=website_id"]
+    list_select_related = ["tenant"]
+    readonly_fields = [f.name for f in CrispConnection._meta.fields]
+    actions = ["check_connection"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Check the Crisp connection now")
+    def check_connection(self, request: HttpRequest, queryset: QuerySet[CrispConnection]) -> None:
+        checks = [(c.tenant, crisp_connection_check(tenant=c.tenant)) for c in queryset.select_related("tenant")]
+        problems = [f"{tenant}: {check.problem}" for tenant, check in checks if not check.ok]
+        level = messages.WARNING if problems else messages.SUCCESS
+        summary = f"Checked {len(checks)} connection(s); {len(problems)} with a problem."
         self.message_user(request, " ".join([summary, *problems]), level)
 
 

@@ -302,7 +302,7 @@ class FakeCrisp(FakeServer):
             return copy.deepcopy(self._sessions[session_id]["messages"])
 
     def hooks(self, event: str | None = None) -> list[HookDelivery]:
-        """Hooks sent (not dropped), oldest first, optionally of one event."""
+        """Hooks emitted and not dropped (sent, or kept unsent without a hook URL), oldest first."""
         with self._db:
             return [d for d in self.hook_log if not d.dropped and (event is None or d.event == event)]
 
@@ -647,14 +647,12 @@ class FakeCrisp(FakeServer):
         with self._db:
             website = self.websites.get(website_id)
             wanted = self.hook_events is None or event in self.hook_events
-            if self.hook_url is None or website is None or not wanted:
-                return
-            if not (website.installed or even_if_uninstalled):
+            if website is None or not wanted or not (website.installed or even_if_uninstalled):
                 return
             body = {"website_id": website_id, "event": event, "data": data, "timestamp": self._ms()}
             delivery = HookDelivery(event, website_id, json.dumps(body, separators=(",", ":")).encode())
-            if self._take_drop(event):
-                delivery.dropped = True
+            delivery.dropped = self._take_drop(event)
+            if delivery.dropped or self.hook_url is None:  # no hook URL: kept unsent, for a test to post itself
                 self.hook_log.append(delivery)
                 return
         if self.sync_hooks:

@@ -1,4 +1,4 @@
-"""Channel test fixtures: the Papercups simulator and helpers (end-to-end fixtures are in live/conftest.py)."""
+"""Channel test fixtures: the Papercups and Crisp simulators and helpers (end-to-end ones are in live/conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.crisp_server import FakeCrisp
 from tests.fakes.papercups_server import FakePapercups
 
 SHIPPING = "We ship to Canada in 3 to 5 business days for 12 dollars."
@@ -30,4 +31,16 @@ def papercups(settings: Any) -> Iterator[FakePapercups]:
     """The Papercups simulator on 127.0.0.1, allow-listed for Netia's outbound calls (netia.outbound)."""
     with FakePapercups() as fake:
         settings.NETIA_OUTBOUND_ALLOWED_HOSTS = [fake.url.removeprefix("http://")]
+        yield fake
+
+
+@pytest.fixture
+def crisp(settings: Any) -> Iterator[FakeCrisp]:
+    """The Crisp simulator, with Netia's plugin settings pointing at it (hooks kept unsent: no hook URL)."""
+    with FakeCrisp() as fake:
+        settings.CRISP_PLUGIN_IDENTIFIER = fake.identifier
+        settings.CRISP_PLUGIN_KEY = fake.key
+        settings.CRISP_SIGNING_SECRET = fake.signing_secret
+        settings.CRISP_API_URL = fake.api_url
+        settings.CRISP_TIMEOUT_SECONDS = 2.0
         yield fake
