@@ -9,10 +9,9 @@ from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 
 from netia.admin import is_set_filter
-from webhooks.crisp_services import crisp_connection_check
 from webhooks.models import CrispConnection, FailedDelivery, PapercupsConnection
 from webhooks.selectors import papercups_connection_state_get
-from webhooks.services import failed_delivery_retry, papercups_connection_check
+from webhooks.services import crisp_connection_check, failed_delivery_retry, papercups_connection_check
 
 _CONNECTION_FIELDS = (
     "name",

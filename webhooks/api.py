@@ -23,7 +23,7 @@ from netia.metrics import WEBHOOK_EVENTS
 from netia.openapi import error_responses
 from netia.serializers import StrictSerializer
 from tenants.api import CustomerApi
-from webhooks import crisp, crisp_services, papercups, selectors, services
+from webhooks import crisp, papercups, selectors, services
 from webhooks.selectors import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookCredentials
 
 _WEBHOOK_OUTCOME = inline_serializer(
@@ -279,7 +279,7 @@ class CrispWebhookApi(APIView):
         event = "unknown"
         try:
             event = _crisp_event_label(request.body)
-            outcome = crisp_services.crisp_webhook_receive(
+            outcome = services.crisp_webhook_receive(
                 raw_body=request.body,
                 timestamp=request.headers.get(crisp.TIMESTAMP_HEADER, ""),
                 signature=request.headers.get(crisp.SIGNATURE_HEADER, ""),
@@ -353,7 +353,7 @@ class CrispConnectionApi(CustomerApi):
     def put(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        crisp_services.crisp_connection_set(tenant=self.tenant, **data.validated_data)
+        services.crisp_connection_set(tenant=self.tenant, **data.validated_data)
         return Response(CrispConnectionOutput(selectors.crisp_connection_state_get(tenant=self.tenant)).data)
 
 
@@ -364,7 +364,7 @@ class CrispConnectionCheckApi(CustomerApi):
 
     @extend_schema(request=None, responses={200: CrispCheckOutput, **ERRORS}, operation_id="crisp_connection_check")
     def post(self, request: Request) -> Response:
-        return Response(CrispCheckOutput(crisp_services.crisp_connection_check(tenant=self.tenant)).data)
+        return Response(CrispCheckOutput(services.crisp_connection_check(tenant=self.tenant)).data)
 
 
 class CrispWidgetApi(CustomerApi):
@@ -381,5 +381,5 @@ class CrispWidgetApi(CustomerApi):
 
     @extend_schema(responses={200: OutputSerializer, **error_responses(401, 403, 409)}, operation_id="crisp_widget_get")
     def get(self, request: Request) -> Response:
-        snippet = crisp_services.crisp_widget_snippet(tenant=self.tenant)
+        snippet = services.crisp_widget_snippet(tenant=self.tenant)
         return Response(self.OutputSerializer({"snippet": snippet.html, "config": snippet.config}).data)

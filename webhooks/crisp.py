@@ -1,6 +1,7 @@
-"""Crisp: the only module that knows its protocol (signed hooks, the REST API of a plugin, the chatbox).
+"""Crisp: the only module that knows its protocol (signed hooks, the REST API of a plugin, the adapter, the chatbox).
 
-Built on the protocol note's verified facts; the inferred ones are settings or detected, never assumed:
+Built on the verified facts of the protocol note (tests/fakes/CRISP_NOTES.md); the inferred ones are settings
+or detected, never assumed:
 - Netia is one Crisp plugin: one token (`Authorization: Basic identifier:key` + `X-Crisp-Tier: plugin`), one
   hook URL, one signing secret. Hooks are `{"website_id","event","data","timestamp"}`, signed with
   hex HMAC-SHA256 over `[X-Crisp-Request-Timestamp;raw body]`; the timestamp's unit is unknown, so no
@@ -13,6 +14,9 @@ Built on the protocol note's verified facts; the inferred ones are settings or d
   Crisp returned (stored as the message's external id), by our origin when CRISP_MESSAGE_ORIGIN is the
   plugin's URN, or (services) as the content of a reply being sent at that moment.
 The client never retries by itself: Celery tasks retry with backoff, using `CrispError.retryable`.
+
+Over ~400 lines on purpose, like webhooks/papercups.py: the whole Crisp protocol (hooks, REST client, quota,
+adapter, chatbox) is kept in the one module the rest of Netia goes through.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from chat.selectors import bot_configuration_get
 from netia.errors import ValidationFailed
 from netia.metrics import CHANNEL_QUOTA_LIMITED
 from tenants.models import Tenant
-from webhooks.channels import Author, DeliveryFailed, InboundMessage, OutboundMessage
+from webhooks.channels import Author, ConversationState, DeliveryFailed, InboundMessage, OutboundMessage
 from webhooks.models import CrispConnection
 
 MESSAGE_SEND = "message:send"  # from the visitor
@@ -190,9 +194,7 @@ def message_parse(data: dict[str, Any]) -> InboundMessage:
     name = ""
     if author == "user":
         role = Author.VISITOR if kind == "text" and text else Author.OTHER
-        nickname = user.get("nickname")
-        if isinstance(nickname, str) and not _AUTO_NICKNAME.match(nickname):
-            name = nickname[:200]
+        name = visitor_name(user.get("nickname"))
     elif author == "operator" and (is_own_fingerprint(fingerprint) or (ours != "chat" and origin == ours)):
         role = Author.SELF
     elif author == "operator" and kind == "note" and text:
@@ -213,6 +215,13 @@ def message_parse(data: dict[str, Any]) -> InboundMessage:
     )
 
 
+def visitor_name(nickname: Any) -> str:
+    """A visitor's nickname as a name, unless it is the one Crisp makes up ("visitor493603")."""
+    if not isinstance(nickname, str) or _AUTO_NICKNAME.match(nickname.strip()):
+        return ""
+    return nickname.strip()[:200]
+
+
 def state_get(data: dict[str, Any]) -> str:
     state = data.get("state")
     if state not in STATES:
@@ -228,6 +237,17 @@ def routing_get(data: dict[str, Any]) -> str:
     if not isinstance(routing_id, str) or len(routing_id) > 64:
         raise _invalid("routing_id", "a string or null")
     return routing_id
+
+
+def conversation_state_parse(hook: Hook) -> ConversationState:
+    """A `session:set_state` or `session:set_routing` as the part of the conversation it reports: resolved
+    closes it (any other state reopens it); an operator assigned is a human taking it."""
+    session_id = session_id_get(hook.data)
+    if hook.event == SET_STATE:
+        resolved = state_get(hook.data) == "resolved"
+        return ConversationState(session_id, "", closed=resolved, assignee_external_id=None)
+    routing = routing_get(hook.data)
+    return ConversationState(session_id, "", closed=None, assignee_external_id=routing, assigned_to_human=bool(routing))
 
 
 def text_field(data: dict[str, Any], name: str) -> str:

@@ -1,6 +1,6 @@
-"""A Crisp simulator on a real local socket, following the Crisp protocol note (crisp-protocol.md, "What a
-faithful fake Crisp must reproduce"). Longer than ~400 lines because it is one whole protocol: the REST
-API a plugin uses, its auth and quota, and signed hooks with retries; split, each part would need the others.
+"""A Crisp simulator on a real local socket, following CRISP_NOTES.md beside this file ("What a faithful fake
+Crisp must reproduce"). Over ~400 lines on purpose: one whole protocol (the REST API a plugin uses, its auth
+and quota, signed hooks with retries) whose parts share the state and the lock.
 
 What it reproduces, and how sure we are (the note's marks):
 - every request needs ``Authorization: Basic base64(identifier:key)`` of the plugin token and

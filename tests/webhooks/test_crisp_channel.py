@@ -19,8 +19,7 @@ from tests.fakes.base import Reply
 from tests.fakes.crisp_server import FakeCrisp, Website
 from webhooks import crisp as protocol
 from webhooks.channels import DeliveryFailed, OutboundMessage
-from webhooks.crisp_services import crisp_connection_set
-from webhooks.services import channel_reconcile
+from webhooks.services import channel_reconcile, crisp_connection_set
 
 
 @pytest.fixture

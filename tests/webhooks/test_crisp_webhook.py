@@ -17,8 +17,8 @@ from tenants.models import Tenant
 from tests.fakes.crisp_server import FakeCrisp, HookDelivery, Website, sign_hook
 from tests.webhooks.conftest import SHIPPING
 from webhooks import crisp as crisp_protocol
-from webhooks.crisp_services import crisp_connection_set
 from webhooks.models import CrispConnection
+from webhooks.services import crisp_connection_set
 
 URL = "/crisp/webhook"
 
