@@ -51,9 +51,7 @@ def _statuses(deliveries: list[HookDelivery]) -> list[Any]:
 
 def test_a_visitors_question_gets_exactly_one_reply_as_the_bot(crisp_live: CrispLive) -> None:
     session = crisp_live.crisp.start_session(crisp_live.website, nickname="Joe")
-    started = time.monotonic()
     question = crisp_live.crisp.visitor_says(crisp_live.website, session, "Do you ship to Canada?")
-    acknowledged = time.monotonic() - started
 
     (reply,) = _answered(crisp_live, session)
 
@@ -74,7 +72,6 @@ def test_a_visitors_question_gets_exactly_one_reply_as_the_bot(crisp_live: Crisp
         (200, {"status": "ignored"}),  # the echo of the bot's reply: not a human
     ]
     assert len(crisp_live.crisp.requests_to("POST", "/v1/website/")) == 1
-    assert acknowledged < QUIET  # answered before any reply work started
 
 
 def test_a_duplicated_hook_is_stored_once_and_answered_once(crisp_live: CrispLive) -> None:
