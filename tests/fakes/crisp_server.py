@@ -30,22 +30,18 @@ import base64
 import copy
 import hashlib
 import hmac
-import http.client
 import json
 import random
 import re
 import secrets
 import threading
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-from .base import FakeServer, RecordedRequest, Reply
+from .base import DropRules, FakeServer, RecordedRequest, Reply, post
 
 MESSAGE_TYPES = ("text", "file", "animation", "audio", "picker", "field", "carousel", "note", "event")
 STATES = ("pending", "unresolved", "resolved")
@@ -175,11 +171,9 @@ class FakeCrisp(FakeServer):
         self.websites: dict[str, Website] = {}
         self.hook_log: list[HookDelivery] = []
         self._sessions: dict[str, dict[str, Any]] = {}
-        self._drops: list[list[Any]] = []
-        self._threads: list[threading.Thread] = []
+        self._drops = DropRules()
         self._last_ms = 0
         self._db = threading.RLock()
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
             self.route(method, "/", lambda _request: _error(404, "not_found"))
             self.route(method, "/v1/", self._api)
@@ -220,7 +214,7 @@ class FakeCrisp(FakeServer):
     def drop_next_hook(self, *, event: str | None = None, times: int = 1) -> None:
         """Lose the next `times` hooks (of `event`) entirely, retries included; the data is still stored."""
         with self._db:
-            self._drops.append([event, times])
+            self._drops.add(event, times)
 
     def fail_next(self, method: str, path_prefix: str, status: int, times: int = 1, reason: str = "error") -> None:
         """Answer the next `times` matching requests with `status` and the error envelope, without handling them."""
@@ -307,10 +301,7 @@ class FakeCrisp(FakeServer):
             return [d for d in self.hook_log if not d.dropped and (event is None or d.event == event)]
 
     def wait_for_hooks(self, timeout: float = 5.0) -> None:
-        with self._db:
-            threads, self._threads = self._threads, []
-        for thread in threads:
-            thread.join(timeout)
+        self.wait_for_background(timeout)
 
     def redeliver(self, delivery: HookDelivery) -> HookDelivery:
         """Send an earlier hook again, same body (as Crisp does when it did not see a 2xx)."""
@@ -651,26 +642,14 @@ class FakeCrisp(FakeServer):
                 return
             body = {"website_id": website_id, "event": event, "data": data, "timestamp": self._ms()}
             delivery = HookDelivery(event, website_id, json.dumps(body, separators=(",", ":")).encode())
-            delivery.dropped = self._take_drop(event)
+            delivery.dropped = self._drops.take(event)
             if delivery.dropped or self.hook_url is None:  # no hook URL: kept unsent, for a test to post itself
                 self.hook_log.append(delivery)
                 return
         if self.sync_hooks:
             self._send(delivery)
         else:
-            thread = threading.Thread(target=self._send, args=(delivery,), daemon=True)
-            with self._db:
-                self._threads.append(thread)
-            thread.start()
-
-    def _take_drop(self, event: str) -> bool:
-        for rule in self._drops:
-            if rule[0] is None or rule[0] == event:
-                rule[1] -= 1
-                if rule[1] <= 0:
-                    self._drops.remove(rule)
-                return True
-        return False
+            self.in_background(self._send, delivery)
 
     def _hook_timestamp(self) -> str:
         seconds = self._now().timestamp()
@@ -692,10 +671,6 @@ class FakeCrisp(FakeServer):
                 return
 
     def _post(self, attempt: HookAttempt, body: bytes) -> None:
-        url = self.hook_url or ""
-        if urlsplit(url).scheme not in ("http", "https"):
-            attempt.error = "unsupported scheme"
-            return
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "Crisp-Hooks",
@@ -705,14 +680,8 @@ class FakeCrisp(FakeServer):
             "X-Delivery-Attempt-Limit": str(self.attempt_limit),
             "X-Delivery-Attempt-Count": str(attempt.count),
         }
-        request = urllib.request.Request(url, data=body, method="POST", headers=headers)  # noqa: S310
-        try:
-            with self._opener.open(request, timeout=self.hook_timeout) as response:
-                attempt.status, attempt.body = response.status, response.read()
-        except urllib.error.HTTPError as error:
-            attempt.status, attempt.body = error.code, error.read()
-        except (OSError, ValueError, http.client.HTTPException) as error:
-            attempt.error = repr(error)
+        result = post(self.hook_url or "", body, headers, self.hook_timeout)
+        attempt.status, attempt.body, attempt.error = result.status, result.body, result.error
 
 
 def _session_keys(session: dict[str, Any]) -> dict[str, Any]:
