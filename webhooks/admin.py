@@ -98,11 +98,8 @@ class PapercupsConnectionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Check the Papercups connection now")
     def check_connection(self, request: HttpRequest, queryset: QuerySet[PapercupsConnection]) -> None:
-        results = [papercups_connection_check(tenant=tenant) for tenant in queryset]
-        problems = [f"{c.tenant}: {c.problem}" for c in results if not c.ok]
-        level = messages.WARNING if problems else messages.SUCCESS
-        summary = f"Checked {len(results)} connection(s); {len(problems)} with a problem."
-        self.message_user(request, " ".join([summary, *problems]), level)
+        checks = [(tenant, papercups_connection_check(tenant=tenant)) for tenant in queryset]
+        _report_checks(self, request, [(tenant, check.ok, check.problem) for tenant, check in checks])
 
 
 @admin.register(CrispConnection)
@@ -122,10 +119,15 @@ class CrispConnectionAdmin(admin.ModelAdmin):
     @admin.action(description="Check the Crisp connection now")
     def check_connection(self, request: HttpRequest, queryset: QuerySet[CrispConnection]) -> None:
         checks = [(c.tenant, crisp_connection_check(tenant=c.tenant)) for c in queryset.select_related("tenant")]
-        problems = [f"{tenant}: {check.problem}" for tenant, check in checks if not check.ok]
-        level = messages.WARNING if problems else messages.SUCCESS
-        summary = f"Checked {len(checks)} connection(s); {len(problems)} with a problem."
-        self.message_user(request, " ".join([summary, *problems]), level)
+        _report_checks(self, request, [(tenant, check.ok, check.problem) for tenant, check in checks])
+
+
+def _report_checks(model_admin: admin.ModelAdmin, request: HttpRequest, checks: list[tuple[Any, bool, str]]) -> None:
+    """One message for a "check now" action: how many were checked, and each problem by tenant."""
+    problems = [f"{tenant}: {problem}" for tenant, ok, problem in checks if not ok]
+    level = messages.WARNING if problems else messages.SUCCESS
+    summary = f"Checked {len(checks)} connection(s); {len(problems)} with a problem."
+    model_admin.message_user(request, " ".join([summary, *problems]), level)
 
 
 OpenFilter = is_set_filter("retried_at", title="state", set_label="Retried", unset_label="Not retried")

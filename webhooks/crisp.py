@@ -25,14 +25,12 @@ import hashlib
 import hmac
 import json
 import re
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import requests
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
@@ -42,6 +40,7 @@ from chat.selectors import bot_configuration_get
 from netia.errors import ValidationFailed
 from netia.metrics import CHANNEL_QUOTA_LIMITED
 from tenants.models import Tenant
+from webhooks import transport
 from webhooks.channels import Author, ConversationState, DeliveryFailed, InboundMessage, OutboundMessage
 from webhooks.models import CrispConnection
 
@@ -260,19 +259,6 @@ def text_field(data: dict[str, Any], name: str) -> str:
 
 
 # --- REST client --------------------------------------------------------------------------------------------------
-_local = threading.local()
-
-
-def _session() -> requests.Session:
-    """One pooled session per thread; no proxy or .netrc from the environment (it could replace our header)."""
-    session: requests.Session | None = getattr(_local, "session", None)
-    if session is None:
-        session = requests.Session()
-        session.trust_env = False
-        _local.session = session
-    return session
-
-
 _PROBLEMS = {400: "rejected", 401: "bad_token", 403: "not_allowed", 404: "not_found", 420: "quota", 429: "quota"}
 
 
@@ -290,25 +276,18 @@ class CrispClient:
     def _request(self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None) -> Any:
         """The answer's `data`; raises CrispError."""
         try:
-            response = _session().request(
+            response = transport.request(
                 method,
                 f"{self.api_url}{path}",
+                service=f"Crisp at {self.api_url}",
                 params=params,
                 json=body,
                 auth=self._auth,
                 headers={"X-Crisp-Tier": "plugin", "Accept": "application/json"},
                 timeout=self.timeout,
             )
-        except requests.Timeout:
-            raise CrispError(
-                f"Crisp did not answer within {self.timeout:g} s.", problem="timeout", retryable=True
-            ) from None
-        except requests.RequestException as exc:
-            raise CrispError(
-                f"Could not reach Crisp at {self.api_url} ({type(exc).__name__}).",
-                problem="unreachable",
-                retryable=True,
-            ) from None
+        except transport.Unreachable as error:
+            raise CrispError(error.message, problem=error.problem, retryable=True) from None
         try:
             answer = response.json()
         except ValueError:
@@ -412,7 +391,7 @@ class CrispClient:
         self._request("PATCH", self._conversation(website_id, session_id, "/routing"), body=body)
 
 
-def _retry_after(response: requests.Response) -> float | None:
+def _retry_after(response: transport.Response) -> float | None:
     try:
         seconds = float(response.headers.get("Retry-After", ""))
     except ValueError:

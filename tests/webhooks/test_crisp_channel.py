@@ -14,26 +14,10 @@ from django_tenants.utils import tenant_context
 from chat.models import Conversation, Message
 from chat.services import bot_configuration_update
 from netia.metrics import CHANNEL_QUOTA_LIMITED
-from tenants.models import Tenant
 from tests.fakes.base import Reply
-from tests.fakes.crisp_server import FakeCrisp, Website
 from webhooks import crisp as protocol
 from webhooks.channels import DeliveryFailed, OutboundMessage
 from webhooks.services import channel_reconcile, crisp_connection_set
-
-
-@pytest.fixture
-def website(crisp: FakeCrisp) -> Website:
-    site = crisp.add_website("Acme")
-    crisp.add_operator(site, "Ana Operator")
-    return site
-
-
-@pytest.fixture
-def connected(tenant: Tenant, crisp: FakeCrisp, website: Website) -> Tenant:
-    crisp_connection_set(tenant=tenant, website_id=website.website_id)
-    crisp.requests.clear()
-    return tenant
 
 
 def outbound(session: str, content: str = "Hello!", *, private: bool = False) -> OutboundMessage:

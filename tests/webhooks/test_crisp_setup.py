@@ -12,7 +12,6 @@ from django_tenants.utils import tenant_context
 from chat.services import bot_configuration_update
 from tenants.models import Tenant, User
 from tenants.services import api_key_create
-from tests.fakes.crisp_server import FakeCrisp, Website
 from webhooks.models import CrispConnection
 
 BASE = "/api/v1/customer/crisp"
@@ -21,13 +20,6 @@ BASE = "/api/v1/customer/crisp"
 @pytest.fixture
 def key(tenant: Tenant) -> str:
     return api_key_create(tenant=tenant, name="setup", permissions=["bot:read", "bot:write"])[1]
-
-
-@pytest.fixture
-def website(crisp: FakeCrisp) -> Website:
-    site = crisp.add_website("Acme")
-    crisp.add_operator(site, "Ana Operator")
-    return site
 
 
 def call(client: Any, method: str, path: str, key: str, body: Any = None) -> Any:

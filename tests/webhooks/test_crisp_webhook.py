@@ -13,28 +13,12 @@ from django_tenants.utils import tenant_context
 from chat.models import Conversation, Lead, Message
 from chat.services import knowledge_article_create
 from netia.metrics import WEBHOOK_EVENTS
-from tenants.models import Tenant
 from tests.fakes.crisp_server import FakeCrisp, HookDelivery, Website, sign_hook
-from tests.webhooks.conftest import SHIPPING
+from tests.webhooks.conftest import SHIPPING, stored
 from webhooks import crisp as crisp_protocol
 from webhooks.models import CrispConnection
-from webhooks.services import crisp_connection_set
 
 URL = "/crisp/webhook"
-
-
-@pytest.fixture
-def website(crisp: FakeCrisp) -> Website:
-    site = crisp.add_website("Acme")
-    crisp.add_operator(site, "Ana Operator")
-    return site
-
-
-@pytest.fixture
-def connected(tenant: Tenant, crisp: FakeCrisp, website: Website) -> Tenant:
-    crisp_connection_set(tenant=tenant, website_id=website.website_id)
-    crisp.requests.clear()
-    return tenant
 
 
 def post_hook(
@@ -53,16 +37,6 @@ def post_hook(
         headers["X-Crisp-Request-Timestamp"] = timestamp
         headers["X-Crisp-Signature"] = signature if signature is not None else sign_hook(secret, timestamp, body)
     return client.post(URL, data=body, content_type="application/json", headers=headers)
-
-
-def stored(tenant: Tenant) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str, bool]]]:
-    """(conversations as (external id, status, assignee), messages as (external id, role, content, private))."""
-    with tenant_context(tenant):
-        conversations = list(
-            Conversation.objects.order_by("id").values_list("external_id", "status", "assignee_external_id")
-        )
-        messages = list(Message.objects.order_by("id").values_list("external_id", "role", "content", "private"))
-    return conversations, messages
 
 
 def visitor_hook(crisp: FakeCrisp, website: Website, text: str = "Do you ship to Canada?") -> tuple[str, HookDelivery]:
