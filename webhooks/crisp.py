@@ -9,8 +9,8 @@ or detected, never assumed:
 - Every answer is `{"error","reason","data"}`; only the HTTP status is trusted (the `reason` strings are not
   documented). 429 and 420 mean the plugin's daily quota is spent: callers back off (`quota_backoff_*`).
 - Whether Crisp keeps a fingerprint the plugin sends, and whether it echoes the plugin's own message back as
-  `message:received`, is unknown. Netia sends a fingerprint from a range Crisp never uses (it derives its own
-  from millisecond timestamps), so an echo is recognised either way: by that range, by the fingerprint
+  `message:received`, is unknown. Netia sends a fingerprint from a range far above Crisp's own (which look like
+  millisecond timestamps x 100 in every example), so an echo is recognised either way: by that range, by the fingerprint
   Crisp returned (stored as the message's external id), by our origin when CRISP_MESSAGE_ORIGIN is the
   plugin's URN, or (services) as the content of a reply being sent at that moment.
 The client never retries by itself: Celery tasks retry with backoff, using `CrispError.retryable`.
@@ -58,8 +58,8 @@ KNOWN_EVENTS = frozenset(
 STATES = ("pending", "unresolved", "resolved")
 SIGNATURE_HEADER = "X-Crisp-Signature"
 TIMESTAMP_HEADER = "X-Crisp-Request-Timestamp"
-# Fingerprints Netia chooses: 2^52 + 48 bits of the message's id. Crisp's own are ms timestamps x 100 + a few
-# digits (~1.7e14): far below. Below 2^53, so JavaScript (Crisp's side) keeps them exact.
+# Fingerprints Netia chooses: 2^52 + 48 bits of the message's id. Crisp's own look like ms timestamps x 100 plus
+# two digits (~1.7e14, inferred from the examples): far below. Under 2^53, so JavaScript keeps them exact.
 OWN_FINGERPRINT_BASE = 1 << 52
 _OWN_FINGERPRINT_END = OWN_FINGERPRINT_BASE + (1 << 48)
 _AUTO_NICKNAME = re.compile(r"^visitor\d*$", re.IGNORECASE)
