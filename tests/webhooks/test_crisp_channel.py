@@ -30,7 +30,7 @@ def test_replies_go_as_the_bot_with_its_avatar_and_notes_as_private_notes(connec
     session = crisp.start_session(website)
     reply, note = outbound(session, "We ship to Canada."), outbound(session, "Handed over", private=True)
     with tenant_context(connected):
-        bot_configuration_update(bot_name="Acme Bot", avatar_url="https://acme.test/bot.png")
+        bot_configuration_update(tenant=connected, bot_name="Acme Bot", avatar_url="https://acme.test/bot.png")
         adapter = protocol.CrispAdapter(connected)
         keys = [adapter.send(reply), adapter.send(note)]
 

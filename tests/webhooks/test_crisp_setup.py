@@ -138,7 +138,7 @@ def test_the_widget_snippet_carries_the_website_and_the_bots_language(client, te
     before = call(client, "get", "/widget", key)
     call(client, "put", "", key, {"website_id": website.website_id})
     with tenant_context(tenant):
-        bot_configuration_update(language="fr")
+        bot_configuration_update(tenant=tenant, language="fr")
 
     response = call(client, "get", "/widget", key)
 

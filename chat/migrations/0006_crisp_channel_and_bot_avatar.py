@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0004_conversation_bot_since'),
+        ('chat', '0005_retrieval_quality'),
     ]
 
     operations = [
