@@ -81,6 +81,8 @@ def test_connecting_crisp_checks_the_plugin_is_installed_and_shows_the_chatbox(o
     assert connected.status_code == 302
     assert CrispConnection.objects.get(tenant=tenant).website_id == website.website_id
     assert "Connected to Crisp" in page
+    assert (page.count('id="crisp-title"'), page.count('id="papercups-title"')) == (1, 1)
+    assert "<title>Channel · Netia</title>" in page
     assert f"window.CRISP_WEBSITE_ID = &quot;{website.website_id}&quot;;" in page
     html = checked.content.decode()
     assert html.startswith('<div id="crisp-status"')
