@@ -328,7 +328,7 @@ class CrispConnectionApi(CustomerApi):
 
     required_permissions = {"GET": "bot:read", "PUT": "bot:write"}
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictSerializer):
         class Meta:
             ref_name = "CrispConnectionInput"
 
