@@ -1,10 +1,11 @@
-"""Papercups webhooks: acknowledgement throughput and latency under gunicorn vs a bare DRF view, and
-webhook-to-reply-posted latency through a real Celery worker.
+"""Channel webhooks, Papercups and Crisp side by side: acknowledgement throughput and latency under gunicorn vs a
+bare DRF view, and webhook-to-reply-posted latency through a real Celery worker.
 
 Writes benchmarks/results/webhooks.json. Uses its own database (netia_bench_webhooks) and needs Redis
-(REDIS_URL: the webhook path enqueues to the broker, and a worker process answers). Papercups is the test
-simulator (real HTTP both ways) and the LLM a local fake answering instantly; the quiet period is set to 0
-so the latency is Netia's own (webhook in, reply generated, reply posted).
+(REDIS_URL: the webhook path enqueues to the broker, and a worker process answers). Papercups and Crisp are
+the test simulators (real HTTP both ways; Crisp's hooks signed with the plugin's secret) and the LLM a local
+fake answering instantly; the quiet period is set to 0 so the latency is Netia's own (webhook in, reply
+generated, reply posted).
 
     python -m benchmarks.bench_webhooks [--requests 2000] [--concurrency 4] [--replies 100]
 """
@@ -21,6 +22,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ RESULTS = Path(__file__).parent / "results" / "webhooks.json"
 ROOT = Path(__file__).resolve().parent.parent
 PORT = 8766
 ACCOUNT_ID = "5d0c7e8a-2b1f-4c3d-9e8f-7a6b5c4d3e2f"
+WEBSITE_ID = "8c842203-7ed8-4e29-a608-7cf78a7d2fcc"
 WORKER_COMMAND = [sys.executable, "-m", "celery", "-A", "netia", "worker", "--pool=prefork", "--concurrency=1"]
 SHIPPING = "We ship to Canada in 3 to 5 business days for 12 dollars."
 
@@ -80,6 +84,26 @@ def _message_event(i: int, conversations: list[str], customers: list[str]) -> di
     }
 
 
+def _crisp_event(i: int, sessions: list[str]) -> dict[str, Any]:
+    """A visitor's message:send as Crisp's plugin hook carries it (new fingerprint each time)."""
+    session = sessions[i % len(sessions)]
+    now = int(time.time() * 1000)
+    data = {
+        "website_id": WEBSITE_ID,
+        "session_id": session,
+        "inbox_id": None,
+        "type": "text",
+        "from": "user",
+        "origin": "chat",
+        "content": f"Do you ship to Canada? ({i})",
+        "fingerprint": now * 100 + i % 100,
+        "timestamp": now,
+        "stamped": True,
+        "user": {"nickname": "visitor493603", "user_id": session},
+    }
+    return {"website_id": WEBSITE_ID, "event": "message:send", "data": data, "timestamp": now}
+
+
 class Worker:
     """A Celery worker process on the bench database (prefork, one child)."""
 
@@ -105,28 +129,33 @@ class Worker:
         self._out.close()
 
 
-def _reply_latency(papercups: Any, account: Any, samples: int) -> dict[str, float]:
-    """Webhook sent -> reply POSTed to Papercups, one visitor question at a time."""
+def _reply_latency(ask: Callable[[], None], posted: Callable[[], int], samples: int) -> dict[str, float]:
+    """Webhook sent (`ask`, synchronous) -> reply POSTed to the channel (`posted` counts), one question at a time."""
     latencies: list[float] = []
     for _ in range(samples):
-        conversation = papercups.start_conversation(account, "joe@example.com")
-        posted_before = len(papercups.requests_to("POST", "/api/v1/messages"))
+        posted_before = posted()
         started = time.perf_counter()
-        papercups.visitor_says(account, conversation["id"], "Do you ship to Canada?")  # the webhook, synchronously
+        ask()
         deadline = started + 30
-        while len(papercups.requests_to("POST", "/api/v1/messages")) == posted_before:
+        while posted() == posted_before:
             if time.perf_counter() > deadline:
                 raise RuntimeError("no reply within 30 s")
             time.sleep(0.0005)
         latencies.append(time.perf_counter() - started)
-    posted = [m for m in papercups.requests_to("POST", "/api/v1/messages")]
     return {
         "samples": samples,
-        "replies_posted": len(posted),
         "p50_ms": round(percentile(latencies, 50) * 1000, 2),
         "p90_ms": round(percentile(latencies, 90) * 1000, 2),
         "p99_ms": round(percentile(latencies, 99) * 1000, 2),
         "max_ms": round(max(latencies) * 1000, 2),
+    }
+
+
+def _ratios(hook: dict[str, Any], bare: dict[str, Any]) -> dict[str, float]:
+    return {
+        "vs_bare_throughput_ratio": round(hook["requests_per_s"] / bare["requests_per_s"], 3),
+        "vs_bare_p50_ratio": round(hook["p50_ms"] / bare["p50_ms"], 2),
+        "vs_bare_p99_ratio": round(hook["p99_ms"] / bare["p99_ms"], 2),
     }
 
 
@@ -148,14 +177,16 @@ def main() -> None:
     from benchmarks.load import Gunicorn, run_load
     from netia.celery import app as celery_app
     from tenants.models import Tenant
+    from tests.fakes.crisp_server import FakeCrisp, sign_hook
     from tests.fakes.openai_server import FakeOpenAI
     from tests.fakes.papercups_server import FakePapercups
-    from webhooks.selectors import papercups_webhook_url
-    from webhooks.services import papercups_connection_check
+    from webhooks.models import CrispConnection
+    from webhooks.selectors import CRISP_WEBHOOK_PATH, papercups_webhook_url
+    from webhooks.services import crisp_connection_set, papercups_connection_check
 
     call_command("migrate_schemas", interactive=False, verbosity=0)
     tenant = _tenant()
-    with FakePapercups() as papercups, FakeOpenAI() as llm:
+    with FakePapercups() as papercups, FakeCrisp() as crisp, FakeOpenAI() as llm:
         # The simulator runs on 127.0.0.1: allow-listed for Netia's outbound calls, here and in gunicorn.
         allowed = papercups.url.removeprefix("http://")
         settings.NETIA_OUTBOUND_ALLOWED_HOSTS = [allowed]
@@ -165,6 +196,17 @@ def main() -> None:
         assert papercups_connection_check(tenant=tenant).ok
         url = papercups_webhook_url(tenant=tenant)
         path = url.removeprefix(f"http://127.0.0.1:{PORT}")
+        crisp_settings = {
+            "CRISP_PLUGIN_IDENTIFIER": crisp.identifier,
+            "CRISP_PLUGIN_KEY": crisp.key,
+            "CRISP_SIGNING_SECRET": crisp.signing_secret,
+            "CRISP_API_URL": crisp.api_url,
+        }
+        for name, value in crisp_settings.items():
+            setattr(settings, name, value)
+        website = crisp.add_website("Bench", website_id=WEBSITE_ID)
+        CrispConnection.objects.filter(website_id=WEBSITE_ID).exclude(tenant=tenant).delete()
+        crisp_connection_set(tenant=tenant, website_id=WEBSITE_ID)
         env = {
             "DJANGO_DEBUG": "true",
             "LOG_LEVEL": "WARNING",
@@ -175,89 +217,93 @@ def main() -> None:
             "NETIA_OUTBOUND_ALLOWED_HOSTS": allowed,
             "OPENAI_API_KEY": "sk-bench",
             "OPENAI_BASE_URL": f"{llm.url}/v1",
+            **crisp_settings,
         }
         conversations = [str(uuid.uuid4()) for _ in range(args.conversations)]
         customers = [str(uuid.uuid4()) for _ in range(args.conversations)]
+        sessions = [f"session_{uuid.uuid4()}" for _ in range(args.conversations)]
+
+        def signed(raw: bytes) -> dict[str, str]:
+            stamp = str(int(time.time() * 1000))
+            return {
+                "X-Crisp-Request-Timestamp": stamp,
+                "X-Crisp-Signature": sign_hook(crisp.signing_secret, stamp, raw),
+            }
+
+        papercups_load: dict[str, Any] = {"path": path, "body": lambda i: _message_event(i, conversations, customers)}
+        crisp_load: dict[str, Any] = {
+            "path": CRISP_WEBHOOK_PATH,
+            "body": lambda i: _crisp_event(i, sessions),
+            "sign": signed,
+        }
         with Gunicorn(app="benchmarks.wsgi_bench:application", port=PORT, env=env) as server:
-            run_load(  # warm-up: connections, imports, caches
-                port=server.port,
-                path="/bench/bare",
-                body=lambda i: {"i": i},
-                headers={},
-                requests=200,
-                concurrency=args.concurrency,
-            )
-            run_load(
-                port=server.port,
-                path=path,
-                body=lambda i: _message_event(i, conversations, customers),
-                headers={},
-                requests=200,
-                concurrency=args.concurrency,
-            )
-            bare = run_load(
-                port=server.port,
-                path="/bench/bare",
-                body=lambda i: _message_event(i, conversations, customers),
-                headers={},
-                requests=args.requests,
-                concurrency=args.concurrency,
-            )
-            webhook = run_load(
-                port=server.port,
-                path=path,
-                body=lambda i: _message_event(i, conversations, customers),
-                headers={},
-                requests=args.requests,
-                concurrency=args.concurrency,
-            )
+            load = partial(run_load, port=server.port, headers={}, concurrency=args.concurrency)
+            load(path="/bench/bare", body=lambda i: {"i": i}, requests=200)  # warm-up: connections, imports, caches
+            load(**papercups_load, requests=200)
+            load(**crisp_load, requests=200)
+            bare = load(path="/bench/bare", body=papercups_load["body"], requests=args.requests)
+            webhook = load(**papercups_load, requests=args.requests)
+            crisp_hook = load(**crisp_load, requests=args.requests)
+            one = partial(load, requests=max(100, args.requests // 10), concurrency=1)
             unloaded = {
-                name: run_load(
-                    port=server.port,
-                    path=target,
-                    body=lambda i: _message_event(i, conversations, customers),
-                    headers={},
-                    requests=max(100, args.requests // 10),
-                    concurrency=1,
-                )
-                for name, target in (("bare_drf_view", "/bench/bare"), ("webhook", path))
+                "bare_drf_view": one(path="/bench/bare", body=papercups_load["body"]),
+                "papercups": one(**papercups_load),
+                "crisp": one(**crisp_load),
             }
             purged = celery_app.control.purge()  # the replies queued by the load: no worker ran meanwhile
 
             assert papercups.register_webhook(account, url), "webhook:verify through gunicorn failed"
+            crisp.hook_url = f"http://127.0.0.1:{PORT}{CRISP_WEBHOOK_PATH}"
             worker = Worker(env, Path(tempfile.gettempdir()) / f"netia-bench-webhooks-worker-{os.getpid()}.log")
+
+            def papercups_ask() -> None:
+                conversation = papercups.start_conversation(account, "joe@example.com")
+                papercups.visitor_says(account, conversation["id"], "Do you ship to Canada?")
+
+            def crisp_ask() -> None:
+                crisp.visitor_says(website, crisp.start_session(website), "Do you ship to Canada?")
+
+            def papercups_posted() -> int:
+                return len(papercups.requests_to("POST", "/api/v1/messages"))
+
+            def crisp_posted() -> int:
+                return len(crisp.requests_to("POST", "/v1/website/"))
+
             try:
-                _reply_latency(papercups, account, 5)  # warm-up
-                latency = _reply_latency(papercups, account, args.replies)
+                _reply_latency(papercups_ask, papercups_posted, 5)  # warm-up
+                latency = _reply_latency(papercups_ask, papercups_posted, args.replies)
+                _reply_latency(crisp_ask, crisp_posted, 5)
+                crisp_latency = _reply_latency(crisp_ask, crisp_posted, args.replies)
             finally:
                 worker.stop()
 
     result = {
-        "benchmark": "papercups webhooks",
+        "benchmark": "channel webhooks: papercups and crisp",
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "acknowledgement": {
             "server": "gunicorn, 2 sync workers; client: keep-alive threads on 127.0.0.1",
             "concurrency": args.concurrency,
-            "what": "message:created from a visitor: authenticate, store the message, enqueue the reply (Redis)",
+            "what": "a visitor's message (papercups message:created; crisp message:send, HMAC-signed): "
+            "authenticate, store the message, enqueue the reply (Redis)",
             "conversations": args.conversations,
             "bare_drf_view": bare,
-            "webhook": webhook,
-            "webhook_vs_bare_throughput_ratio": round(webhook["requests_per_s"] / bare["requests_per_s"], 3),
-            "webhook_vs_bare_p50_ratio": round(webhook["p50_ms"] / bare["p50_ms"], 2),
-            "webhook_vs_bare_p99_ratio": round(webhook["p99_ms"] / bare["p99_ms"], 2),
+            "papercups": {**webhook, **_ratios(webhook, bare)},
+            "crisp": {**crisp_hook, **_ratios(crisp_hook, bare)},
             "reply_tasks_purged_after": purged,
             "one_at_a_time": {
                 **unloaded,
-                "webhook_vs_bare_p50_ratio": round(
-                    unloaded["webhook"]["p50_ms"] / unloaded["bare_drf_view"]["p50_ms"], 2
+                "papercups_vs_bare_p50_ratio": round(
+                    unloaded["papercups"]["p50_ms"] / unloaded["bare_drf_view"]["p50_ms"], 2
                 ),
+                "crisp_vs_bare_p50_ratio": round(unloaded["crisp"]["p50_ms"] / unloaded["bare_drf_view"]["p50_ms"], 2),
             },
         },
         "webhook_to_reply_posted": {
-            "what": "simulator sends message:created -> ack -> worker answers (fake LLM, instant) -> POST "
-            "/api/v1/messages received by the simulator; quiet period 0; one question at a time",
+            "what": "simulator sends the visitor's message -> ack -> worker answers (fake LLM, instant) -> the reply "
+            "POST received by the simulator; quiet period 0; one question at a time",
             "worker": "celery prefork, 1 process",
-            **latency,
+            "papercups": latency,
+            "crisp": crisp_latency,
         },
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -28,8 +28,12 @@ def run_load(
     requests: int,
     concurrency: int,
     timeout: float = 30.0,
+    sign: Callable[[bytes], dict[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """POST `requests` JSON bodies (body(i)) with `concurrency` threads; returns rate and latency figures."""
+    """POST `requests` JSON bodies (body(i)) with `concurrency` threads; returns rate and latency figures.
+
+    `sign(raw body)` gives per-request headers (a webhook signature), computed before the clock starts.
+    """
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     counter = iter(range(requests))
@@ -42,9 +46,10 @@ def run_load(
                 i = next(counter, None)
             if i is None:
                 break
-            payload = json.dumps(body(i))
+            payload = json.dumps(body(i)).encode()
+            signed = sign(payload) if sign is not None else {}
             started = time.perf_counter()
-            conn.request("POST", path, payload, {"Content-Type": "application/json", **headers})
+            conn.request("POST", path, payload, {"Content-Type": "application/json", **headers, **signed})
             response = conn.getresponse()
             response.read()
             elapsed = time.perf_counter() - started

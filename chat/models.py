@@ -53,6 +53,7 @@ class BotConfiguration(models.Model):
     )
     language = models.CharField(max_length=16, default="en")
     widget_title = models.CharField(max_length=120, default="Chat with us")
+    avatar_url = models.URLField(blank=True, help_text="The bot's picture where the channel shows one (Crisp).")
     primary_color = models.CharField(max_length=7, default="#1890ff")
     # Bumped on every change of the configuration / of the knowledge base; both are part of the
     # response-cache key, so an edit invalidates cached answers.
@@ -123,6 +124,7 @@ class Conversation(models.Model):
     class Channel(models.TextChoices):
         API = "api", "Chat API"
         PAPERCUPS = "papercups", "Papercups"
+        CRISP = "crisp", "Crisp"
 
     class Status(models.TextChoices):
         BOT = "bot", "Bot answering"

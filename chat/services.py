@@ -195,6 +195,22 @@ def _lead_upsert(*, conversation: Conversation, contact: ContactInfo, intent: st
     return lead, captured
 
 
+@transaction.atomic
+def conversation_contact_record(*, conversation: Conversation, contact: ContactInfo) -> Lead | None:
+    """Contact details the channel reports for the visitor (not found in their text): the conversation's
+    visitor fields and its lead take them; the owner is notified as for details found in a message."""
+    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    changed: list[str] = []
+    if contact.name and conversation.visitor_name != contact.name:
+        conversation.visitor_name, changed = contact.name[:200], [*changed, "visitor_name"]
+    if contact.email and conversation.visitor_email != contact.email:
+        conversation.visitor_email, changed = contact.email, [*changed, "visitor_email"]
+    if changed:
+        conversation.save(update_fields=[*changed, "updated_at"])
+    lead, _ = _lead_upsert(conversation=conversation, contact=contact, intent="")
+    return lead
+
+
 def lead_update(*, lead: Lead, status: str | None = None, notes: str | None = None) -> Lead:
     """Staff or owner updates to a lead's pipeline status and notes."""
     if status is not None:

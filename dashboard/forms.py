@@ -145,6 +145,20 @@ class PapercupsForm(PortalForm):
     )
 
 
+class CrispForm(PortalForm):
+    website_id = forms.CharField(
+        label="Crisp website id",
+        max_length=64,
+        help_text="The CRISP_WEBSITE_ID in your Crisp chatbox code. Install the Netia plugin on that website first.",
+    )
+    handoff_operator_id = forms.CharField(
+        label="Operator for handed-over chats (optional)",
+        max_length=64,
+        required=False,
+        help_text="A Crisp operator's user id: chats the bot hands to your team are routed to them.",
+    )
+
+
 class InviteForm(PortalForm):
     email = forms.EmailField(label="Email")
     role = forms.ChoiceField(label="Role", choices=Membership.Role.choices, initial=Membership.Role.MEMBER)

@@ -31,6 +31,11 @@ WEBHOOK_EVENTS = Counter(
 DELIVERIES = Counter(
     "netia_channel_deliveries_total", "Outbound channel messages, by channel and outcome.", ["channel", "outcome"]
 )
+CHANNEL_QUOTA_LIMITED = Counter(
+    "netia_channel_quota_limited_total",
+    "Channel API calls refused because the plugin's quota is spent (Crisp 429/420), by channel.",
+    ["channel"],
+)
 BILLING_EVENTS = Counter(
     "netia_billing_events_total",
     "Stripe webhook events Netia acted on, by type and outcome (applied, or ignored: no tenant).",

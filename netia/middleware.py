@@ -11,7 +11,7 @@ from netia.errors import PayloadTooLarge, error_body
 from netia.tenancy import use_public_schema
 
 # Paths whose bodies are JSON sent by programs; the admin and portal keep Django's own limits.
-API_PATH_PREFIXES = ("/api/", "/papercups/")
+API_PATH_PREFIXES = ("/api/", "/papercups/", "/crisp/")
 
 
 class PublicSchemaMiddleware:

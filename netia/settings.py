@@ -394,6 +394,30 @@ CELERY_BEAT_SCHEDULE["papercups-reconcile"] = {
     "schedule": PAPERCUPS_RECONCILE_INTERVAL_SECONDS,
 }
 # --- end of Papercups channel -------------------------------------------------------------------------------
+# --- Crisp channel (one Crisp plugin for every tenant; off unless its token and signing secret are set) ------
+# The plugin's production token (Marketplace, your plugin, Tokens) and its hooks signing secret.
+CRISP_PLUGIN_IDENTIFIER = env.str("CRISP_PLUGIN_IDENTIFIER", default="")
+CRISP_PLUGIN_KEY = env.str("CRISP_PLUGIN_KEY", default="")
+CRISP_SIGNING_SECRET = env.str("CRISP_SIGNING_SECRET", default="")
+# The REST base, /v1 included (tests point it at a local simulator).
+CRISP_API_URL = env.str("CRISP_API_URL", default="https://api.crisp.chat/v1").rstrip("/")
+CRISP_TIMEOUT_SECONDS = env.float("CRISP_TIMEOUT_SECONDS", default=10.0)
+# `origin` of the bot's messages: "chat" (documented), or the plugin's URN (urn:…), which also marks its echoes.
+CRISP_MESSAGE_ORIGIN = env.str("CRISP_MESSAGE_ORIGIN", default="chat")
+# The plugin's daily quota is shared by every website: the reconciliation runs less often than Papercups'
+# and, once Crisp answers 429/420, waits (Retry-After, else doubling from the base up to the maximum).
+CRISP_RECONCILE_INTERVAL_SECONDS = env.float("CRISP_RECONCILE_INTERVAL_SECONDS", default=300.0)
+CRISP_QUOTA_BACKOFF_SECONDS = env.float("CRISP_QUOTA_BACKOFF_SECONDS", default=300.0)
+CRISP_QUOTA_BACKOFF_MAX_SECONDS = env.float("CRISP_QUOTA_BACKOFF_MAX_SECONDS", default=3600.0)
+# Bounds on the pages one reconciliation or one website check reads.
+CRISP_RECONCILE_PAGES_MAX = env.int("CRISP_RECONCILE_PAGES_MAX", default=5)
+CRISP_WEBSITE_PAGES_MAX = env.int("CRISP_WEBSITE_PAGES_MAX", default=50)
+CELERY_BEAT_SCHEDULE["crisp-reconcile"] = {
+    "task": "webhooks.tasks.channel_reconcile_all",
+    "schedule": CRISP_RECONCILE_INTERVAL_SECONDS,
+    "kwargs": {"channel": "crisp"},
+}
+# --- end of Crisp channel -----------------------------------------------------------------------------------
 
 # Billing: Stripe through dj-stripe, off unless STRIPE_SECRET_KEY is set (tenants then stay on their trial
 # plan and Checkout/portal answer 503). dj-stripe uses STRIPE_SECRET_KEY whenever the attribute exists.

@@ -1,7 +1,8 @@
 """Property-based fuzzing of the whole documented API with schemathesis, with real credentials for every operation.
 
 Every operation of the OpenAPI document gets generated requests (valid and invalid), sent through the real
-WSGI application, real PostgreSQL schemas and Redis; billing talks to the fake Stripe server. Whatever the
+WSGI application, real PostgreSQL schemas and Redis; billing talks to the fake Stripe server, the Crisp
+connection to the Crisp simulator. Whatever the
 input: no 5xx, and every 4xx in the documented error shape. Derandomized (same cases every run) and bounded.
 """
 
@@ -23,6 +24,7 @@ from netia.wsgi import application
 from tenants.models import Tenant
 from tenants.services import api_key_create
 from tests.billing.conftest import stripe_fake  # noqa: F401 - the fixture, for billing operations
+from tests.webhooks.conftest import crisp  # noqa: F401 - the Crisp simulator, for the Crisp operations
 
 EXAMPLES_PER_OPERATION = 12
 
@@ -84,7 +86,7 @@ def _fuzz(operation: Any, mode: Any, credentials: dict[str, dict[str, str]], see
     run()
 
 
-@pytest.mark.usefixtures("stripe_fake")
+@pytest.mark.usefixtures("stripe_fake", "crisp")
 def test_no_operation_answers_5xx_or_an_undocumented_error_shape(api_schema, tenant, settings):
     settings.CHAT_RATE_PER_IP = settings.CHAT_RATE_PER_TOKEN = "100000/m"
     settings.CHAT_TENANT_TURNS_PER_HOUR = 100000

@@ -1,4 +1,4 @@
-"""Staff console for the channels: each tenant's Papercups connection, and deliveries Netia gave up on."""
+"""Staff console for the channels: each tenant's Papercups and Crisp connection, and deliveries Netia gave up on."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 
 from netia.admin import is_set_filter
-from webhooks.models import FailedDelivery, PapercupsConnection
+from webhooks.models import CrispConnection, FailedDelivery, PapercupsConnection
 from webhooks.selectors import papercups_connection_state_get
-from webhooks.services import failed_delivery_retry, papercups_connection_check
+from webhooks.services import crisp_connection_check, failed_delivery_retry, papercups_connection_check
 
 _CONNECTION_FIELDS = (
     "name",
@@ -98,11 +98,36 @@ class PapercupsConnectionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Check the Papercups connection now")
     def check_connection(self, request: HttpRequest, queryset: QuerySet[PapercupsConnection]) -> None:
-        results = [papercups_connection_check(tenant=tenant) for tenant in queryset]
-        problems = [f"{c.tenant}: {c.problem}" for c in results if not c.ok]
-        level = messages.WARNING if problems else messages.SUCCESS
-        summary = f"Checked {len(results)} connection(s); {len(problems)} with a problem."
-        self.message_user(request, " ".join([summary, *problems]), level)
+        checks = [(tenant, papercups_connection_check(tenant=tenant)) for tenant in queryset]
+        _report_checks(self, request, [(tenant, check.ok, check.problem) for tenant, check in checks])
+
+
+@admin.register(CrispConnection)
+class CrispConnectionAdmin(admin.ModelAdmin):
+    """Read-only: tenants connect their Crisp website through the API; staff check it and see what is wrong."""
+
+    list_display = ["tenant", "website_id", "plugin_installed", "handoff_operator_id", "check_ok", "checked_at"]
+    list_filter = ["plugin_installed", "check_ok"]
+    search_fields = ["tenant__name", "=website_id"]
+    list_select_related = ["tenant"]
+    readonly_fields = [f.name for f in CrispConnection._meta.fields]
+    actions = ["check_connection"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Check the Crisp connection now")
+    def check_connection(self, request: HttpRequest, queryset: QuerySet[CrispConnection]) -> None:
+        checks = [(c.tenant, crisp_connection_check(tenant=c.tenant)) for c in queryset.select_related("tenant")]
+        _report_checks(self, request, [(tenant, check.ok, check.problem) for tenant, check in checks])
+
+
+def _report_checks(model_admin: admin.ModelAdmin, request: HttpRequest, checks: list[tuple[Any, bool, str]]) -> None:
+    """One message for a "check now" action: how many were checked, and each problem by tenant."""
+    problems = [f"{tenant}: {problem}" for tenant, ok, problem in checks if not ok]
+    level = messages.WARNING if problems else messages.SUCCESS
+    summary = f"Checked {len(checks)} connection(s); {len(problems)} with a problem."
+    model_admin.message_user(request, " ".join([summary, *problems]), level)
 
 
 OpenFilter = is_set_filter("retried_at", title="state", set_label="Retried", unset_label="Not retried")

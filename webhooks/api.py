@@ -23,8 +23,12 @@ from netia.metrics import WEBHOOK_EVENTS
 from netia.openapi import error_responses
 from netia.serializers import StrictSerializer
 from tenants.api import CustomerApi
-from webhooks import papercups, selectors, services
+from webhooks import crisp, papercups, selectors, services
 from webhooks.selectors import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookCredentials
+
+_WEBHOOK_OUTCOME = inline_serializer(
+    "WebhookOutcome", {"status": serializers.ChoiceField(choices=["accepted", "duplicate", "ignored"])}
+)
 
 
 class PapercupsWebhookApi(APIView):
@@ -40,10 +44,7 @@ class PapercupsWebhookApi(APIView):
     authentication_classes: list[Any] = []
     permission_classes: list[Any] = []
 
-    _accepted = inline_serializer(
-        "PapercupsWebhookAccepted",
-        {"status": serializers.ChoiceField(choices=["accepted", "duplicate", "ignored"])},
-    )
+    _accepted = _WEBHOOK_OUTCOME
     _challenge = inline_serializer("PapercupsWebhookChallenge", {"challenge": serializers.CharField()})
     _event = inline_serializer(
         "PapercupsWebhookEvent", {"event": serializers.CharField(), "payload": serializers.JSONField()}
@@ -233,4 +234,152 @@ class PapercupsWidgetApi(PapercupsApi):
     )
     def get(self, request: Request) -> Response:
         snippet = services.papercups_widget_snippet(tenant=self.tenant)
+        return Response(self.OutputSerializer({"snippet": snippet.html, "config": snippet.config}).data)
+
+
+# --- Crisp ----------------------------------------------------------------------------------------------------------
+class CrispWebhookApi(APIView):
+    """Crisp plugin hooks (`POST /crisp/webhook`, one URL for every website), answered within milliseconds.
+
+    `X-Crisp-Signature` must be the hex HMAC-SHA256 of `[X-Crisp-Request-Timestamp;raw body]` with the plugin's
+    signing secret (401 without it, 403 wrong). The tenant is the hook's `website_id`; events are stored once
+    (keyed on website, session and fingerprint) and the bot's turn queued; websites not connected to a tenant
+    and events Netia does not use get 200 `ignored`.
+    """
+
+    authentication_classes: list[Any] = []
+    permission_classes: list[Any] = []
+
+    _hook = inline_serializer(
+        "CrispHook",
+        {
+            "website_id": serializers.UUIDField(),
+            "event": serializers.CharField(),
+            "data": serializers.JSONField(),
+            "timestamp": serializers.IntegerField(),
+        },
+    )
+
+    @extend_schema(
+        request=_hook,
+        parameters=[
+            OpenApiParameter(crisp.TIMESTAMP_HEADER, str, OpenApiParameter.HEADER, description="As Crisp sent it."),
+            OpenApiParameter(
+                crisp.SIGNATURE_HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                description="Hex HMAC-SHA256 of `[timestamp;raw body]` with the plugin's signing secret.",
+            ),
+        ],
+        responses={200: _WEBHOOK_OUTCOME, **error_responses(400, 401, 403, 413, 503)},
+        operation_id="crisp_webhook",
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        event = "unknown"
+        try:
+            event = _crisp_event_label(request.body)
+            outcome = services.crisp_webhook_receive(
+                raw_body=request.body,
+                timestamp=request.headers.get(crisp.TIMESTAMP_HEADER, ""),
+                signature=request.headers.get(crisp.SIGNATURE_HEADER, ""),
+            )
+        except ApplicationError as error:
+            WEBHOOK_EVENTS.labels(channel="crisp", event=event, outcome=error.code).inc()
+            raise
+        WEBHOOK_EVENTS.labels(channel="crisp", event=event, outcome=outcome).inc()
+        return Response({"status": outcome})
+
+
+def _crisp_event_label(raw_body: bytes) -> str:
+    """The metric label of a hook (known events by name), read before it is verified: never trusted."""
+    try:
+        event = crisp.hook_parse(raw_body).event
+    except ApplicationError:
+        return "unknown"
+    return event if event in crisp.KNOWN_EVENTS else "other"
+
+
+class CrispCheckOutput(serializers.Serializer):
+    ok = serializers.BooleanField()
+    problem = serializers.CharField(
+        help_text="Empty when ok; else not_installed, unknown_operator, not_connected, not_configured, bad_token, "
+        "not_allowed, quota, unreachable, timeout, server_error, unexpected_response or rejected."
+    )
+    detail = serializers.CharField()
+    checked_at = serializers.DateTimeField()
+
+
+class CrispConnectionOutput(serializers.Serializer):
+    connected = serializers.BooleanField(help_text="A website is connected and has the plugin installed.")
+    website_id = serializers.CharField(allow_null=True)
+    plugin_installed = serializers.BooleanField()
+    handoff_operator_id = serializers.CharField(help_text="Empty: handed-off conversations are not routed.")
+    hook_url = serializers.CharField(help_text="The Netia plugin's hook URL (the same for every website).")
+    last_check = CrispCheckOutput(allow_null=True)
+
+
+class CrispConnectionApi(CustomerApi):
+    """The Crisp connection: read it (GET) or set it (PUT), which checks that the website installed the plugin.
+
+    PUT stores nothing unless Crisp lists the website among the plugin's (and the operator among its
+    operators); the error's `details.problem` says what is wrong (`not_installed`, `unknown_operator`, ...).
+    """
+
+    required_permissions = {"GET": "bot:read", "PUT": "bot:write"}
+
+    class InputSerializer(StrictSerializer):
+        class Meta:
+            ref_name = "CrispConnectionInput"
+
+        website_id = serializers.CharField(max_length=64, help_text="The Crisp website id (Settings, Website).")
+        handoff_operator_id = serializers.CharField(
+            max_length=64,
+            required=False,
+            allow_blank=True,
+            default="",
+            help_text="A Crisp operator's user id: handed-off conversations are routed to them.",
+        )
+
+    @extend_schema(responses={200: CrispConnectionOutput, **ERRORS}, operation_id="crisp_connection_get")
+    def get(self, request: Request) -> Response:
+        return Response(CrispConnectionOutput(selectors.crisp_connection_state_get(tenant=self.tenant)).data)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: CrispConnectionOutput, **error_responses(400, 401, 403, 409, 503)},
+        operation_id="crisp_connection_set",
+    )
+    def put(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.crisp_connection_set(tenant=self.tenant, **data.validated_data)
+        return Response(CrispConnectionOutput(selectors.crisp_connection_state_get(tenant=self.tenant)).data)
+
+
+class CrispConnectionCheckApi(CustomerApi):
+    """Check the connection now (is the plugin still installed, the operator still there); always 200."""
+
+    required_permissions = {"POST": "bot:write"}
+
+    @extend_schema(request=None, responses={200: CrispCheckOutput, **ERRORS}, operation_id="crisp_connection_check")
+    def post(self, request: Request) -> Response:
+        return Response(CrispCheckOutput(services.crisp_connection_check(tenant=self.tenant)).data)
+
+
+class CrispWidgetApi(CustomerApi):
+    """The Crisp chatbox code for the site (`window.CRISP_WEBSITE_ID`), in the bot's language."""
+
+    required_permissions = {"GET": "bot:read"}
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "CrispWidgetOutput"
+
+        snippet = serializers.CharField(help_text="HTML for the site's pages.")
+        config = serializers.DictField(child=serializers.CharField())
+
+    @extend_schema(responses={200: OutputSerializer, **error_responses(401, 403, 409)}, operation_id="crisp_widget_get")
+    def get(self, request: Request) -> Response:
+        snippet = services.crisp_widget_snippet(tenant=self.tenant)
         return Response(self.OutputSerializer({"snippet": snippet.html, "config": snippet.config}).data)

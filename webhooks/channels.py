@@ -47,9 +47,10 @@ class ConversationState:
 
     external_id: str
     customer_external_id: str
-    closed: bool
+    # None where the event says nothing about it (Crisp reports state and routing in separate events).
+    closed: bool | None
     # The channel's id of the assigned agent ("" when unassigned) and whether that is a human.
-    assignee_external_id: str = ""
+    assignee_external_id: str | None = ""
     assigned_to_human: bool = False
 
 

@@ -35,6 +35,31 @@ class ConnectionCheck(models.Model):
         return f"{self.tenant}: {'ok' if self.ok else self.problem}"
 
 
+class CrispConnection(models.Model):
+    """A tenant's Crisp website (the tenant of every hook naming it) and the latest check of it.
+
+    Netia is one Crisp plugin; a business installs it on its website, then connects that website here.
+    """
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="crisp_connection")
+    website_id = models.CharField(max_length=64, unique=True, help_text="Crisp's website id (a UUID).")
+    handoff_operator_id = models.CharField(
+        max_length=64, blank=True, help_text="Crisp operator (user id) a handed-off conversation is routed to."
+    )
+    plugin_installed = models.BooleanField(
+        default=True, help_text="Per the latest check or plugin:subscription:updated hook."
+    )
+    check_ok = models.BooleanField(default=False)
+    check_problem = models.CharField(max_length=32, blank=True, help_text="Stable code of what is wrong.")
+    check_detail = models.TextField(blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.tenant}: Crisp website {self.website_id}"
+
+
 class FailedDelivery(models.Model):
     """Something Netia gave up sending to a channel after its retry window: staff can retry it."""
 

@@ -7,19 +7,22 @@ import hmac
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.conf import settings
 from django.db.models import QuerySet
 
+from chat.models import Conversation
 from tenants.models import Tenant
 from tenants.selectors import tenant_get_by_webhook_secret
-from webhooks.models import ConnectionCheck
+from webhooks.models import ConnectionCheck, CrispConnection
 
 SIGNATURE_HEADER = "X-Netia-Signature"
 TIMESTAMP_HEADER = "X-Netia-Timestamp"
 # A signed call is refused when its timestamp is further than this from now (replays of a captured call).
 SIGNATURE_WINDOW_SECONDS = 300
 PAPERCUPS_WEBHOOK_PATH = "/papercups/webhook"
+CRISP_WEBHOOK_PATH = "/crisp/webhook"
 
 
 def papercups_webhook_url(*, tenant: Tenant) -> str:
@@ -101,6 +104,63 @@ def papercups_tenants_connected() -> QuerySet[Tenant]:
         Tenant.objects.filter(papercups_account_id__isnull=False, suspended_at__isnull=True)
         .exclude(papercups_api_key="")
         .order_by("pk")
+    )
+
+
+def crisp_tenants_connected() -> QuerySet[Tenant]:
+    """Tenants with a Crisp website whose plugin is installed, not suspended: those the reconciliation visits."""
+    return Tenant.objects.filter(
+        crisp_connection__isnull=False, crisp_connection__plugin_installed=True, suspended_at__isnull=True
+    ).order_by("pk")
+
+
+def channel_tenants_connected(*, channel: str) -> QuerySet[Tenant]:
+    """The tenants a channel's reconciliation visits."""
+    if channel == Conversation.Channel.CRISP:
+        return crisp_tenants_connected()
+    return papercups_tenants_connected()
+
+
+@dataclass(frozen=True)
+class CrispCheck:
+    """What a check of a Crisp connection found; `problem` is a stable code, empty when ok."""
+
+    ok: bool
+    problem: str
+    detail: str
+    checked_at: datetime
+
+
+@dataclass(frozen=True)
+class CrispConnectionState:
+    """A tenant's Crisp connection as shown to the tenant and to staff."""
+
+    connected: bool
+    website_id: str | None
+    plugin_installed: bool
+    handoff_operator_id: str
+    hook_url: str  # the same for every tenant: the plugin's
+    last_check: CrispCheck | None
+
+
+def crisp_hook_url() -> str:
+    """Where the Netia plugin's hooks go (set once, in the plugin's Marketplace settings)."""
+    return f"{settings.NETIA_PUBLIC_URL}{CRISP_WEBHOOK_PATH}"
+
+
+def crisp_connection_state_get(*, tenant: Tenant) -> CrispConnectionState:
+    connection = CrispConnection.objects.filter(tenant=tenant).first()
+    return CrispConnectionState(
+        connected=connection is not None and connection.plugin_installed,
+        website_id=connection.website_id if connection else None,
+        plugin_installed=bool(connection and connection.plugin_installed),
+        handoff_operator_id=connection.handoff_operator_id if connection else "",
+        hook_url=crisp_hook_url(),
+        last_check=(
+            CrispCheck(connection.check_ok, connection.check_problem, connection.check_detail, connection.checked_at)
+            if connection and connection.checked_at
+            else None
+        ),
     )
 
 

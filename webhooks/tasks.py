@@ -65,13 +65,13 @@ def channel_deliver(self: Task, *, tenant_id: int, conversation_id: int) -> dict
 
 @dispatch.offered
 @shared_task(acks_late=True)
-def channel_reconcile_tenant(*, tenant_id: int) -> dict[str, int]:
-    """Reconcile one tenant's Papercups account (missed webhooks, lost tasks)."""
+def channel_reconcile_tenant(*, tenant_id: int, channel: str = "papercups") -> dict[str, int]:
+    """Reconcile one tenant's account on a channel (missed webhooks, lost tasks)."""
     tenant = _tenant(tenant_id)
     if tenant is None:
         return {}
     with tenant_context(tenant):
-        result = services.channel_reconcile(tenant=tenant)
+        result = services.channel_reconcile(tenant=tenant, channel=channel)
     return {
         "recorded": result.recorded,
         "replies_queued": result.replies_queued,
@@ -80,6 +80,6 @@ def channel_reconcile_tenant(*, tenant_id: int) -> dict[str, int]:
 
 
 @shared_task
-def channel_reconcile_all() -> int:
-    """The beat job: queue one reconciliation per connected tenant."""
-    return services.channel_reconcile_all()
+def channel_reconcile_all(*, channel: str = "papercups") -> int:
+    """A channel's beat job: queue one reconciliation per connected tenant."""
+    return services.channel_reconcile_all(channel=channel)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from django.urls import URLPattern, path
 
 from webhooks import api
-from webhooks.selectors import PAPERCUPS_WEBHOOK_PATH
+from webhooks.selectors import CRISP_WEBHOOK_PATH, PAPERCUPS_WEBHOOK_PATH
 
 webhook_urlpatterns: list[URLPattern] = [
     path(PAPERCUPS_WEBHOOK_PATH.lstrip("/"), api.PapercupsWebhookApi.as_view(), name="papercups-webhook"),
+    path(CRISP_WEBHOOK_PATH.lstrip("/"), api.CrispWebhookApi.as_view(), name="crisp-webhook"),
 ]
 
 urlpatterns: list[URLPattern] = [
@@ -20,4 +21,7 @@ urlpatterns: list[URLPattern] = [
         name="customer-papercups-webhook-secret",
     ),
     path("customer/papercups/widget", api.PapercupsWidgetApi.as_view(), name="customer-papercups-widget"),
+    path("customer/crisp", api.CrispConnectionApi.as_view(), name="customer-crisp"),
+    path("customer/crisp/check", api.CrispConnectionCheckApi.as_view(), name="customer-crisp-check"),
+    path("customer/crisp/widget", api.CrispWidgetApi.as_view(), name="customer-crisp-widget"),
 ]

@@ -1,4 +1,5 @@
-"""The Papercups channel: connection form, connection check with advice, webhook URL, widget snippet."""
+"""The channels: Papercups (connection form, check with advice, webhook URL, widget snippet) and Crisp (website
+form, check, chatbox snippet)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
-from dashboard.forms import PapercupsForm
+from dashboard.forms import CrispForm, PapercupsForm
 from dashboard.portal import PortalView
 from netia.errors import ApplicationError
-from webhooks.selectors import papercups_connection_state_get, papercups_problem_advice
+from webhooks.selectors import crisp_connection_state_get, papercups_connection_state_get, papercups_problem_advice
 from webhooks.services import (
+    crisp_connection_check,
+    crisp_connection_set,
+    crisp_widget_snippet,
     papercups_connection_check,
     papercups_connection_set,
     papercups_webhook_secret_rotate,
@@ -25,8 +29,12 @@ class ChannelView(PortalView):
 
     template = "dashboard/channel.html"
 
-    def context(self, form: PapercupsForm | None = None, **extra: Any) -> dict[str, Any]:
+    def context(
+        self, form: PapercupsForm | None = None, crisp_form: CrispForm | None = None, **extra: Any
+    ) -> dict[str, Any]:
         state = papercups_connection_state_get(tenant=self.tenant)
+        crisp = crisp_connection_state_get(tenant=self.tenant)
+        crisp_initial = {"website_id": crisp.website_id or "", "handoff_operator_id": crisp.handoff_operator_id}
         problem = state.last_check.problem if state.last_check else ""
         snippet = papercups_widget_snippet(tenant=self.tenant).html if state.account_id else ""
         initial = {"account_id": state.account_id or "", "base_url": self.tenant.papercups_base_url}
@@ -35,6 +43,9 @@ class ChannelView(PortalView):
             "advice": papercups_problem_advice(problem=problem),
             "snippet": snippet,
             "form": form or PapercupsForm(initial=initial),
+            "crisp": crisp,
+            "crisp_snippet": crisp_widget_snippet(tenant=self.tenant).html if crisp.website_id else "",
+            "crisp_form": crisp_form or CrispForm(initial=crisp_initial),
             **extra,
         }
 
@@ -89,3 +100,33 @@ class ChannelSecretView(ChannelView):
         response = self.page(self.template, self.context(new_webhook_url=url))
         response["Cache-Control"] = "no-store"  # the full URL carries the secret
         return response
+
+
+class ChannelCrispConnectView(ChannelView):
+    """Connect the tenant's Crisp website (stored only if the website installed the Netia plugin)."""
+
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        form = CrispForm(request.POST)
+        if not form.is_valid():
+            return self.page(self.template, self.context(crisp_form=form), status=400)
+        try:
+            crisp_connection_set(tenant=self.tenant, **form.cleaned_data)
+        except ApplicationError as error:
+            form.add_error(None, error.message)
+            return self.page(self.template, self.context(crisp_form=form), status=error.status_code)
+        messages.success(request, "Crisp is connected: the bot answers your chatbox's visitors from now on.")
+        return redirect("dashboard:channel")
+
+
+class ChannelCrispCheckView(ChannelView):
+    """Check the Crisp connection now (an htmx partial with the verdict; a full page without JavaScript)."""
+
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        crisp_connection_check(tenant=self.tenant)
+        if self.request.htmx:
+            return self.page("dashboard/_crisp_status.html", self.context())
+        return self.page(self.template, self.context())

@@ -14,7 +14,7 @@ from chat.services import conversation_get_or_create, message_record_visitor
 from dashboard.portal import SESSION_TENANT_KEY
 from tenants.models import Membership, Tenant, User
 from tests.billing.conftest import pro_plan, stripe_fake  # noqa: F401 - the fake Stripe and a plan sold there
-from tests.webhooks.conftest import papercups  # noqa: F401 - the Papercups simulator
+from tests.webhooks.conftest import crisp, papercups  # noqa: F401 - the Crisp and Papercups simulators
 
 
 def signed_in(user: User, tenant: Tenant | None = None) -> Client:

@@ -8,7 +8,9 @@ from django.core import mail
 
 from billing.models import BillingAccount
 from tenants.models import ApiKey, Membership, User
+from tests.fakes.crisp_server import FakeCrisp
 from tests.fakes.papercups_server import FakePapercups
+from webhooks.models import CrispConnection
 
 # --- Channel ----------------------------------------------------------------------------------------------------
 
@@ -62,6 +64,29 @@ def test_a_new_webhook_url_is_shown_once_and_the_old_one_stops(owner_client, ten
     assert response["Cache-Control"] == "no-store"
     assert tenant.webhook_secret not in later
     assert f"token={tenant.webhook_secret[:4]}…" in later
+
+
+def test_connecting_crisp_checks_the_plugin_is_installed_and_shows_the_chatbox(owner_client, tenant, crisp: FakeCrisp):
+    website = crisp.add_website("Acme", installed=False)
+
+    refused = owner_client.post("/portal/channel/crisp/connect", {"website_id": website.website_id})
+    crisp.install(website)
+    connected = owner_client.post("/portal/channel/crisp/connect", {"website_id": website.website_id})
+    page = owner_client.get("/portal/channel").content.decode()
+    crisp.uninstall(website)
+    checked = owner_client.post("/portal/channel/crisp/check", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="crisp-status")
+
+    assert refused.status_code == 400
+    assert "has not installed the Netia plugin" in refused.content.decode()
+    assert connected.status_code == 302
+    assert CrispConnection.objects.get(tenant=tenant).website_id == website.website_id
+    assert "Connected to Crisp" in page
+    assert (page.count('id="crisp-title"'), page.count('id="papercups-title"')) == (1, 1)
+    assert "<title>Channel · Netia</title>" in page
+    assert f"window.CRISP_WEBSITE_ID = &quot;{website.website_id}&quot;;" in page
+    html = checked.content.decode()
+    assert html.startswith('<div id="crisp-status"')
+    assert "The connection does not work" in html
 
 
 # --- Billing ----------------------------------------------------------------------------------------------------

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import http.client
 import json
 import threading
 import traceback
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qs, parse_qsl, urlsplit
+
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @dataclass
@@ -69,6 +74,50 @@ def _listify(node: Any) -> Any:
 
 
 @dataclass
+class PostResult:
+    """What a fake's outgoing POST (a webhook) got back, or why it got nothing (`error`)."""
+
+    status: int | None = None
+    content_type: str | None = None
+    body: bytes = b""
+    error: str | None = None
+
+
+def post(url: str, data: bytes, headers: dict[str, str], timeout: float) -> PostResult:
+    """POST `data` to `url` (http/https only, no proxy from the environment); never raises."""
+    if urlsplit(url).scheme not in ("http", "https"):
+        return PostResult(error="unsupported scheme")
+    request = urllib.request.Request(url, data=data, method="POST", headers=headers)  # noqa: S310 - scheme checked
+    try:
+        with _opener.open(request, timeout=timeout) as response:
+            return PostResult(response.status, response.headers.get("content-type"), response.read())
+    except urllib.error.HTTPError as error:
+        return PostResult(error.code, error.headers.get("content-type"), error.read())
+    except (OSError, ValueError, http.client.HTTPException) as error:
+        return PostResult(error=repr(error))
+
+
+class DropRules:
+    """ "Lose the next N events (of a name)" requests, consumed first-in, first-out; the caller holds its lock."""
+
+    def __init__(self) -> None:
+        self._rules: list[list[Any]] = []
+
+    def add(self, event: str | None, times: int) -> None:
+        self._rules.append([event, times])
+
+    def take(self, event: str) -> bool:
+        """Whether this event is to be dropped (consuming one matching request)."""
+        for rule in self._rules:
+            if rule[0] is None or rule[0] == event:
+                rule[1] -= 1
+                if rule[1] <= 0:
+                    self._rules.remove(rule)
+                return True
+        return False
+
+
+@dataclass
 class Reply:
     """What a route answers: status, JSON-able body (or raw bytes) and extra headers."""
 
@@ -108,6 +157,7 @@ class FakeServer:
         self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._background: list[threading.Thread] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> Self:
@@ -177,6 +227,21 @@ class FakeServer:
     def url(self) -> str:
         assert self._httpd is not None, "server not started"
         return f"http://127.0.0.1:{self._httpd.server_port}"
+
+    # -- outgoing calls made in the background ------------------------------------------------------
+    def in_background(self, target: Callable[..., Any], *args: Any) -> None:
+        """Run `target(*args)` in a daemon thread (as a server sending webhooks asynchronously does)."""
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        with self._lock:
+            self._background.append(thread)
+        thread.start()
+
+    def wait_for_background(self, timeout: float = 5.0) -> None:
+        """Wait until everything started with `in_background` has finished."""
+        with self._lock:
+            threads, self._background = self._background, []
+        for thread in threads:
+            thread.join(timeout)
 
     # -- routing -------------------------------------------------------------------------------
     def route(self, method: str, path_prefix: str, handler: Route) -> None:

@@ -33,8 +33,6 @@ import json
 import re
 import secrets
 import threading
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,7 +40,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from .base import FakeServer, RecordedRequest, Reply
+from .base import DropRules, FakeServer, RecordedRequest, Reply, post
 
 MESSAGE_TYPES = ("reply", "note", "bot")
 MESSAGE_SOURCES = ("chat", "slack", "mattermost", "email", "sms", "api", "sandbox")
@@ -238,12 +236,10 @@ class FakePapercups(FakeServer):
         self._customers: dict[str, dict[str, Any]] = {}
         self._conversations: dict[str, dict[str, Any]] = {}
         self._messages: dict[str, dict[str, Any]] = {}
-        self._drops: list[list[Any]] = []
-        self._threads: list[threading.Thread] = []
+        self._drops = DropRules()
         self._user_ids = itertools.count(1)
         self._seq = itertools.count(1)
         self._db = threading.RLock()
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
             self.route(method, "/", lambda _request: _json(404, PHOENIX_NOT_FOUND))
             self.route(method, "/api/v1/", self._api)
@@ -331,7 +327,7 @@ class FakePapercups(FakeServer):
     def drop_next_webhook(self, *, event: str | None = None, times: int = 1) -> None:
         """Skip delivering the next `times` events (of `event`, if given); the data is still stored."""
         with self._db:
-            self._drops.append([event, times])
+            self._drops.add(event, times)
 
     def webhooks(self, event: str | None = None) -> list[WebhookDelivery]:
         """Deliveries actually attempted (not dropped), oldest first, optionally of one event."""
@@ -340,10 +336,7 @@ class FakePapercups(FakeServer):
 
     def wait_for_webhooks(self, timeout: float = 5.0) -> None:
         """With ``sync_webhooks = False``: wait until every background delivery has finished."""
-        with self._db:
-            threads, self._threads = self._threads, []
-        for thread in threads:
-            thread.join(timeout)
+        self.wait_for_background(timeout)
 
     # -- failure knobs -------------------------------------------------------------------------
     def fail_next(
@@ -903,27 +896,14 @@ class FakePapercups(FakeServer):
                 urls = [s.webhook_url for s in (account.subscriptions if account else []) if s.wants(event)]
                 if not urls:
                     continue
-                if self._take_drop(event):
+                if self._drops.take(event):
                     dropped = [WebhookDelivery(url, event, payload, dropped=True) for url in urls]
                     self.webhook_log.extend(dropped)
                     continue
             if self.sync_webhooks:
                 self._send_all(urls, event, payload)
             else:
-                thread = threading.Thread(target=self._send_all, args=(urls, event, payload), daemon=True)
-                with self._db:
-                    self._threads.append(thread)
-                thread.start()
-
-    def _take_drop(self, event: str) -> bool:
-        """Consume one matching ``drop_next_webhook`` request, if any (caller holds the lock)."""
-        for rule in self._drops:
-            if rule[0] is None or rule[0] == event:
-                rule[1] -= 1
-                if rule[1] <= 0:
-                    self._drops.remove(rule)
-                return True
-        return False
+                self.in_background(self._send_all, urls, event, payload)
 
     def _send_all(self, urls: list[str], event: str, payload: dict[str, Any]) -> None:
         """Papercups calls the subscriptions one after another; failures are ignored, never retried."""
@@ -934,23 +914,9 @@ class FakePapercups(FakeServer):
         """One POST of ``{"event", "payload"}``; the outcome is logged in ``webhook_log``."""
         delivery = WebhookDelivery(url, event, copy.deepcopy(payload))
         data = json.dumps({"event": event, "payload": payload}, separators=(",", ":")).encode()
-        if urlsplit(url).scheme not in ("http", "https"):
-            delivery.error = "unsupported scheme"
-        else:
-            request = urllib.request.Request(  # noqa: S310 - scheme checked above
-                url, data=data, method="POST", headers={"content-type": "application/json"}
-            )
-            try:
-                with self._opener.open(request, timeout=self.webhook_timeout) as response:
-                    delivery.status = response.status
-                    delivery.content_type = response.headers.get("content-type")
-                    delivery.response_body = response.read()
-            except urllib.error.HTTPError as error:
-                delivery.status = error.code
-                delivery.content_type = error.headers.get("content-type")
-                delivery.response_body = error.read()
-            except (OSError, ValueError, http.client.HTTPException) as error:
-                delivery.error = repr(error)
+        result = post(url, data, {"content-type": "application/json"}, self.webhook_timeout)
+        delivery.status, delivery.content_type, delivery.response_body = result.status, result.content_type, result.body
+        delivery.error = result.error
         with self._db:
             self.webhook_log.append(delivery)
         return delivery

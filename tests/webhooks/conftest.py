@@ -1,4 +1,4 @@
-"""Channel test fixtures: the Papercups simulator and helpers (end-to-end fixtures are in live/conftest.py)."""
+"""Channel test fixtures: the Papercups and Crisp simulators and helpers (end-to-end ones are in live/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django_tenants.utils import tenant_context
 
+from chat.models import Conversation, Message
+from tenants.models import Tenant
+from tests.fakes.crisp_server import FakeCrisp, Website
 from tests.fakes.papercups_server import FakePapercups
+from webhooks.services import crisp_connection_set
 
 SHIPPING = "We ship to Canada in 3 to 5 business days for 12 dollars."
 
@@ -31,3 +36,41 @@ def papercups(settings: Any) -> Iterator[FakePapercups]:
     with FakePapercups() as fake:
         settings.NETIA_OUTBOUND_ALLOWED_HOSTS = [fake.url.removeprefix("http://")]
         yield fake
+
+
+@pytest.fixture
+def crisp(settings: Any) -> Iterator[FakeCrisp]:
+    """The Crisp simulator, with Netia's plugin settings pointing at it (hooks kept unsent: no hook URL)."""
+    with FakeCrisp() as fake:
+        settings.CRISP_PLUGIN_IDENTIFIER = fake.identifier
+        settings.CRISP_PLUGIN_KEY = fake.key
+        settings.CRISP_SIGNING_SECRET = fake.signing_secret
+        settings.CRISP_API_URL = fake.api_url
+        settings.CRISP_TIMEOUT_SECONDS = 2.0
+        yield fake
+
+
+@pytest.fixture
+def website(crisp: FakeCrisp) -> Website:
+    """A Crisp website with one operator, the plugin installed."""
+    site = crisp.add_website("Acme")
+    crisp.add_operator(site, "Ana Operator")
+    return site
+
+
+@pytest.fixture
+def connected(tenant: Tenant, crisp: FakeCrisp, website: Website) -> Tenant:
+    """Tenant A connected to that website (Papercups modules define their own `connected`)."""
+    crisp_connection_set(tenant=tenant, website_id=website.website_id)
+    crisp.requests.clear()
+    return tenant
+
+
+def stored(tenant: Tenant) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str, bool]]]:
+    """(conversations as (external id, status, assignee), messages as (external id, role, content, private))."""
+    with tenant_context(tenant):
+        conversations = list(
+            Conversation.objects.order_by("id").values_list("external_id", "status", "assignee_external_id")
+        )
+        messages = list(Message.objects.order_by("id").values_list("external_id", "role", "content", "private"))
+    return conversations, messages

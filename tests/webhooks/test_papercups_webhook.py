@@ -21,7 +21,7 @@ from chat.services import knowledge_article_create
 from netia.metrics import WEBHOOK_EVENTS
 from tenants.models import Tenant
 from tests.fakes.papercups_server import Account, FakePapercups
-from tests.webhooks.conftest import SHIPPING
+from tests.webhooks.conftest import SHIPPING, stored
 from webhooks.services import papercups_webhook_secret_rotate
 
 URL = "/papercups/webhook"
@@ -64,16 +64,6 @@ def post(
     if signature is not None:
         headers["X-Netia-Timestamp"] = str(int(time.time())) if timestamp is None else timestamp
     return client.post(url, data=data, content_type="application/json", headers=headers)
-
-
-def stored(tenant: Tenant) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str, bool]]]:
-    """(conversations as (external id, status, assignee), messages as (external id, role, content, private))."""
-    with tenant_context(tenant):
-        conversations = list(
-            Conversation.objects.order_by("id").values_list("external_id", "status", "assignee_external_id")
-        )
-        messages = list(Message.objects.order_by("id").values_list("external_id", "role", "content", "private"))
-    return conversations, messages
 
 
 def visitor_event(papercups: FakePapercups, account: Account, text: str = "Do you ship to Canada?") -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """Channel services, one module per concern; the public names are re-exported here.
 
-- `inbound`: webhook events in (authenticate, store once, queue the bot's turn);
+- `inbound`: webhook events in, Papercups' and Crisp's hooks (authenticate, store once, queue the bot's turn);
 - `turns`: the bot's turn in a channel conversation;
 - `outbox`: delivering the bot's messages and handoff calls, and staff retries;
 - `reconcile`: catching up on dropped webhooks and lost tasks;
-- `connection`: connecting a tenant's Papercups account (onboarding, checks, webhook URL, widget);
+- `connection`: connecting a tenant's Papercups account (onboarding, checks, webhook URL, widget) and its
+  Crisp website (installed-plugin check, chatbox);
 - `queueing`: the adapters, and what these services queue after commit (tasks are named, never imported).
 
 Everything below the Papercups-specific entry points works through `webhooks.channels` (records and the
@@ -21,8 +22,12 @@ Exactly one reply per visitor turn rests on four things:
 
 from webhooks.backoff import retry_delay
 from webhooks.services.connection import (
+    CrispConnectionFailed,
     PapercupsConnectionFailed,
     WidgetSnippet,
+    crisp_connection_check,
+    crisp_connection_set,
+    crisp_widget_snippet,
     papercups_connection_check,
     papercups_connection_set,
     papercups_tenant_onboard,
@@ -30,9 +35,11 @@ from webhooks.services.connection import (
     papercups_widget_snippet,
 )
 from webhooks.services.inbound import (
+    CrispNotConfigured,
     Outcome,
     channel_conversation_sync,
     channel_message_receive,
+    crisp_webhook_receive,
     papercups_webhook_receive,
     papercups_webhook_verify,
 )
@@ -43,6 +50,8 @@ from webhooks.services.turns import Turn, channel_conversation_answer
 
 __all__ = [
     "ADAPTERS",
+    "CrispConnectionFailed",
+    "CrispNotConfigured",
     "DeliveryOutcome",
     "Outcome",
     "PapercupsConnectionFailed",
@@ -55,6 +64,10 @@ __all__ = [
     "channel_message_receive",
     "channel_reconcile",
     "channel_reconcile_all",
+    "crisp_connection_check",
+    "crisp_connection_set",
+    "crisp_webhook_receive",
+    "crisp_widget_snippet",
     "failed_delivery_retry",
     "outbox_deliver",
     "papercups_connection_check",

@@ -1,4 +1,5 @@
-"""Connecting a tenant's Papercups account: onboarding with it, checking it, the webhook URL and the widget."""
+"""Connecting a tenant's Papercups account (onboarding with it, checking it, the webhook URL, the widget) and its
+Crisp website (checking the plugin is installed there, the chatbox)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from chat.selectors import bot_configuration_get
 from netia.errors import Conflict, ValidationFailed
 from tenants.models import Tenant
 from tenants.services import OnboardingResult, tenant_onboard, webhook_secret_rotate
-from webhooks import papercups
-from webhooks.models import ConnectionCheck
-from webhooks.selectors import papercups_webhook_url
+from webhooks import crisp, papercups
+from webhooks.models import ConnectionCheck, CrispConnection
+from webhooks.selectors import CrispCheck, papercups_webhook_url
+from webhooks.services.inbound import CrispNotConfigured
 
 _TAKEN = "A tenant with this Papercups account id already exists."
 
@@ -52,6 +54,11 @@ def papercups_tenant_onboard(
     except IntegrityError:  # the unique account id, taken concurrently
         raise Conflict(_TAKEN) from None
     return result
+
+
+class CrispConnectionFailed(ValidationFailed):
+    code = "crisp_connection_failed"
+    default_message = "Crisp refused or could not be reached."
 
 
 class PapercupsConnectionFailed(ValidationFailed):
@@ -172,3 +179,98 @@ def papercups_widget_snippet(*, tenant: Tenant) -> WidgetSnippet:
         "baseUrl": base_url,
     }
     return WidgetSnippet(config=config, html=papercups.widget_snippet(config=config, base_url=base_url))
+
+
+# --- Crisp: connecting a tenant's website ------------------------------------------------------------------------
+_CRISP_EXPLANATIONS = {
+    "bad_token": "Crisp refused Netia's plugin token (401): the Netia operator must check CRISP_PLUGIN_IDENTIFIER "
+    "and CRISP_PLUGIN_KEY.",
+    "not_allowed": "Crisp refused access (403): the plugin lacks a permission (token scopes) on this website.",
+    "quota": "Crisp's daily quota for the Netia plugin is spent; try again later.",
+}
+
+
+def _crisp_probe(*, website_id: str, operator_id: str) -> CrispCheck:
+    """Ask Crisp whether the website installed the plugin (and has the operator); say plainly what is wrong."""
+    now = timezone.now()
+    try:
+        if not crisp.website_installed(website_id):
+            return CrispCheck(
+                False,
+                "not_installed",
+                f"The Crisp website {website_id} has not installed the Netia plugin: install it from the Crisp "
+                "Marketplace (Plugins) in that website's settings, then connect again.",
+                now,
+            )
+        if operator_id and operator_id not in crisp.client().operators(website_id):
+            return CrispCheck(
+                False, "unknown_operator", f"{operator_id} is not an operator of the Crisp website {website_id}.", now
+            )
+    except crisp.CrispError as error:
+        return CrispCheck(False, error.problem, _CRISP_EXPLANATIONS.get(error.problem, error.message), now)
+    routed = f"; handed-off conversations go to operator {operator_id}" if operator_id else ""
+    return CrispCheck(True, "", f"The Crisp website {website_id} has the Netia plugin installed{routed}.", now)
+
+
+def _crisp_check_store(*, connection: CrispConnection, check: CrispCheck) -> None:
+    connection.check_ok, connection.check_problem, connection.check_detail = check.ok, check.problem, check.detail
+    connection.checked_at = check.checked_at
+    fields = ["check_ok", "check_problem", "check_detail", "checked_at", "updated_at"]
+    if check.ok or check.problem == "not_installed":
+        connection.plugin_installed = check.ok
+        fields.append("plugin_installed")
+    connection.save(update_fields=fields)
+
+
+def _crisp_operator_clean(value: str) -> str:
+    value = value.strip()
+    return (
+        crisp.website_id_clean(value, field="handoff_operator_id", what="a Crisp operator's user id") if value else ""
+    )
+
+
+def crisp_connection_set(*, tenant: Tenant, website_id: str, handoff_operator_id: str = "") -> CrispConnection:
+    """Connect the tenant to its Crisp website: stored only if that website installed the plugin (and has the
+    chosen operator). A website belongs to one tenant."""
+    if not crisp.configured():
+        raise CrispNotConfigured()
+    website = crisp.website_id_clean(website_id)
+    operator = _crisp_operator_clean(handoff_operator_id)
+    taken = Conflict("Another Netia account is connected to this Crisp website.", extra={"field": "website_id"})
+    if CrispConnection.objects.filter(website_id=website).exclude(tenant=tenant).exists():
+        raise taken
+    check = _crisp_probe(website_id=website, operator_id=operator)
+    if not check.ok:
+        raise CrispConnectionFailed(check.detail, extra={"problem": check.problem})
+    try:
+        with transaction.atomic():
+            connection, _ = CrispConnection.objects.update_or_create(
+                tenant=tenant, defaults={"website_id": website, "handoff_operator_id": operator}
+            )
+            _crisp_check_store(connection=connection, check=check)
+    except IntegrityError:  # the website, connected concurrently to another tenant
+        raise taken from None
+    return connection
+
+
+def crisp_connection_check(*, tenant: Tenant) -> CrispCheck:
+    """Check the connection now and record the verdict (shown to the tenant and staff)."""
+    connection = CrispConnection.objects.filter(tenant=tenant).first()
+    if not crisp.configured():
+        return CrispCheck(False, "not_configured", CrispNotConfigured.default_message, timezone.now())
+    if connection is None:
+        return CrispCheck(False, "not_connected", "No Crisp website is connected yet.", timezone.now())
+    check = _crisp_probe(website_id=connection.website_id, operator_id=connection.handoff_operator_id)
+    _crisp_check_store(connection=connection, check=check)
+    return check
+
+
+def crisp_widget_snippet(*, tenant: Tenant) -> WidgetSnippet:
+    """The chatbox code for the tenant's site (its Crisp website, in the bot's language)."""
+    connection = CrispConnection.objects.filter(tenant=tenant).first()
+    if connection is None:
+        raise Conflict("Connect a Crisp website first.", extra={"reason": "not_connected"})
+    with tenant_context(tenant):
+        locale = bot_configuration_get().language
+    config = {"website_id": connection.website_id, "locale": locale}
+    return WidgetSnippet(config=config, html=crisp.widget_snippet(website_id=connection.website_id, locale=locale))

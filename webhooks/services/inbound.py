@@ -1,27 +1,35 @@
-"""Webhook events in: authenticate, store once (keyed on the channel's message id), queue the bot's turn.
+"""Webhook events in (Papercups, Crisp): authenticate, store once (keyed on the channel's message id), queue the
+bot's turn, keep the conversation in step.
 
 No outbound call and no LLM here: the request only persists and enqueues.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import structlog
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
 from django_tenants.utils import tenant_context
 
+from chat.leads import ContactInfo, extract_email, extract_phone
 from chat.models import Conversation, Message
 from chat.services import (
+    conversation_contact_record,
     conversation_get_or_create,
     conversation_hand_off,
     conversation_set_status,
     message_record_agent,
     message_record_visitor,
 )
-from netia.errors import AuthenticationFailed, NotFound, PermissionDenied
+from netia.errors import AuthenticationFailed, NotFound, PermissionDenied, ServiceUnavailable
 from tenants.models import Tenant
-from webhooks import papercups
+from webhooks import crisp, papercups
 from webhooks.channels import Author, ConversationState, InboundMessage
+from webhooks.models import CrispConnection
 from webhooks.selectors import (
     SIGNATURE_WINDOW_SECONDS,
     TIMESTAMP_HEADER,
@@ -32,6 +40,12 @@ from webhooks.selectors import (
 from webhooks.services.queueing import reply_queue
 
 logger = structlog.get_logger(__name__)
+CRISP = Conversation.Channel.CRISP.value
+
+
+class CrispNotConfigured(ServiceUnavailable):
+    code = "crisp_not_configured"
+    default_message = "The Crisp channel is not set up on this Netia deployment."
 
 
 class Outcome:
@@ -140,13 +154,85 @@ def channel_conversation_sync(*, channel: str, state: ConversationState) -> str:
         channel=channel, external_id=state.external_id, external_customer_id=state.customer_external_id
     )
     conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
-    if conversation.assignee_external_id != state.assignee_external_id:
-        conversation.assignee_external_id = state.assignee_external_id
+    assignee = state.assignee_external_id
+    if assignee is not None and conversation.assignee_external_id != assignee:
+        conversation.assignee_external_id = assignee
         conversation.save(update_fields=["assignee_external_id", "updated_at"])
-    if state.closed and conversation.status != Conversation.Status.CLOSED:
+    if state.closed is True and conversation.status != Conversation.Status.CLOSED:
         conversation_set_status(conversation=conversation, status=Conversation.Status.CLOSED)
-    elif not state.closed and conversation.status == Conversation.Status.CLOSED:
+    elif state.closed is False and conversation.status == Conversation.Status.CLOSED:
         conversation_set_status(conversation=conversation, status=Conversation.Status.BOT)
     if state.assigned_to_human and conversation.status == Conversation.Status.BOT:
         conversation_hand_off(conversation=conversation, reason="assigned_to_agent")
+    return Outcome.ACCEPTED
+
+
+# --- Crisp -----------------------------------------------------------------------------------------------------
+def crisp_webhook_receive(*, raw_body: bytes, timestamp: str, signature: str) -> str:
+    """Verify one Crisp hook, store what it says and queue the bot's turn; returns the Outcome.
+
+    The tenant is the website the hook names. A website that installed the plugin without connecting to a
+    tenant is ignored (200: Crisp would otherwise retry). No outbound call, no LLM here.
+    """
+    if not crisp.configured():
+        raise CrispNotConfigured()
+    if not (timestamp and signature):
+        raise AuthenticationFailed("A Crisp hook carries X-Crisp-Request-Timestamp and X-Crisp-Signature.")
+    if not crisp.signature_valid(
+        secret=settings.CRISP_SIGNING_SECRET, timestamp=timestamp, raw_body=raw_body, signature=signature
+    ):
+        raise PermissionDenied("The hook signature is not valid.")
+    hook = crisp.hook_parse(raw_body)
+    connection = CrispConnection.objects.select_related("tenant").filter(website_id=hook.website_id).first()
+    if hook.event == crisp.SUBSCRIPTION_UPDATED:
+        return _subscription_updated(connection=connection, data=hook.data)
+    if connection is None or hook.event not in crisp.KNOWN_EVENTS:
+        return Outcome.IGNORED
+    tenant = connection.tenant
+    with tenant_context(tenant):
+        if hook.event in (crisp.MESSAGE_SEND, crisp.MESSAGE_RECEIVED):
+            message = crisp.message_parse(hook.data)
+            if message.author in (Author.AGENT, Author.OTHER) and _is_own_echo(message):
+                message = replace(message, author=Author.SELF)
+            return channel_message_receive(tenant=tenant, channel=CRISP, message=message)
+        if hook.event in (crisp.SET_STATE, crisp.SET_ROUTING):
+            return channel_conversation_sync(channel=CRISP, state=crisp.conversation_state_parse(hook))
+        return _contact_record(session_id=crisp.session_id_get(hook.data), event=hook.event, data=hook.data)
+
+
+def _is_own_echo(message: InboundMessage) -> bool:
+    """Crisp's echo of a message Netia sent, not recognised by its fingerprint: the fingerprint Crisp returned
+    is already stored, or (the echo can come before the send's answer) a bot message with that very text is
+    being sent in this conversation."""
+    ours = Message.objects.filter(
+        channel=CRISP,
+        role__in=[Message.Role.BOT, Message.Role.SYSTEM],
+        conversation__external_id=message.conversation_external_id,
+    )
+    in_flight = Q(delivery_status=Message.Delivery.SENDING, content=message.content, private=message.private)
+    return ours.filter(Q(external_id=message.external_id) | in_flight).exists()
+
+
+def _subscription_updated(*, connection: CrispConnection | None, data: dict[str, object]) -> str:
+    """The website installed (bound) or removed the plugin: recorded for the tenant and staff to see."""
+    bound = data.get("bound")
+    if connection is None or not isinstance(bound, bool):
+        return Outcome.IGNORED
+    CrispConnection.objects.filter(pk=connection.pk).update(plugin_installed=bound, updated_at=timezone.now())
+    logger.info("crisp_plugin_subscription", tenant=connection.tenant_id, installed=bound)
+    return Outcome.ACCEPTED
+
+
+def _contact_record(*, session_id: str, event: str, data: dict[str, object]) -> str:
+    """The visitor's email, phone or name, as Crisp reports it, for the conversation and its lead."""
+    if event == crisp.SET_EMAIL:
+        contact = ContactInfo(email=extract_email(crisp.text_field(data, "email")))
+    elif event == crisp.SET_PHONE:
+        contact = ContactInfo(phone=extract_phone(crisp.text_field(data, "phone")))
+    else:
+        contact = ContactInfo(name=crisp.visitor_name(crisp.text_field(data, "nickname")) or None)
+    if not contact:
+        return Outcome.IGNORED
+    conversation, _ = conversation_get_or_create(channel=CRISP, external_id=session_id)
+    conversation_contact_record(conversation=conversation, contact=contact)
     return Outcome.ACCEPTED

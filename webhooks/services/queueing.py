@@ -10,7 +10,7 @@ from collections.abc import Callable
 from chat.models import Conversation
 from netia import dispatch
 from tenants.models import Tenant
-from webhooks import papercups
+from webhooks import crisp, papercups
 from webhooks.channels import ChannelAdapter
 
 REPLY_TASK = "webhooks.tasks.channel_reply"
@@ -19,6 +19,7 @@ RECONCILE_TENANT_TASK = "webhooks.tasks.channel_reconcile_tenant"
 
 ADAPTERS: dict[str, Callable[[Tenant], ChannelAdapter]] = {
     Conversation.Channel.PAPERCUPS.value: papercups.PapercupsAdapter,
+    Conversation.Channel.CRISP.value: crisp.CrispAdapter,
 }
 # Publishing from a webhook must not outlast Papercups' ~5 s patience: one quick retry, then the sweep.
 PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
@@ -52,6 +53,6 @@ def delivery_queue(*, tenant: Tenant, conversation_id: int) -> None:
     )
 
 
-def reconcile_queue(*, tenant_id: int) -> None:
-    """A reconciliation of one tenant, now (the beat job runs outside any transaction)."""
-    dispatch.enqueue(RECONCILE_TENANT_TASK, retry_policy=PUBLISH_RETRY, tenant_id=tenant_id)
+def reconcile_queue(*, tenant_id: int, channel: str) -> None:
+    """A reconciliation of one tenant's account on a channel, now (the beat job runs outside any transaction)."""
+    dispatch.enqueue(RECONCILE_TENANT_TASK, retry_policy=PUBLISH_RETRY, tenant_id=tenant_id, channel=channel)

@@ -17,7 +17,7 @@ from chat.models import Conversation, Message
 from chat.services import message_mark_answered
 from tenants.models import Tenant
 from webhooks.channels import Author, DeliveryFailed, InboundMessage
-from webhooks.selectors import papercups_tenants_connected
+from webhooks.selectors import channel_tenants_connected
 from webhooks.services.inbound import message_record
 from webhooks.services.queueing import channel_adapter_for, delivery_queue, reconcile_queue, reply_queue
 
@@ -145,10 +145,10 @@ def channel_reconcile(*, tenant: Tenant, channel: str = Conversation.Channel.PAP
     )
 
 
-def channel_reconcile_all() -> int:
-    """Queue a reconciliation for every connected tenant (the beat job); returns how many."""
+def channel_reconcile_all(*, channel: str = Conversation.Channel.PAPERCUPS) -> int:
+    """Queue a reconciliation for every tenant connected to the channel (its beat job); returns how many."""
     count = 0
-    for tenant_id in papercups_tenants_connected().values_list("pk", flat=True):
-        reconcile_queue(tenant_id=tenant_id)
+    for tenant_id in channel_tenants_connected(channel=channel).values_list("pk", flat=True):
+        reconcile_queue(tenant_id=tenant_id, channel=str(channel))
         count += 1
     return count

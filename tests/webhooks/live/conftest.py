@@ -9,10 +9,11 @@ overridden here, without a transaction, so that pytest-django still creates the 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,11 +27,13 @@ from pytest_django.live_server_helper import LiveServer
 from chat.services import knowledge_article_create
 from netia.celery import app as celery_app
 from tenants.models import Tenant, User
+from tenants.services import OnboardingResult, tenant_onboard
+from tests.fakes.crisp_server import FakeCrisp, Operator, Website
 from tests.fakes.papercups_server import Account, FakePapercups
 from tests.fakes.papercups_server import User as PapercupsUser
 from tests.webhooks.conftest import SHIPPING
-from webhooks.selectors import papercups_webhook_url
-from webhooks.services import papercups_connection_check, papercups_tenant_onboard
+from webhooks.selectors import CRISP_WEBHOOK_PATH, papercups_webhook_url
+from webhooks.services import crisp_connection_set, papercups_connection_check, papercups_tenant_onboard
 
 QUIET = 0.3
 
@@ -155,37 +158,80 @@ class Live:
         return self.papercups.requests_to("POST", "/api/v1/messages")
 
 
-@pytest.fixture
-def live(db: None, netia_server: LiveServer, worker: Worker, papercups: FakePapercups, settings: Any) -> Iterator[Live]:
-    """A fresh tenant connected to a fresh simulated account, its webhook registered (with conversation:updated)."""
-    settings.NETIA_PUBLIC_URL = netia_server.url
+def _fast_channel_settings(settings: Any, server: LiveServer) -> None:
+    """The shared channel machinery, at test speed; webhook URLs point at the live server."""
+    settings.NETIA_PUBLIC_URL = server.url
     settings.PAPERCUPS_QUIET_PERIOD_SECONDS = QUIET
     settings.PAPERCUPS_RETRY_BASE_SECONDS = 0.05
     settings.PAPERCUPS_RETRY_MAX_SECONDS = 0.2
     settings.PAPERCUPS_TIMEOUT_SECONDS = 2.0
+
+
+@contextlib.contextmanager
+def _fresh_tenant(onboard: Callable[..., OnboardingResult], **connection: Any) -> Iterator[Tenant]:
+    """A new tenant (cloned schema) with the shipping and opening-hours articles; dropped afterwards."""
+    suffix = uuid.uuid4().hex[:8]
+    owner = f"owner-{suffix}@live.test"
+    tenant = onboard(name=f"Live shop {suffix}", owner_email=owner, **connection).tenant
+    try:
+        with tenant_context(tenant):
+            knowledge_article_create(tenant=tenant, title="Shipping", content=SHIPPING)
+            knowledge_article_create(
+                tenant=tenant, title="Opening hours", content="We are open Monday to Friday from 9:00 to 18:00."
+            )
+        yield tenant
+    finally:
+        Tenant.objects.get(pk=tenant.pk).delete(force_drop=True)
+        User.objects.filter(email=owner).delete()
+
+
+@pytest.fixture
+def live(db: None, netia_server: LiveServer, worker: Worker, papercups: FakePapercups, settings: Any) -> Iterator[Live]:
+    """A fresh tenant connected to a fresh simulated account, its webhook registered (with conversation:updated)."""
+    _fast_channel_settings(settings, netia_server)
     account = papercups.add_account(company_name="Acme", bot_email="bot@acme.test")
     agent = papercups.add_agent(account, email="ana@acme.test", display_name="Ana")
-    suffix = uuid.uuid4().hex[:8]
-    onboarded = papercups_tenant_onboard(
-        name=f"Live shop {suffix}",
-        owner_email=f"owner-{suffix}@live.test",
-        papercups_account_id=account.id,
-        papercups_api_key=account.api_key,
-        papercups_base_url=papercups.url,
-    )
-    tenant = onboarded.tenant
-    assert papercups_connection_check(tenant=tenant).ok is True
-    tenant.refresh_from_db()
-    with tenant_context(tenant):
-        knowledge_article_create(tenant=tenant, title="Shipping", content=SHIPPING)
-        knowledge_article_create(
-            tenant=tenant, title="Opening hours", content="We are open Monday to Friday from 9:00 to 18:00."
-        )
-    assert papercups.register_webhook(account, papercups_webhook_url(tenant=tenant), scope="conversation:updated")
-    try:
+    connection = {
+        "papercups_account_id": account.id,
+        "papercups_api_key": account.api_key,
+        "papercups_base_url": papercups.url,
+    }
+    with _fresh_tenant(papercups_tenant_onboard, **connection) as tenant:
+        assert papercups_connection_check(tenant=tenant).ok is True
+        tenant.refresh_from_db()
+        assert papercups.register_webhook(account, papercups_webhook_url(tenant=tenant), scope="conversation:updated")
         yield Live(tenant, account, agent, papercups, worker, netia_server)
         worker.wait_idle()
         assert papercups.errors == []
-    finally:
-        Tenant.objects.get(pk=tenant.pk).delete(force_drop=True)
-        User.objects.filter(email=f"owner-{suffix}@live.test").delete()
+
+
+@dataclass
+class CrispLive:
+    """One end-to-end setup: a tenant connected to its simulated Crisp website, the plugin's hooks to Netia."""
+
+    tenant: Tenant
+    website: Website
+    operator: Operator
+    crisp: FakeCrisp
+    worker: Worker
+    server: LiveServer
+
+    def bot_messages(self, session_id: str) -> list[dict[str, Any]]:
+        """The conversation's messages in Crisp that Netia posted (replies and notes)."""
+        return [m for m in self.crisp.messages(session_id) if m["user"].get("type") == "participant"]
+
+
+@pytest.fixture
+def crisp_live(
+    db: None, netia_server: LiveServer, worker: Worker, crisp: FakeCrisp, settings: Any
+) -> Iterator[CrispLive]:
+    """A fresh tenant connected to a fresh Crisp website that installed the plugin (hooks: the live server)."""
+    _fast_channel_settings(settings, netia_server)
+    crisp.hook_url = f"{netia_server.url}{CRISP_WEBHOOK_PATH}"
+    website = crisp.add_website("Acme")
+    operator = crisp.add_operator(website, "Ana Operator")
+    with _fresh_tenant(tenant_onboard) as tenant:
+        crisp_connection_set(tenant=tenant, website_id=website.website_id, handoff_operator_id=operator.user_id)
+        yield CrispLive(tenant, website, operator, crisp, worker, netia_server)
+        worker.wait_idle()
+        assert crisp.errors == []
