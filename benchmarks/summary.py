@@ -20,13 +20,14 @@ def _load(name: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _row(path: str, target: str, baseline: str, figure: str, ratio: str, met: bool | None) -> str:
+def _row(path: str, target: str, baseline: str, figure: str, ratio: str, met: bool | None, before: str = "") -> str:
     verdict = "not run" if met is None else ("met" if met else "**missed**")
-    return f"| {path} | {target} | {baseline} | {figure} | {ratio} | {verdict} |"
+    return f"| {path} | {target} | {before} | {baseline} | {figure} | {ratio} | {verdict} |"
 
 
 def rows() -> list[str]:
     http, chat, tenants = _load("http"), _load("chat"), _load("tenants")
+    was: dict[str, Any] = _load("before") or {}
     out = []
     if http:
         ack, api = http["webhook_ack"], http["chat_api"]
@@ -38,6 +39,7 @@ def rows() -> list[str]:
                 f"{ack['target_requests_per_s']:,} req/s, p50 {ack['target_p50_ms']} ms",
                 f"**{ack['ratio_median']}** (rounds: {', '.join(map(str, ack['ratio_per_round']))})",
                 ack["ratio_median"] >= 0.5,
+                before=f"{was['webhook_ack']['ratio']}" if was else "",
             )
         )
         out.append(
@@ -48,6 +50,7 @@ def rows() -> list[str]:
                 f"{api['target_requests_per_s']:,} req/s, p50 {api['target_p50_ms']} ms",
                 f"**{api['ratio_median']}** (rounds: {', '.join(map(str, api['ratio_per_round']))})",
                 api["ratio_median"] >= 0.2,
+                before=f"{was['chat_api']['ratio']}" if was else "",
             )
         )
         ack_sql, chat_sql = http["statements"]["webhook_ack"], http["statements"]["chat_turn"]
@@ -55,11 +58,18 @@ def rows() -> list[str]:
             _row(
                 "SQL statements: webhook ack / chat turn",
                 "≤ 3 / ≤ 12",
-                "issue: 52 per chat turn (26 `SET search_path`)",
+                "—",
                 f"{ack_sql['statements']} / {chat_sql['statements']} "
                 f"(`SET search_path`: {ack_sql['search_path_sets']} / {chat_sql['search_path_sets']})",
                 "—",
                 ack_sql["statements"] <= 3 and chat_sql["statements"] <= 12,
+                before=(
+                    f"{was['statements']['webhook_ack']['statements']} / {was['statements']['chat_turn']['statements']}"
+                    f" (`SET search_path`: {was['statements']['webhook_ack']['search_path_sets']} / "
+                    f"{was['statements']['chat_turn']['search_path_sets']})"
+                )
+                if was
+                else "",
             )
         )
     else:
@@ -74,6 +84,7 @@ def rows() -> list[str]:
                 f"p95 {retrieval['p95_ms']} ms (p50 {retrieval['p50_ms']} ms)",
                 f"{retrieval['p95_ratio_vs_pk_lookup']}x the lookup",
                 retrieval["p95_ms"] <= 5,
+                before=f"p95 {was['retrieval_p95_ms']} ms" if was else "",
             )
         )
     else:
@@ -89,6 +100,11 @@ def rows() -> list[str]:
                 f"{noop['total_s']} s ({noop['per_schema_ms']} ms per schema)",
                 f"{noop['ratio_vs_baseline']}",
                 noop["total_s"] * 1000 / max(noop["schemas"], 1) <= 60,
+                before=(
+                    f"{was['noop_migrate_schemas']['total_s']} s over {was['noop_migrate_schemas']['schemas']:,}"
+                    if was
+                    else ""
+                ),
             )
         )
     else:
@@ -105,6 +121,7 @@ def rows() -> list[str]:
                 f"largest worker {worst} MB (all: {', '.join(map(str, memory['netia_workers_mb']))})",
                 f"{round(worst / bare, 2) if bare else '—'}",
                 worst <= 150,
+                before=f"{was['worker_rss_mb']} MB" if was else "",
             )
         )
     return out
@@ -119,6 +136,9 @@ def main() -> None:
         "measured side by side in one run, alternating baseline and target, on the machine named in each file.",
         "",
     ]
+    before = _load("before")
+    if before:
+        header += [f"Before: {before['what']}", ""]
     if http:
         header += [
             f"HTTP: {http['server']}; client {http['client']}, {http['seconds_per_run']} s per run, "
@@ -127,8 +147,8 @@ def main() -> None:
             "",
         ]
     table = [
-        "| path | target | baseline | figure | ratio | verdict |",
-        "|---|---|---|---|---|---|",
+        "| path | target | before (main) | baseline now | figure now | ratio now | verdict |",
+        "|---|---|---|---|---|---|---|",
         *rows(),
     ]
     text = "\n".join(header + table) + "\n"

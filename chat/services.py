@@ -115,7 +115,6 @@ def _message_get_or_create(*, conversation: Conversation, external_id: str, **fi
         return Message.objects.get(channel=conversation.channel, external_id=external_id), False
 
 
-@transaction.atomic(savepoint=False)
 def message_record_visitor(
     *, conversation: Conversation, content: str, external_id: str = "", touch: bool = True
 ) -> tuple[Message, bool]:
@@ -124,10 +123,19 @@ def message_record_visitor(
     `touch=False` leaves the conversation row alone: for a message answered in the same request (the reply
     sets the conversation's last message time; the caller must be sure the chat is not closed).
     """
+    if not touch:  # one INSERT: no transaction of its own (BEGIN/COMMIT are round trips too)
+        return _message_get_or_create(
+            conversation=conversation, external_id=external_id, role=Message.Role.VISITOR, content=content
+        )
+    with transaction.atomic(savepoint=False):
+        return _visitor_message_touch(conversation=conversation, content=content, external_id=external_id)
+
+
+def _visitor_message_touch(*, conversation: Conversation, content: str, external_id: str) -> tuple[Message, bool]:
     message, created = _message_get_or_create(
         conversation=conversation, external_id=external_id, role=Message.Role.VISITOR, content=content
     )
-    if created and touch:
+    if created:
         updates: dict[str, Any] = {"last_message_at": message.created_at, "updated_at": timezone.now()}
         if conversation.status == Conversation.Status.CLOSED:
             updates.update(status=Conversation.Status.BOT, closed_at=None, bot_since=message.created_at)
