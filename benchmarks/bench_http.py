@@ -35,6 +35,7 @@ RESULTS = Path(__file__).parent / "results" / "http.json"
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "netia_bench_http"
 NETIA_PORT, BARE_PORT, LEAN_PORT = 8771, 8772, 8773
+TRANSACTION_CONTROL = frozenset({"BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"})
 # Production settings need their secrets explicitly; fixed here so the tenants created in this process
 # (their webhook secrets encrypted) can be read by the servers.
 PRODUCTION_ENV = {
@@ -199,6 +200,7 @@ def _statements(tenants: list[Any]) -> dict[str, Any]:
         sql = [q["sql"] for q in captured.captured_queries]
         figures[name] = {
             "statements": len(sql),
+            "transaction_control": sum(s.split()[0] in TRANSACTION_CONTROL for s in sql),
             "search_path_sets": sum(s.startswith("SET search_path") for s in sql),
             "sql": [s[:160] for s in sql],
         }
@@ -287,7 +289,7 @@ def main() -> None:
         "lean": Gunicorn(
             app="netia.wsgi:application",
             port=LEAN_PORT,
-            env={**env, "DJANGO_SETTINGS_MODULE": "benchmarks.settings_lean", "PROMETHEUS_MULTIPROC_DIR": ""},
+            env={**env, "DJANGO_SETTINGS_MODULE": "benchmarks.settings_lean", "PROMETHEUS_MULTIPROC_DIR": str(work / "lean-metrics")},
             workers=None,
             config="gunicorn.conf.py",
             log=work / "lean.log",
