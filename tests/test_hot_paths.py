@@ -40,10 +40,11 @@ def _leave_connection_in(schema_tenant: Tenant | None) -> None:
     use_public_schema()
 
 
-def _chat(client: Any, tenant: Tenant, session: str, message: str) -> Any:
+def _chat(client: Any, tenant: Tenant, session: str, message: str, token: str = "") -> Any:
+    body = {"conversation_token": token} if token else {"session_id": session}
     return client.post(
         "/api/v1/chat",
-        data=json.dumps({"session_id": session, "message": message}),
+        data=json.dumps({**body, "message": message}),
         content_type="application/json",
         headers={"Authorization": f"Bearer {tenant.chat_token}"},
     )
@@ -72,11 +73,14 @@ def test_a_later_turn_of_a_session_sends_at_most_12_statements(
 ):
     with tenant_context(tenant):
         knowledge_article_create(tenant=tenant, title="Shipping", content=SHIPPING)
-    assert _chat(client, tenant, "visitor-2", "Hello, do you ship to Canada?").status_code == 200
+    first = _chat(client, tenant, "visitor-2", "Hello, do you ship to Canada?")
+    assert first.status_code == 200
     _leave_connection_in(other_tenant)
 
     with CaptureQueriesContext(connection) as captured, django_assert_max_num_queries(12):
-        response = _chat(client, tenant, "visitor-2", "And how long does shipping take?")
+        response = _chat(
+            client, tenant, "", "And how long does shipping take?", token=first.json()["conversation_token"]
+        )
 
     assert response.status_code == 200
     assert response.json()["reply"] == SHIPPING
