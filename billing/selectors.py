@@ -184,8 +184,11 @@ def plan_quota_check(*, tenant: Tenant, resource: str, used: int) -> None:
 
 
 def llm_models_allowed(*, tenant: Tenant) -> list[str]:
-    """The LLM models the tenant may choose: the default (OPENAI_MODEL), then its plan's among LLM_MODELS."""
-    plan = plan_for_account(account=billing_account_get(tenant=tenant))
+    """The LLM models the tenant may choose: the default (OPENAI_MODEL), then its plan's among LLM_MODELS.
+
+    The plan comes from the version-keyed billing cache (every chat turn asks).
+    """
+    plan = billing_state_get(tenant=tenant).plan
     default = settings.OPENAI_MODEL
     offered = [m for m in plan.llm_models or [] if isinstance(m, str) and m in settings.LLM_MODELS and m != default]
     return [default, *offered]
