@@ -289,7 +289,11 @@ def main() -> None:
         "lean": Gunicorn(
             app="netia.wsgi:application",
             port=LEAN_PORT,
-            env={**env, "DJANGO_SETTINGS_MODULE": "benchmarks.settings_lean", "PROMETHEUS_MULTIPROC_DIR": str(work / "lean-metrics")},
+            env={
+                **env,
+                "DJANGO_SETTINGS_MODULE": "benchmarks.settings_lean",
+                "PROMETHEUS_MULTIPROC_DIR": str(work / "lean-metrics"),
+            },
             workers=None,
             config="gunicorn.conf.py",
             log=work / "lean.log",
