@@ -270,42 +270,24 @@ def main() -> None:
     def fresh(name: str, seconds: float) -> Path:
         return _write_lines(work / f"{name}.lines", int(count * seconds / args.seconds), lines[name])
 
-    metrics_dir = work / "metrics"
-    env = {
-        **PRODUCTION_ENV,
-        "DATABASE_URL": os.environ["DATABASE_URL"],
-        "WEB_CONCURRENCY": str(args.workers),
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-    }
+    env = {**PRODUCTION_ENV, "DATABASE_URL": os.environ["DATABASE_URL"], "WEB_CONCURRENCY": str(args.workers)}
+
+    def server(name: str, app: str, port: int, **extra: str) -> Gunicorn:
+        """`app` under the project's gunicorn.conf.py, with its own Prometheus multiprocess directory."""
+        metrics = {"PROMETHEUS_MULTIPROC_DIR": str(work / f"{name}-metrics")}
+        return Gunicorn(
+            app=app,
+            port=port,
+            env={**env, **metrics, **extra},
+            workers=None,
+            config="gunicorn.conf.py",
+            log=work / f"{name}.log",
+        )
+
     servers = {
-        "netia": Gunicorn(
-            app="netia.wsgi:application",
-            port=NETIA_PORT,
-            env=env,
-            workers=None,
-            config="gunicorn.conf.py",
-            log=work / "netia.log",
-        ),
-        "lean": Gunicorn(
-            app="netia.wsgi:application",
-            port=LEAN_PORT,
-            env={
-                **env,
-                "DJANGO_SETTINGS_MODULE": "benchmarks.settings_lean",
-                "PROMETHEUS_MULTIPROC_DIR": str(work / "lean-metrics"),
-            },
-            workers=None,
-            config="gunicorn.conf.py",
-            log=work / "lean.log",
-        ),
-        "bare": Gunicorn(
-            app="benchmarks.bare.wsgi:application",
-            port=BARE_PORT,
-            env=env,
-            workers=None,
-            config="gunicorn.conf.py",
-            log=work / "bare.log",
-        ),
+        "netia": server("netia", "netia.wsgi:application", NETIA_PORT),
+        "lean": server("lean", "netia.wsgi:application", LEAN_PORT, DJANGO_SETTINGS_MODULE="benchmarks.settings_lean"),
+        "bare": server("bare", "benchmarks.bare.wsgi:application", BARE_PORT),
     }
     ports = {
         "webhook": NETIA_PORT,
