@@ -43,6 +43,8 @@ PRODUCTION_ENV = {
     "DJANGO_SECRET_KEY": "bench-http-secret-key-not-for-production-0123456789",
     "NETIA_ENCRYPTION_KEYS": "c2VjcmV0LWtleS1mb3ItdGhlLWh0dHAtYmVuY2htYXI=",
     "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
+    # TLS ends at the load balancer; the benchmark speaks plain HTTP on 127.0.0.1.
+    "DJANGO_SECURE_SSL_REDIRECT": "false",
     "LOG_LEVEL": "INFO",
     "LOG_FORMAT": "json",
     "CHAT_RATE_PER_TOKEN": "100000000/m",
@@ -207,6 +209,24 @@ def _statements(tenants: list[Any]) -> dict[str, Any]:
     return figures
 
 
+def _check_one(port: int, line: str) -> None:
+    """One request of the kind a run sends must get 200 with a JSON body (not a redirect, not an error)."""
+    import http.client
+
+    path, authorization, body = line.split("\t", 2)
+    headers = {"Content-Type": "application/json"}
+    if authorization != "-":
+        headers["Authorization"] = authorization
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("POST", path, body, headers)
+    response = conn.getresponse()
+    answer = response.read()
+    conn.close()
+    if response.status != 200:
+        raise RuntimeError(f"POST {path.split('?')[0]} answered {response.status}: {answer[:300]!r}")
+    json.loads(answer)
+
+
 def _round_robin(pairs: list[tuple[str, str]], run: Any, rounds: int) -> dict[str, list[dict[str, Any]]]:
     """Run each (baseline, target) pair `rounds` times, alternating ABBA, all pairs interleaved."""
     runs: dict[str, list[dict[str, Any]]] = {name: [] for pair in pairs for name in pair}
@@ -318,6 +338,8 @@ def main() -> None:
         return figures
 
     with servers["netia"] as netia, servers["bare"] as bare, servers["lean"]:
+        for name in ("webhook", "webhook_lean", "bare_durable", "chat", "bare_chat"):
+            _check_one(ports[name], lines[name](0))  # a redirect or an error would measure nothing
         for name in ("webhook", "webhook_lean", "bare_durable", "chat", "bare_chat"):  # warm-up: imports, caches
             replay(port=ports[name], lines_file=fresh(name, 2), seconds=2, threads=args.threads, connections=4)
         started = time.perf_counter()

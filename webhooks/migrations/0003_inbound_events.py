@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('tenants', '0001_initial'),
-        ('webhooks', '0001_initial'),
+        ('webhooks', '0002_crisp_connection'),
     ]
 
     operations = [
