@@ -13,7 +13,7 @@ export PYTHONUNBUFFERED := 1
 # requires secrets, DATABASE_URL and REDIS_URL. An explicit DJANGO_DEBUG in the environment still wins.
 export DJANGO_DEBUG ?= true
 
-.PHONY: install setup run test lint format typecheck worker beat eval bench bench-tenants bench-chat bench-webhooks lock clean
+.PHONY: install setup run test lint format typecheck worker beat eval bench bench-http bench-tenants bench-chat bench-webhooks bench-summary lock clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,16 +54,23 @@ beat: install
 eval: install
 	$(BIN)/python -m tests.eval $(EVAL_ARGS)
 
-bench: bench-tenants bench-chat bench-webhooks
+## Every benchmark (each on its own database; needs DATABASE_URL and REDIS_URL), then results/summary.md.
+bench: bench-http bench-chat bench-tenants bench-webhooks bench-summary
 
-bench-tenants: setup
+bench-http: install
+	$(BIN)/python -m benchmarks.bench_http
+
+bench-tenants: install
 	$(BIN)/python -m benchmarks.bench_tenants --existing $(BENCH_TENANTS_N)
 
-bench-chat: setup
+bench-chat: install
 	$(BIN)/python -m benchmarks.bench_chat
 
-bench-webhooks: setup
+bench-webhooks: install
 	$(BIN)/python -m benchmarks.bench_webhooks
+
+bench-summary: install
+	$(BIN)/python -m benchmarks.summary
 
 ## Re-pin requirements.txt from requirements.in in a throwaway venv.
 lock:

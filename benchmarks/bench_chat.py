@@ -1,9 +1,10 @@
-"""POST /api/v1/chat under gunicorn vs a bare DRF view; intent classification; retrieval at 10,000 passages.
+"""The engine's own costs: intent classification, and retrieval at 10,000 passages in one tenant.
 
-Writes benchmarks/results/chat.json. Uses its own database (netia_bench_chat) and a local fake OpenAI
-server answering instantly, so the figures measure Netia, not the LLM.
+(The chat API over HTTP against a bare DRF view is benchmarks/bench_http.py.) Writes
+benchmarks/results/chat.json. Uses its own database (netia_bench_chat), kept between runs: the knowledge
+base is rebuilt only when it does not hold `--passages` passages already.
 
-    python -m benchmarks.bench_chat [--requests 1000] [--concurrency 4] [--passages 10000]
+    python -m benchmarks.bench_chat [--passages 10000]
 """
 
 from __future__ import annotations
@@ -13,14 +14,12 @@ import json
 import os
 import platform
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from benchmarks._django import percentile, setup
 
 RESULTS = Path(__file__).parent / "results" / "chat.json"
-PORT = 8765
 WORDS = [
     "delivery",
     "price",
@@ -103,6 +102,15 @@ def _fill_knowledge(tenant: Any, passages: int) -> float:
     return time.perf_counter() - started
 
 
+def _passages(tenant: Any) -> int:
+    from django_tenants.utils import tenant_context
+
+    from chat.models import KnowledgePassage
+
+    with tenant_context(tenant):
+        return KnowledgePassage.objects.count()
+
+
 def _retrieval(tenant: Any, queries: int) -> dict[str, float]:
     import random
 
@@ -136,73 +144,29 @@ def _retrieval(tenant: Any, queries: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--passages", type=int, default=10000)
     args = parser.parse_args()
 
     setup("netia_bench_chat")
-    from django.conf import settings
     from django.core.management import call_command
 
     from benchmarks import bench_intents
-    from benchmarks.load import Gunicorn, run_load
-    from tests.fakes.openai_server import FakeOpenAI
 
     call_command("migrate_schemas", interactive=False, verbosity=0)
     tenant = _bench_tenant()
-    indexing_s = _fill_knowledge(tenant, args.passages)
+    indexing_s = _fill_knowledge(tenant, args.passages) if _passages(tenant) != args.passages else None
     retrieval = _retrieval(tenant, queries=300)
-
-    with FakeOpenAI(reply="We are open from 7:00 to 19:00 on weekdays.") as llm:
-        env = {
-            "OPENAI_API_KEY": "sk-bench",
-            "OPENAI_BASE_URL": f"{llm.url}/v1",
-            "CHAT_RATE_PER_TOKEN": "1000000/m",
-            "CHAT_RATE_PER_IP": "1000000/m",
-            "DJANGO_DEBUG": "true",
-            "LOG_LEVEL": "WARNING",
-            "DATABASE_URL": os.environ.get("DATABASE_URL", ""),
-            "NETIA_EMBEDDED_DB_NAME": "netia_bench_chat",
-        }
-        token = tenant.chat_token
-        headers = {"Authorization": f"Bearer {token}"}
-        with Gunicorn(app="benchmarks.wsgi_bench:application", port=PORT, env=env) as server:
-            load = partial(run_load, port=server.port, headers=headers, concurrency=args.concurrency)
-            load(path="/bench/bare", body=lambda i: {"session_id": f"w{i}", "message": "hi"}, requests=100)  # warm-up
-            bare = load(
-                path="/bench/bare",
-                body=lambda i: {"session_id": f"b{i}", "message": f"When are you open {i}?"},
-                requests=args.requests,
-            )
-            chat = load(
-                path="/api/v1/chat",
-                body=lambda i: {"session_id": f"c{time.time_ns()}{i}", "message": f"When are you open on day {i}?"},
-                requests=args.requests,
-            )
-            cached = load(
-                path="/api/v1/chat",
-                body=lambda i: {"session_id": f"k{time.time_ns()}{i}", "message": "When are you open?"},
-                requests=args.requests,
-            )
 
     intents = bench_intents.measure(20000)
     result = {
         "benchmark": "chat",
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
-        "http": {
-            "server": "gunicorn, 2 sync workers; client: keep-alive threads on 127.0.0.1",
-            "concurrency": args.concurrency,
-            "redis": bool(settings.REDIS_URL),
-            "bare_drf_view": bare,
-            "chat_llm_path": chat,
-            "chat_cached_answer": cached,
-            "chat_vs_bare_throughput_ratio": round(chat["requests_per_s"] / bare["requests_per_s"], 3),
-            "chat_vs_bare_p50_ratio": round(chat["p50_ms"] / bare["p50_ms"], 2),
-            "cached_vs_bare_throughput_ratio": round(cached["requests_per_s"] / bare["requests_per_s"], 3),
-        },
         "intent_classification": intents,
-        "retrieval": {"passages": args.passages, "indexing_s": round(indexing_s, 1), **retrieval},
+        "retrieval": {
+            "passages": args.passages,
+            "indexing_s": round(indexing_s, 1) if indexing_s is not None else "kept from an earlier run",
+            **retrieval,
+        },
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

@@ -28,12 +28,33 @@ def _stats(samples: list[float]) -> dict[str, float]:
     }
 
 
+def _django_tenants_noop_per_schema(sample: int) -> float:
+    """Seconds per schema of django-tenants' own no-op migrate (the full `migrate` command per schema)."""
+    from django_tenants.migration_executors.base import run_migrations
+    from django_tenants.utils import get_tenant_base_migrate_command_class
+
+    from netia.tenancy import use_public_schema
+    from tenants.models import Tenant
+
+    command = get_tenant_base_migrate_command_class()()
+    options = vars(command.create_parser("manage.py", "migrate").parse_args(["--noinput", "-v", "0"]))
+    options["skip_checks"] = True
+    schemas = list(Tenant.objects.order_by("pk").values_list("schema_name", flat=True)[:sample])
+    t0 = time.perf_counter()
+    for schema in schemas:
+        run_migrations((), options, "standard", schema)
+    elapsed = time.perf_counter() - t0
+    use_public_schema()
+    return elapsed / len(schemas)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--existing", type=int, default=1000, help="Tenants in the database before measuring.")
     parser.add_argument("--clone-samples", type=int, default=20)
     parser.add_argument("--plain-samples", type=int, default=3)
     parser.add_argument("--skip-noop-migrate", action="store_true")
+    parser.add_argument("--baseline-sample", type=int, default=30, help="Schemas timed with django-tenants' own.")
     args = parser.parse_args()
 
     setup("netia_bench_tenants")
@@ -68,13 +89,22 @@ def main() -> None:
     with override_settings(TENANT_CREATION_FAKES_MIGRATIONS=False):
         plain = [onboard(i, f"Plain{at_n}") for i in range(args.plain_samples)]
 
-    noop: dict[str, float | int] | None = None
+    noop: dict[str, float | int | str] | None = None
     if not args.skip_noop_migrate:
         schemas = Tenant.objects.count() + 2  # public and the template
         t0 = time.perf_counter()
         call_command("migrate_schemas", interactive=False, verbosity=0)
         total = time.perf_counter() - t0
-        noop = {"schemas": schemas, "total_s": round(total, 2), "per_schema_ms": round(total / schemas * 1000, 2)}
+        baseline = _django_tenants_noop_per_schema(args.baseline_sample)
+        noop = {
+            "schemas": schemas,
+            "total_s": round(total, 2),
+            "per_schema_ms": round(total / schemas * 1000, 2),
+            "baseline": f"django-tenants' own per-schema migrate, measured on {args.baseline_sample} schemas",
+            "baseline_per_schema_ms": round(baseline * 1000, 2),
+            "baseline_total_s_extrapolated": round(baseline * schemas, 1),
+            "ratio_vs_baseline": round(total / (baseline * schemas), 3),
+        }
 
     clone_stats, plain_stats = _stats(clone), _stats(plain)
     result = {

@@ -13,4 +13,10 @@ class BillingConfig(AppConfig):
         )
 
         receivers.connect()
+        from billing.models import BillingAccount, Plan
+        from billing.selectors import BILLING_CACHE
+        from netia.versioned_cache import bump_on_write
+
+        bump_on_write(BillingAccount, lambda: [BILLING_CACHE])
+        bump_on_write(Plan, lambda: [BILLING_CACHE])
         stripe_client.configure()

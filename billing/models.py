@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.db import models
 
+from netia.versioned_cache import VersionedQuerySet
 from tenants.models import Tenant
 
 
@@ -47,6 +48,9 @@ class Plan(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # Updates through the queryset invalidate the cached bot-access inputs too (billing.selectors).
+    objects = VersionedQuerySet.as_manager()
+
     class Meta:
         ordering = ["sort_order", "name"]
         constraints = [
@@ -87,6 +91,8 @@ class BillingAccount(models.Model):
     synced_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = VersionedQuerySet.as_manager()
 
     class Meta:
         indexes = [models.Index(fields=["trial_ends_at"])]

@@ -11,7 +11,11 @@ from django.utils import timezone
 
 from billing.models import BillingAccount, Plan, UsagePeriod
 from netia.errors import PlanLimitExceeded
+from netia.versioned_cache import cached
 from tenants.models import Tenant
+
+# Version-keyed cache of each tenant's billing account and plan (every BillingAccount or Plan write bumps it).
+BILLING_CACHE = "billing"
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,28 @@ def plan_for_account(*, account: BillingAccount) -> Plan:
     return account.plan if account.plan is not None else plan_default_get()
 
 
+@dataclass(frozen=True)
+class BillingState:
+    """A tenant's billing account and the plan whose limits apply: what the bot-access decision reads."""
+
+    account: BillingAccount
+    plan: Plan
+
+
+def billing_state_get(*, tenant: Tenant) -> BillingState:
+    """The tenant's billing account and applicable plan, from the version-keyed cache (BILLING_CACHE)."""
+
+    def load() -> BillingState:
+        account = billing_account_get(tenant=tenant)
+        plan = plan_for_account(account=account)
+        account.plan = None if account.plan_id is None else plan  # the plan once, not a second copy
+        return BillingState(account=account, plan=plan)
+
+    state = cached(BILLING_CACHE, f"tenant:{tenant.pk}", load)
+    assert state is not None  # noqa: S101 - load() never returns None
+    return state
+
+
 def plan_list_purchasable() -> QuerySet[Plan]:
     """Plans a tenant can subscribe to through Checkout: active and mapped to an active Stripe price."""
     return Plan.objects.select_related("price").filter(is_active=True, price__isnull=False, price__active=True)
@@ -101,7 +127,7 @@ def billing_period_for(*, account: BillingAccount, now: datetime | None = None) 
 
 
 def usage_summary_get(
-    *, tenant: Tenant, account: BillingAccount | None = None, now: datetime | None = None
+    *, tenant: Tenant, account: BillingAccount | None = None, plan: Plan | None = None, now: datetime | None = None
 ) -> UsageSummary:
     """AI replies used in the tenant's current billing period, with the plan's limit."""
     account = account or billing_account_get(tenant=tenant)
@@ -111,7 +137,7 @@ def usage_summary_get(
         period_start=start,
         period_end=end,
         ai_replies=used or 0,
-        ai_replies_limit=plan_for_account(account=account).ai_replies_per_month,
+        ai_replies_limit=(plan or plan_for_account(account=account)).ai_replies_per_month,
     )
 
 
@@ -120,6 +146,7 @@ def bot_access_get(*, tenant: Tenant, now: datetime | None = None) -> BotAccess:
 
     Denied: suspended; canceled or unpaid; past_due beyond BILLING_PAST_DUE_GRACE_DAYS; trialing without a
     Stripe subscription after the trial's end; the current period's AI replies at the plan's limit.
+    Account and plan come from the version-keyed cache; only a limited plan's usage is read (one query).
     """
     now = now or timezone.now()
     if tenant.is_suspended:
@@ -127,7 +154,8 @@ def bot_access_get(*, tenant: Tenant, now: datetime | None = None) -> BotAccess:
     status = tenant.subscription_status
     if status not in ACTIVE_STATUSES:
         return BotAccess(allowed=False, reason=AccessReason.SUBSCRIPTION_INACTIVE)
-    account = billing_account_get(tenant=tenant)
+    state = billing_state_get(tenant=tenant)
+    account = state.account
     grace = timedelta(days=settings.BILLING_PAST_DUE_GRACE_DAYS)
     past_due_since = account.past_due_since
     if status == Tenant.SubscriptionStatus.PAST_DUE and past_due_since is not None and now - past_due_since > grace:
@@ -135,7 +163,9 @@ def bot_access_get(*, tenant: Tenant, now: datetime | None = None) -> BotAccess:
     own_trial = status == Tenant.SubscriptionStatus.TRIALING and not account.stripe_subscription_id
     if own_trial and account.trial_ends_at <= now:
         return BotAccess(allowed=False, reason=AccessReason.TRIAL_ENDED)
-    usage = usage_summary_get(tenant=tenant, account=account, now=now)
+    if state.plan.ai_replies_per_month is None:
+        return BotAccess(allowed=True)
+    usage = usage_summary_get(tenant=tenant, account=account, plan=state.plan, now=now)
     if usage.ai_replies_limit is not None and usage.ai_replies >= usage.ai_replies_limit:
         return BotAccess(allowed=False, reason=AccessReason.PLAN_LIMIT_REACHED)
     return BotAccess(allowed=True)
@@ -154,8 +184,11 @@ def plan_quota_check(*, tenant: Tenant, resource: str, used: int) -> None:
 
 
 def llm_models_allowed(*, tenant: Tenant) -> list[str]:
-    """The LLM models the tenant may choose: the default (OPENAI_MODEL), then its plan's among LLM_MODELS."""
-    plan = plan_for_account(account=billing_account_get(tenant=tenant))
+    """The LLM models the tenant may choose: the default (OPENAI_MODEL), then its plan's among LLM_MODELS.
+
+    The plan comes from the version-keyed billing cache (every chat turn asks).
+    """
+    plan = billing_state_get(tenant=tenant).plan
     default = settings.OPENAI_MODEL
     offered = [m for m in plan.llm_models or [] if isinstance(m, str) and m in settings.LLM_MODELS and m != default]
     return [default, *offered]

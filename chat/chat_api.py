@@ -6,13 +6,15 @@ from __future__ import annotations
 import uuid
 
 from django.core import signing
-from django.db import transaction
+from django.db.models import Q
 
 from billing.selectors import bot_access_get
 from chat.models import Conversation, Message
 from chat.selectors import conversation_get_by_token, conversation_token_salt
-from chat.services import TurnResult, conversation_get_or_create, conversation_reply, message_record_visitor
+from chat.services import TurnResult, conversation_reply, message_record_visitor
+from netia.db import insert_unless_conflict
 from netia.errors import Conflict, PaymentRequired, ValidationFailed
+from netia.fields import max_length
 from tenants.models import Tenant
 
 
@@ -49,25 +51,35 @@ def chat_api_turn(
     access = bot_access_get(tenant=tenant)
     if not access.allowed:
         raise PaymentRequired(extra={"reason": access.reason})
+    created = not conversation_token
     if conversation_token:
         found = conversation_get_by_token(tenant=tenant, token=conversation_token)
         if found is None:
             raise ConversationTokenInvalid(extra={"field": "conversation_token"})
         conversation = found
     else:
-        with transaction.atomic():  # a refused session_id changes nothing on the existing conversation
-            conversation, created = conversation_get_or_create(
-                channel=Conversation.Channel.API,
-                session_id=session_id or f"srv_{uuid.uuid4().hex}",
-                visitor_name=visitor_name,
-                visitor_email=visitor_email,
-            )
-            if not created:
-                raise ConversationExists(extra={"field": "session_id"})
-    message, _ = message_record_visitor(conversation=conversation, content=text)
-    result = conversation_reply(tenant=tenant, conversation_id=conversation.pk, deliver=False)
+        conversation = Conversation(
+            channel=Conversation.Channel.API,
+            session_id=session_id or f"srv_{uuid.uuid4().hex}",
+            visitor_name=visitor_name[: max_length(Conversation, "visitor_name")],
+            visitor_email=visitor_email,
+        )
+        # One statement; a taken session_id inserts nothing and changes nothing on the existing conversation.
+        if not insert_unless_conflict(conversation):
+            raise ConversationExists(extra={"field": "session_id"})
+    # The bot's reply sets the conversation's last message time: the visitor's message touches the row only
+    # when no reply is coming (a human has the chat) or the chat must be reopened.
+    answering = conversation.status == Conversation.Status.BOT
+    message, _ = message_record_visitor(conversation=conversation, content=text, touch=not answering)
+    result = conversation_reply(
+        tenant=tenant, conversation_id=conversation.pk, deliver=False, access=access, first_turn=created
+    )
     if result is not None:
         return message, result
+    if answering:
+        Conversation.objects.filter(
+            Q(last_message_at__isnull=True) | Q(last_message_at__lt=message.created_at), pk=conversation.pk
+        ).update(last_message_at=message.created_at)
     conversation.refresh_from_db()
     message.refresh_from_db()
     if message.answered_by is not None:

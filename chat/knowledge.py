@@ -101,7 +101,7 @@ def bot_configuration_update(*, tenant: Tenant, **changes: Any) -> BotConfigurat
                 "allowed": allowed,
             },
         )
-    config = bot_configuration_get()
+    config = BotConfiguration.objects.select_for_update().get_or_create(id=1)[0]  # fresh and locked, not cached
     language_changed = "language" in changes and changes["language"] != config.language
     for name, value in changes.items():
         setattr(config, name, value)

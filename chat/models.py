@@ -16,6 +16,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
+from netia.versioned_cache import VersionedQuerySet
+
 
 class BotConfiguration(models.Model):
     """The tenant's bot: persona, hours, intents, handoff and LLM settings. One row per tenant schema."""
@@ -60,6 +62,9 @@ class BotConfiguration(models.Model):
     version = models.PositiveIntegerField(default=1)
     knowledge_version = models.PositiveIntegerField(default=1)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # Updates through the queryset invalidate the cached configuration too (chat.selectors).
+    objects = VersionedQuerySet.as_manager()
 
     class Meta:
         constraints = [models.CheckConstraint(condition=Q(id=1), name="botconfiguration_singleton")]

@@ -14,6 +14,8 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from chat.models import BotConfiguration, Conversation, KnowledgeArticle, Lead, Message
 from chat.retrieval import RetrievedPassage, passages_search
+from netia.tenancy import current_schema
+from netia.versioned_cache import cached
 from tenants.models import Tenant
 
 CONVERSATION_TOKEN_SALT = "netia.chat.conversation"  # noqa: S105 - a signing namespace, not a secret
@@ -36,9 +38,19 @@ def conversation_get_by_token(*, tenant: Tenant, token: str) -> Conversation | N
     return Conversation.objects.filter(channel=Conversation.Channel.API, public_id=public_id).first()
 
 
+def bot_configuration_cache() -> str:
+    """The version-keyed cache namespace of the current tenant's configuration (bumped by every write to it)."""
+    return f"botconfig:{current_schema()}"
+
+
 def bot_configuration_get() -> BotConfiguration:
-    """The tenant's bot configuration, created with defaults on first use."""
-    config, _ = BotConfiguration.objects.get_or_create(id=1)
+    """The tenant's bot configuration (created with defaults on first use), from the version-keyed cache."""
+
+    def load() -> BotConfiguration:
+        return BotConfiguration.objects.get_or_create(id=1)[0]
+
+    config = cached(bot_configuration_cache(), "config", load)
+    assert config is not None  # noqa: S101 - load() never returns None
     return config
 
 

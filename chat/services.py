@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from billing.selectors import bot_access_get, llm_models_allowed
+from billing.selectors import BotAccess, bot_access_get, llm_models_allowed
 from billing.services import usage_ai_reply_record
 from chat import engine
 from chat.knowledge import (  # noqa: F401 - their public path before the knowledge writes had their module
@@ -31,6 +31,7 @@ from chat.selectors import (
     conversation_history,
 )
 from netia import dispatch
+from netia.db import insert_unless_conflict
 from netia.errors import ValidationFailed
 from netia.fields import max_length
 from netia.metrics import CHAT_REPLIES, HANDOFFS, LEADS_CAPTURED
@@ -86,18 +87,18 @@ def conversation_get_or_create(
         "visitor_name": visitor_name[: max_length(Conversation, "visitor_name")],
         "visitor_email": visitor_email,
     }
-    try:
-        with transaction.atomic():
-            conversation, created = Conversation.objects.get_or_create(**lookup, defaults=defaults)
-    except IntegrityError:  # a concurrent request created it first
-        return Conversation.objects.get(**lookup), False
-    if not created:
-        changed = [k for k, v in defaults.items() if v and not getattr(conversation, k)]
-        for name in changed:
-            setattr(conversation, name, defaults[name])
-        if changed:
-            conversation.save(update_fields=[*changed, "updated_at"])
-    return conversation, created
+    conversation = Conversation.objects.filter(**lookup).first()
+    if conversation is None:
+        conversation = Conversation(**lookup, **defaults)
+        if insert_unless_conflict(conversation):  # no savepoint: one statement, even when it loses a race
+            return conversation, True
+        conversation = Conversation.objects.get(**lookup)  # a concurrent request created it first
+    changed = [k for k, v in defaults.items() if v and not getattr(conversation, k)]
+    for name in changed:
+        setattr(conversation, name, defaults[name])
+    if changed:
+        conversation.save(update_fields=[*changed, "updated_at"])
+    return conversation, False
 
 
 def _message_get_or_create(*, conversation: Conversation, external_id: str, **fields: Any) -> tuple[Message, bool]:
@@ -114,9 +115,23 @@ def _message_get_or_create(*, conversation: Conversation, external_id: str, **fi
         return Message.objects.get(channel=conversation.channel, external_id=external_id), False
 
 
-@transaction.atomic
-def message_record_visitor(*, conversation: Conversation, content: str, external_id: str = "") -> tuple[Message, bool]:
-    """Store a visitor's message once (idempotent on the channel's message id); reopens a closed chat."""
+def message_record_visitor(
+    *, conversation: Conversation, content: str, external_id: str = "", touch: bool = True
+) -> tuple[Message, bool]:
+    """Store a visitor's message once (idempotent on the channel's message id); reopens a closed chat.
+
+    `touch=False` leaves the conversation row alone: for a message answered in the same request (the reply
+    sets the conversation's last message time; the caller must be sure the chat is not closed).
+    """
+    if not touch:  # one INSERT: no transaction of its own (BEGIN/COMMIT are round trips too)
+        return _message_get_or_create(
+            conversation=conversation, external_id=external_id, role=Message.Role.VISITOR, content=content
+        )
+    with transaction.atomic(savepoint=False):
+        return _visitor_message_touch(conversation=conversation, content=content, external_id=external_id)
+
+
+def _visitor_message_touch(*, conversation: Conversation, content: str, external_id: str) -> tuple[Message, bool]:
     message, created = _message_get_or_create(
         conversation=conversation, external_id=external_id, role=Message.Role.VISITOR, content=content
     )
@@ -125,7 +140,8 @@ def message_record_visitor(*, conversation: Conversation, content: str, external
         if conversation.status == Conversation.Status.CLOSED:
             updates.update(status=Conversation.Status.BOT, closed_at=None, bot_since=message.created_at)
         Conversation.objects.filter(pk=conversation.pk).update(**updates)
-        conversation.refresh_from_db()
+        for name, value in updates.items():
+            setattr(conversation, name, value)
     return message, created
 
 
@@ -175,11 +191,14 @@ def conversation_set_status(*, conversation: Conversation, status: str) -> Conve
 
 # --- Leads -----------------------------------------------------------------------------------------------------
 def _lead_upsert(*, conversation: Conversation, contact: ContactInfo, intent: str) -> tuple[Lead | None, bool]:
-    """Create or update the conversation's lead; returns (lead, whether new contact details were captured)."""
+    """Create or update the conversation's lead; returns (lead, whether new contact details were captured).
+
+    A turn with no contact details and no lead intent changes no lead: nothing is read.
+    """
     is_lead_intent = intent in engine.LEAD_INTENTS
-    lead = Lead.objects.select_for_update().filter(conversation=conversation).first()
-    if lead is None and not contact and not is_lead_intent:
+    if not contact and not is_lead_intent:
         return None, False
+    lead = Lead.objects.select_for_update().filter(conversation=conversation).first()
     if lead is None:
         lead = Lead(conversation=conversation, intent=intent if is_lead_intent else "")
     known = ContactInfo(name=lead.name or None, email=lead.email or None, phone=lead.phone or None)
@@ -253,7 +272,13 @@ def _bot_message(*, conversation: Conversation, deliver: bool, **fields: Any) ->
 
 
 def conversation_reply(
-    *, tenant: Tenant, conversation_id: int, deliver: bool, fallback: bool = True
+    *,
+    tenant: Tenant,
+    conversation_id: int,
+    deliver: bool,
+    fallback: bool = True,
+    access: BotAccess | None = None,
+    first_turn: bool = False,
 ) -> TurnResult | None:
     """Answer every unanswered visitor message of the conversation, once.
 
@@ -262,8 +287,11 @@ def conversation_reply(
     Returns None when there is nothing to answer or a human has the conversation. With `deliver`, bot
     messages are created pending delivery (the channel's outbox). With `fallback=False`, an LLM failure
     raises ReplyUnavailable and records nothing (asynchronous channels retry instead of apologising).
+    `access`: the bot-access decision the caller already made for this request (else it is made here).
+    `first_turn`: the caller created the conversation for these messages, so it has no history to read.
     """
-    with transaction.atomic():
+    # No savepoint when nested (a channel's turn): a failure rolls back the caller's transaction anyway.
+    with transaction.atomic(savepoint=False):
         conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
         unanswered = conversation.messages.filter(role=Message.Role.VISITOR, answered_by__isnull=True)
         if conversation.bot_since is not None:
@@ -275,7 +303,7 @@ def conversation_reply(
         question = "\n".join(m.content for m in pending)
         result = TurnResult(conversation=conversation, visitor_messages=pending)
 
-        access = bot_access_get(tenant=tenant)
+        access = access or bot_access_get(tenant=tenant)
         if not access.allowed:
             result.note = _handoff_note(
                 conversation=conversation, deliver=deliver, reason=access.reason, question=question
@@ -297,7 +325,11 @@ def conversation_reply(
         elif not engine.is_open(config=config, now=timezone.now()):
             answer = engine.Answer(text=config.away_message, source=engine.Source.AWAY)
         else:
-            history = conversation_history(conversation=conversation, exclude_ids=[m.pk for m in pending])
+            history = (
+                []
+                if first_turn
+                else conversation_history(conversation=conversation, exclude_ids=[m.pk for m in pending])
+            )
             # A model the plan no longer allows (a downgrade) falls back to the platform's default.
             model = config.llm_model if config.llm_model in llm_models_allowed(tenant=tenant) else settings.OPENAI_MODEL
             answer = engine.compose_answer(

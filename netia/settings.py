@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 from pathlib import Path
 
 import environ
@@ -96,6 +97,9 @@ TENANT_DOMAIN_MODEL = "tenants.Domain"
 # migration: 0.3 s instead of ~40 s per tenant.
 TENANT_BASE_SCHEMA = "tenant_template"
 TENANT_CREATION_FAKES_MIGRATIONS = True
+# migrate_schemas migrates only the tenant schemas with something to apply, several processes at a time.
+GET_EXECUTOR_FUNCTION = "tenants.migration_executor.executor_for"
+TENANT_MULTIPROCESSING_MAX_PROCESSES = env.int("TENANT_MIGRATION_PROCESSES", default=os.cpu_count() or 2)
 NETIA_TENANT_DOMAIN = env.str("NETIA_TENANT_DOMAIN", default="tenants.netia.localhost")
 
 AUTH_USER_MODEL = "tenants.User"
@@ -154,12 +158,16 @@ else:  # local development only: with DJANGO_DEBUG off, DATABASE_URL is required
 
     _database = embedded_database(DATA_DIR / "postgres", env.str("NETIA_EMBEDDED_DB_NAME", default="netia"))
 _database.update(
-    ENGINE="django_tenants.postgresql_backend",
+    # django-tenants' backend, issuing `SET search_path` only when the path changes (netia/db_backend).
+    ENGINE="netia.db_backend",
     CONN_MAX_AGE=env.int("DATABASE_CONN_MAX_AGE", default=60),
     CONN_HEALTH_CHECKS=True,
 )
 DATABASES = {"default": _database}
 ORIGINAL_BACKEND = "django_prometheus.db.backends.postgresql"
+# `SET search_path` once per schema switch, not before every statement; made safe after rollbacks and on reused
+# or new connections by netia.db_backend.
+TENANT_LIMIT_SET_CALLS = True
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -389,6 +397,9 @@ PAPERCUPS_RECONCILE_WINDOW_SECONDS = env.float("PAPERCUPS_RECONCILE_WINDOW_SECON
 PAPERCUPS_SWEEP_GRACE_SECONDS = env.float("PAPERCUPS_SWEEP_GRACE_SECONDS", default=120.0)
 # django-ratelimit rate, per client IP, of webhook:verify handshakes (each compares every tenant's secret).
 PAPERCUPS_VERIFY_RATE = env.str("PAPERCUPS_VERIFY_RATE", default="30/m")
+# Processed webhook events (webhooks.InboundEvent) are kept this many days (staff can look at them), then deleted.
+INBOUND_EVENT_RETENTION_DAYS = env.int("INBOUND_EVENT_RETENTION_DAYS", default=7)
+CELERY_BEAT_SCHEDULE["inbound-events-sweep"] = {"task": "webhooks.tasks.inbound_events_sweep", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["papercups-reconcile"] = {
     "task": "webhooks.tasks.channel_reconcile_all",
     "schedule": PAPERCUPS_RECONCILE_INTERVAL_SECONDS,

@@ -15,6 +15,7 @@ from django_tenants.utils import get_creation_fakes_migrations, schema_exists
 
 from netia.fields import EncryptedTextField
 from netia.tenancy import tenant_connection
+from netia.versioned_cache import VersionedQuerySet
 from tenants.cloning import schema_clone_from_template
 
 
@@ -106,6 +107,9 @@ class Tenant(TenantMixin):
 
     auto_create_schema = True
     auto_drop_schema = False
+
+    # Updates through the queryset invalidate the cached tenant lookups too (tenants.selectors).
+    objects = VersionedQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]

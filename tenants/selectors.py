@@ -1,4 +1,9 @@
-"""Reads for tenants."""
+"""Reads for tenants. The lookups a request starts with (chat token, Papercups account, id) are cached.
+
+Cached tenants are version-keyed (`netia.versioned_cache`, namespace TENANTS_CACHE): every write to a
+tenant (save, delete or queryset update) invalidates them once it commits. Their secrets stay encrypted in
+the cache.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +11,41 @@ import re
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
+from netia.versioned_cache import cached, row_freeze, row_thaw
 from tenants.models import ApiKey, Membership, Tenant, User, secret_fingerprint
 
 DEMO_SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+TENANTS_CACHE = "tenants"
+Row = dict[str, object]
+
+
+def tenant_get_cached(*, key: str, condition: Q) -> Tenant | None:
+    """The one tenant matching `condition`, cached under `key` (unique per condition, e.g. "chat:<token>")."""
+
+    def load() -> Row | None:
+        tenant = Tenant.objects.filter(condition).first()
+        return row_freeze(tenant) if tenant is not None else None
+
+    row = cached(TENANTS_CACHE, key, load)
+    return row_thaw(Tenant, row) if row is not None else None
 
 
 def tenant_get_by_chat_token(*, token: str) -> Tenant | None:
     """The tenant a public chat token belongs to (its current `public_token`; a rotated one no longer works)."""
     if not token:
         return None
-    return Tenant.objects.filter(public_token=token).first()
+    return tenant_get_cached(key=f"chat:{token}", condition=Q(public_token=token))
 
 
 def tenant_get_by_webhook_secret(*, secret: str) -> Tenant | None:
     """The tenant whose webhook secret this is, found by the secret's indexed fingerprint (nothing decrypted)."""
     if not secret:
         return None
-    return Tenant.objects.filter(webhook_secret_fingerprint=secret_fingerprint(secret)).first()
+    fingerprint = secret_fingerprint(secret)
+    return tenant_get_cached(key=f"webhook:{fingerprint}", condition=Q(webhook_secret_fingerprint=fingerprint))
 
 
 def origin_normalize(origin: str) -> str | None:
@@ -101,3 +122,8 @@ def tenant_get_by_demo_slug(*, slug: str) -> Tenant | None:
     if schema == settings.TENANT_BASE_SCHEMA:
         return None
     return Tenant.objects.filter(schema_name=schema, suspended_at__isnull=True).first()
+
+
+def tenant_get(*, tenant_id: int) -> Tenant | None:
+    """The tenant with this id, or None (tasks load theirs by id)."""
+    return tenant_get_cached(key=f"id:{tenant_id}", condition=Q(pk=tenant_id))

@@ -1,7 +1,7 @@
 """Channel bookkeeping in the public schema, where staff see every tenant at once.
 
 Messages live in the tenants' schemas; what staff must act on across tenants (deliveries Netia gave up on,
-the state of each Papercups connection) is recorded here.
+the state of each Papercups connection) and the raw webhook events of every channel are recorded here.
 """
 
 from __future__ import annotations
@@ -99,3 +99,35 @@ class FailedDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} {self.kind} for {self.tenant}"
+
+
+class InboundEvent(models.Model):
+    """A channel's webhook event as it arrived, stored once, then processed by a worker.
+
+    The webhook request only authenticates, stores the event (one INSERT, unique on the channel and the
+    event's key) and queues its processing; the worker parses it into conversations and messages in the
+    tenant's schema and queues the bot's turn. Any channel uses it: `channel` names the provider and `key`
+    is the provider's id of the event (Papercups: the message id; a digest of the body for events with none).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    channel = models.CharField(max_length=16)
+    key = models.CharField(max_length=128, help_text="The provider's id of the event: duplicates are dropped.")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="inbound_events")
+    event = models.CharField(max_length=64)
+    payload = models.JSONField(help_text="The request body as received.")
+    received_at = models.DateTimeField(default=timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, blank=True, help_text="What processing did (accepted, duplicate...).")
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["channel", "key"], name="inboundevent_unique_key")]
+        indexes = [
+            models.Index(fields=["received_at"], condition=Q(processed_at__isnull=True), name="inboundevent_pending"),
+            models.Index(fields=["processed_at"], condition=Q(processed_at__isnull=False), name="inboundevent_done"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.event} {self.key}"

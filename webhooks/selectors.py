@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from chat.models import Conversation
 from tenants.models import Tenant
-from tenants.selectors import tenant_get_by_webhook_secret
+from tenants.selectors import tenant_get_by_webhook_secret, tenant_get_cached
 from webhooks.models import ConnectionCheck, CrispConnection
 
 SIGNATURE_HEADER = "X-Netia-Signature"
@@ -36,7 +36,7 @@ def tenant_get_by_papercups_account(*, account_id: str) -> Tenant | None:
         parsed = uuid.UUID(str(account_id))
     except ValueError:
         return None
-    return Tenant.objects.filter(papercups_account_id=parsed).first()
+    return tenant_get_cached(key=f"papercups:{parsed}", condition=Q(papercups_account_id=parsed))
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,26 @@ def channel_reconcile_tenant(*, tenant_id: int, channel: str = "papercups") -> d
     }
 
 
+@dispatch.offered
+@shared_task(bind=True, acks_late=True, max_retries=None)
+def inbound_event_process(self: Task, *, event_id: int) -> str:
+    """Parse a stored webhook event into the tenant's conversations and messages; retries with backoff."""
+    try:
+        return services.inbound_event_process(event_id=event_id)
+    except Exception as exc:
+        if self.request.is_eager:
+            raise
+        delay = retry_delay(self.request.retries + 1)
+        logger.warning("inbound_event_retry", event=event_id, error=type(exc).__name__, retry_in=round(delay, 2))
+        raise self.retry(countdown=delay, exc=exc) from exc
+
+
+@shared_task
+def inbound_events_sweep() -> dict[str, int]:
+    """The beat job: queue stored events whose processing was lost; delete old processed ones."""
+    return services.inbound_events_sweep()
+
+
 @shared_task
 def channel_reconcile_all(*, channel: str = "papercups") -> int:
     """A channel's beat job: queue one reconciliation per connected tenant."""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
-from billing.models import BillingAccount, BillingNotification, UsagePeriod
-from billing.selectors import billing_account_get, billing_period_for, plan_for_account
+from billing.models import BillingNotification, Plan, UsagePeriod
+from billing.selectors import billing_account_get, billing_period_for, billing_state_get
 from billing.services.notifications import notify_once
 from tenants.models import Tenant
 
@@ -24,7 +24,7 @@ def current_period(*, tenant: Tenant, now: datetime | None = None) -> tuple[date
     return billing_period_for(account=billing_account_get(tenant=tenant), now=now)
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def usage_ai_reply_record(*, tenant: Tenant) -> int:
     """Count one AI reply for the tenant's current period; returns the new count. Safe under concurrency.
 
@@ -32,24 +32,36 @@ def usage_ai_reply_record(*, tenant: Tenant) -> int:
     back is exact); the period's first reply inserts the row, and a concurrent insert loses the unique race
     and increments instead. Crossing 80% / 100% of the plan's limit queues the owner's email, once.
     """
-    account = billing_account_get(tenant=tenant)
-    start, end = billing_period_for(account=account)
-    period = UsagePeriod.objects.filter(tenant=tenant, period_start=start)
-    if not period.update(ai_replies=F("ai_replies") + 1):
+    state = billing_state_get(tenant=tenant)
+    start, end = billing_period_for(account=state.account)
+    count = _increment(tenant=tenant, period_start=start)
+    if count is None:
         try:
             with transaction.atomic():
                 UsagePeriod.objects.create(tenant=tenant, period_start=start, period_end=end, ai_replies=1)
+            count = 1
         except IntegrityError:  # another worker created the period first
-            period.update(ai_replies=F("ai_replies") + 1)
-    count = period.values_list("ai_replies", flat=True).get()
-    _usage_notifications_queue(tenant=tenant, account=account, period_start=start, period_end=end, count=count)
+            count = _increment(tenant=tenant, period_start=start)
+    assert count is not None  # noqa: S101 - the row exists by now
+    _usage_notifications_queue(tenant=tenant, plan=state.plan, period_start=start, period_end=end, count=count)
     return count
 
 
+def _increment(*, tenant: Tenant, period_start: datetime) -> int | None:
+    """+1 on the period's row, returning the new count (one statement); None when the row does not exist."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'UPDATE "{UsagePeriod._meta.db_table}" SET ai_replies = ai_replies + 1, updated_at = %s '  # noqa: S608
+            "WHERE tenant_id = %s AND period_start = %s RETURNING ai_replies",
+            [timezone.now(), tenant.pk, period_start],
+        )
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
+
+
 def _usage_notifications_queue(
-    *, tenant: Tenant, account: BillingAccount, period_start: datetime, period_end: datetime, count: int
+    *, tenant: Tenant, plan: Plan, period_start: datetime, period_end: datetime, count: int
 ) -> None:
-    plan = plan_for_account(account=account)
     limit = plan.ai_replies_per_month
     if not limit:
         return

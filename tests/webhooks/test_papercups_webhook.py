@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.test import TestCase
 from django_tenants.utils import tenant_context
 
 from chat.models import Conversation, Message
@@ -22,6 +23,7 @@ from netia.metrics import WEBHOOK_EVENTS
 from tenants.models import Tenant
 from tests.fakes.papercups_server import Account, FakePapercups
 from tests.webhooks.conftest import SHIPPING, stored
+from webhooks.models import InboundEvent
 from webhooks.services import papercups_webhook_secret_rotate
 
 URL = "/papercups/webhook"
@@ -57,13 +59,23 @@ def post(
     raw: bytes | None = None,
     signature: str | None = None,
     timestamp: str | None = None,
+    process: bool = True,
 ) -> Any:
+    """POST the webhook; with `process`, the worker then processes what the request stored (Celery is eager).
+
+    Only the processing queued by the request runs: the reply it queues in turn stays queued.
+    """
     data = raw if raw is not None else json.dumps(body).encode()
     url = URL if token is None else f"{URL}?token={token}"
     headers = {"X-Netia-Signature": signature} if signature is not None else {}
     if signature is not None:
         headers["X-Netia-Timestamp"] = str(int(time.time())) if timestamp is None else timestamp
-    return client.post(url, data=data, content_type="application/json", headers=headers)
+    with TestCase.captureOnCommitCallbacks() as queued:
+        response = client.post(url, data=data, content_type="application/json", headers=headers)
+    if process:
+        for callback in queued:
+            callback()
+    return response
 
 
 def visitor_event(papercups: FakePapercups, account: Account, text: str = "Do you ship to Canada?") -> dict[str, Any]:
@@ -80,10 +92,21 @@ def test_a_visitor_message_is_stored_and_its_reply_queued_without_calling_out(
     event = visitor_event(papercups, account)
     payload = event["payload"]
 
-    with django_capture_on_commit_callbacks() as queued:
-        response = post(client, event, token=connected.webhook_secret)
+    with django_capture_on_commit_callbacks() as acknowledged:
+        response = post(client, event, token=connected.webhook_secret, process=False)
 
     assert (response.status_code, response.json()) == (200, {"status": "accepted"})
+    assert stored(connected) == ([], [])  # the request only stored the raw event
+    assert InboundEvent.objects.filter(tenant=connected).values_list("key", "event", "processed_at").get() == (
+        f"message:{payload['id']}",
+        "message:created",
+        None,
+    )
+    assert len(acknowledged) == 1  # its processing, queued once the event is committed
+
+    with django_capture_on_commit_callbacks() as queued:
+        acknowledged[0]()  # the worker (eager Celery) parses the event
+    assert InboundEvent.objects.get(tenant=connected).outcome == "accepted"
     assert stored(connected) == (
         [(payload["conversation_id"], "bot", "")],
         [(payload["id"], "visitor", "Do you ship to Canada?", False)],
@@ -120,6 +143,7 @@ def test_a_duplicate_delivery_is_acknowledged_and_changes_nothing(
     assert (response.status_code, response.json()) == (200, {"status": "duplicate"})
     assert stored(connected) == before
     assert queued == []
+    assert InboundEvent.objects.filter(tenant=connected).count() == 1
 
 
 @pytest.mark.parametrize("prefix", ["", "sha256="])
@@ -192,6 +216,7 @@ def test_a_missing_or_wrong_secret_is_refused_and_stores_nothing(
     assert response.status_code == status
     assert response.json()["error"]["code"] == code
     assert stored(connected) == ([], [])
+    assert not InboundEvent.objects.exists()
     if status == 403:
         assert WEBHOOK_EVENTS.labels(channel="papercups", event="message:created", outcome=code)._value.get() == (
             refused + 1
@@ -206,6 +231,7 @@ def test_an_unknown_account_is_a_generic_404(client, connected, papercups):
 
     assert (response.status_code, response.json()) == (404, NOT_FOUND)
     assert stored(connected) == ([], [])
+    assert not InboundEvent.objects.exists()
 
 
 def test_a_rotated_secret_stops_the_old_webhook_url_at_once(client, connected, papercups, account):
@@ -266,6 +292,7 @@ def test_malformed_bodies_are_a_clear_400(client, connected, raw, status, error)
 
     assert (response.status_code, response.json()) == (status, {"error": error})
     assert stored(connected) == ([], [])
+    assert not InboundEvent.objects.exists()
 
 
 @pytest.mark.parametrize(
@@ -290,6 +317,7 @@ def test_invalid_message_fields_are_named(client, connected, papercups, account,
         {"error": {"code": "invalid", "message": f"{field} must be {expected}.", "details": {"field": field}}},
     )
     assert stored(connected) == ([], [])
+    assert not InboundEvent.objects.exists()
 
 
 def test_unknown_events_are_acknowledged_and_ignored(client, connected, papercups):
@@ -299,6 +327,7 @@ def test_unknown_events_are_acknowledged_and_ignored(client, connected, papercup
 
     assert (response.status_code, response.json()) == (200, {"status": "ignored"})
     assert stored(connected) == ([], [])
+    assert not InboundEvent.objects.exists()
 
 
 def test_only_post_is_allowed(client, connected):
@@ -424,6 +453,7 @@ def test_empty_or_authorless_messages_are_ignored(client, connected, papercups, 
 
     assert response.json() == {"status": "ignored"}
     assert stored(connected) == ([], [])
+    assert not InboundEvent.objects.exists()
 
 
 # --- Conversations kept in step -------------------------------------------------------------------------------------
@@ -454,6 +484,7 @@ def test_a_conversation_with_an_unknown_status_is_refused(client, connected, pap
 
     assert (response.status_code, response.json()["error"]["details"]) == (400, {"field": "payload.status"})
     assert stored(connected) == ([], [])
+    assert not InboundEvent.objects.exists()
 
 
 def test_the_webhook_secret_in_the_url_never_reaches_the_logs(client, connected, caplog):

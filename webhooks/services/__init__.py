@@ -1,6 +1,8 @@
 """Channel services, one module per concern; the public names are re-exported here.
 
-- `inbound`: webhook events in, Papercups' and Crisp's hooks (authenticate, store once, queue the bot's turn);
+- `events`: raw webhook events of every channel, stored once by the request and processed by a worker;
+- `inbound`: webhook events in, Papercups' and Crisp's hooks (authenticate, check, store once) and their
+  processing (store the messages once, queue the bot's turn);
 - `turns`: the bot's turn in a channel conversation;
 - `outbox`: delivering the bot's messages and handoff calls, and staff retries;
 - `reconcile`: catching up on dropped webhooks and lost tasks;
@@ -34,12 +36,14 @@ from webhooks.services.connection import (
     papercups_webhook_secret_rotate,
     papercups_widget_snippet,
 )
+from webhooks.services.events import inbound_event_process, inbound_event_store, inbound_events_sweep
 from webhooks.services.inbound import (
     CrispNotConfigured,
     Outcome,
     channel_conversation_sync,
     channel_message_receive,
     crisp_webhook_receive,
+    papercups_event_process,
     papercups_webhook_receive,
     papercups_webhook_verify,
 )
@@ -69,9 +73,13 @@ __all__ = [
     "crisp_webhook_receive",
     "crisp_widget_snippet",
     "failed_delivery_retry",
+    "inbound_event_process",
+    "inbound_event_store",
+    "inbound_events_sweep",
     "outbox_deliver",
     "papercups_connection_check",
     "papercups_connection_set",
+    "papercups_event_process",
     "papercups_tenant_onboard",
     "papercups_webhook_receive",
     "papercups_webhook_secret_rotate",

@@ -1,11 +1,14 @@
-"""Webhook events in (Papercups, Crisp): authenticate, store once (keyed on the channel's message id), queue the
-bot's turn, keep the conversation in step.
+"""Webhook events in (Papercups, Crisp). A Papercups request authenticates, checks the event and stores it raw,
+once (`events`); the worker then parses it: conversations and messages stored once (keyed on the channel's ids),
+the bot's turn queued. Crisp hooks are still recorded in the request (moving them to `events` is one processor).
 
-No outbound call and no LLM here: the request only persists and enqueues.
+No outbound call and no LLM anywhere here; the request itself runs one INSERT (plus the tenant lookup when
+it is not cached) and one publish.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 
 import structlog
@@ -29,7 +32,7 @@ from netia.errors import AuthenticationFailed, NotFound, PermissionDenied, Servi
 from tenants.models import Tenant
 from webhooks import crisp, papercups
 from webhooks.channels import Author, ConversationState, InboundMessage
-from webhooks.models import CrispConnection
+from webhooks.models import CrispConnection, InboundEvent
 from webhooks.selectors import (
     SIGNATURE_WINDOW_SECONDS,
     TIMESTAMP_HEADER,
@@ -37,6 +40,7 @@ from webhooks.selectors import (
     tenant_find_by_webhook_credentials,
     tenant_get_by_papercups_account,
 )
+from webhooks.services.events import inbound_event_store, processor_register
 from webhooks.services.queueing import reply_queue
 
 logger = structlog.get_logger(__name__)
@@ -46,6 +50,10 @@ CRISP = Conversation.Channel.CRISP.value
 class CrispNotConfigured(ServiceUnavailable):
     code = "crisp_not_configured"
     default_message = "The Crisp channel is not set up on this Netia deployment."
+
+
+# Conversation.metadata key: the id of the last channel conversation event applied (see channel_conversation_sync).
+SEQUENCE_KEY = "channel_event_sequence"
 
 
 class Outcome:
@@ -77,9 +85,12 @@ def papercups_webhook_verify(*, envelope: papercups.Envelope, credentials: Webho
 
 
 def papercups_webhook_receive(*, envelope: papercups.Envelope, credentials: WebhookCredentials) -> str:
-    """Authenticate one Papercups event, store what it says and queue the reply; returns the Outcome.
+    """Authenticate one Papercups event, check it, store it raw once and queue its processing; the Outcome.
 
-    The tenant is the payload's account and must own the presented secret. No outbound call, no LLM here.
+    The tenant is the payload's account and must own the presented secret. A malformed event is refused
+    here (400) and nothing is stored; what Netia ignores (its own echoes, system messages, unknown events)
+    is acknowledged without storing. Messages are keyed on Papercups' message id; conversation events carry
+    no id of their own (and Papercups never retries a webhook), so each delivery is an event of its own.
     """
     _require_fresh(credentials)
     tenant = tenant_get_by_papercups_account(account_id=papercups.account_id_get(envelope))
@@ -87,24 +98,51 @@ def papercups_webhook_receive(*, envelope: papercups.Envelope, credentials: Webh
         raise NotFound()
     if not credentials.match(tenant.webhook_secret):
         raise PermissionDenied("The webhook token is not valid for this account.")
+    if envelope.event == papercups.MESSAGE_CREATED:
+        message = papercups.message_parse(envelope.payload, bot_user_id=tenant.papercups_bot_user_id)
+        if not message_is_recorded(message):
+            return Outcome.IGNORED
+        key = f"message:{message.external_id}"
+    elif envelope.event in (papercups.CONVERSATION_CREATED, papercups.CONVERSATION_UPDATED):
+        papercups.conversation_parse(envelope.payload, bot_user_id=tenant.papercups_bot_user_id)
+        key = f"{envelope.event}:{uuid.uuid4().hex}"
+    else:
+        return Outcome.IGNORED
+    stored = inbound_event_store(
+        tenant=tenant,
+        channel=Conversation.Channel.PAPERCUPS,
+        key=key,
+        event=envelope.event,
+        raw_body=credentials.raw_body,
+    )
+    return Outcome.ACCEPTED if stored is not None else Outcome.DUPLICATE
+
+
+@processor_register(Conversation.Channel.PAPERCUPS)
+def papercups_event_process(tenant: Tenant, event: InboundEvent) -> str:
+    """A stored Papercups event, parsed and recorded in the tenant's schema (the worker; caller in that schema)."""
+    envelope = papercups.Envelope(event=event.payload["event"], payload=event.payload["payload"])
     bot_user_id = tenant.papercups_bot_user_id
     channel = Conversation.Channel.PAPERCUPS
     if envelope.event == papercups.MESSAGE_CREATED:
         message = papercups.message_parse(envelope.payload, bot_user_id=bot_user_id)
-        with tenant_context(tenant):
-            return channel_message_receive(tenant=tenant, channel=channel, message=message)
+        return channel_message_receive(tenant=tenant, channel=channel, message=message)
     if envelope.event in (papercups.CONVERSATION_CREATED, papercups.CONVERSATION_UPDATED):
         state = papercups.conversation_parse(envelope.payload, bot_user_id=bot_user_id)
-        with tenant_context(tenant):
-            return channel_conversation_sync(channel=channel, state=state)
+        return channel_conversation_sync(channel=channel, state=state, sequence=event.pk)
     return Outcome.IGNORED
+
+
+def message_is_recorded(message: InboundMessage) -> bool:
+    """Whether Netia keeps this message: a visitor's public, non-empty one or an agent's; not its own echoes."""
+    if message.author not in (Author.VISITOR, Author.AGENT):
+        return False
+    return not (message.author == Author.VISITOR and (message.private or not message.content.strip()))
 
 
 def message_record(*, channel: str, message: InboundMessage) -> tuple[Message | None, bool]:
     """Store a visitor's or agent's message once; echoes of our own messages and system messages are skipped."""
-    if message.author not in (Author.VISITOR, Author.AGENT):
-        return None, False
-    if message.author == Author.VISITOR and (message.private or not message.content.strip()):
+    if not message_is_recorded(message):
         return None, False
     with transaction.atomic():
         conversation, _ = conversation_get_or_create(
@@ -145,15 +183,23 @@ def channel_message_receive(*, tenant: Tenant, channel: str, message: InboundMes
 
 
 @transaction.atomic
-def channel_conversation_sync(*, channel: str, state: ConversationState) -> str:
+def channel_conversation_sync(*, channel: str, state: ConversationState, sequence: int | None = None) -> str:
     """Keep the local conversation in step with the channel: closed/reopened, assignee, taken by a human.
 
-    Unassigning (our own handoff does that) never gives the conversation back to the bot.
+    Unassigning (our own handoff does that) never gives the conversation back to the bot. `sequence` (the
+    stored event's id: arrival order) keeps workers processing events in parallel from applying an older
+    state over a newer one: an event older than the last one applied is ignored.
     """
     conversation, _ = conversation_get_or_create(
         channel=channel, external_id=state.external_id, external_customer_id=state.customer_external_id
     )
     conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    if sequence is not None:
+        applied = conversation.metadata.get(SEQUENCE_KEY)
+        if isinstance(applied, int) and sequence < applied:
+            return Outcome.IGNORED
+        conversation.metadata[SEQUENCE_KEY] = sequence
+        conversation.save(update_fields=["metadata", "updated_at"])
     assignee = state.assignee_external_id
     if assignee is not None and conversation.assignee_external_id != assignee:
         conversation.assignee_external_id = assignee

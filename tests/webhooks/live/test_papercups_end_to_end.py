@@ -215,6 +215,7 @@ def test_a_reply_posted_whose_answer_was_lost_is_not_sent_again(live: Live, sett
 def _left_sending(live: Live, *, posted: bool) -> tuple[str, Message, dict[str, Any] | None]:
     """The state a worker killed mid-send leaves: the attempt recorded (`sending`), maybe posted, never confirmed."""
     conversation = live.papercups.start_conversation(live.account, "joe@example.com")
+    live.worker.wait_idle()  # the worker has processed the stored conversation:created
     with tenant_context(live.tenant):
         local = Conversation.objects.get(external_id=conversation["id"])  # from conversation:created
         bot = Message.objects.create(
@@ -346,6 +347,7 @@ def test_reconciliation_neither_re_answers_a_covered_message_nor_talks_over_an_a
     live.papercups.drop_next_webhook(times=3)  # the visitor's message, the agent's, and its conversation:updated
     live.papercups.visitor_says(live.account, taken["id"], "Do you ship to Canada?")
     live.papercups.agent_says(live.account, taken["id"], "Ana here: yes, we do.")
+    live.worker.wait_idle()  # the stored conversation:created processed
     assert _local(live, taken["id"])[0].status == "bot"  # nothing reached Netia
 
     channel_reconcile_all.delay()
@@ -469,6 +471,7 @@ def test_closing_and_reopening_in_papercups_is_mirrored(live: Live) -> None:
         headers={"Authorization": f"Bearer {agent_key}"},
         timeout=5,
     ).raise_for_status()
+    live.worker.wait_idle()  # the worker has processed the stored conversation:updated
     closed = _local(live, conversation_id)[0]
     live.papercups.visitor_says(live.account, conversation_id, "When are you open?")
     _answered(live, conversation_id, count=2)
@@ -522,6 +525,7 @@ def test_the_reconciliation_sweep_requeues_work_whose_task_was_lost(live: Live, 
     settings.PAPERCUPS_SWEEP_GRACE_SECONDS = 0.2
     conversation = live.papercups.start_conversation(live.account, "joe@example.com")
     stranded = live.papercups.start_conversation(live.account, "ann@example.com")
+    live.worker.wait_idle()  # both conversation:created events processed
     with tenant_context(live.tenant):  # stored, but the tasks that should follow were lost (broker outage)
         unanswered = Conversation.objects.get(external_id=conversation["id"])
         message_record_visitor(conversation=unanswered, content="Do you ship to Canada?", external_id=str(uuid.uuid4()))

@@ -1,0 +1,136 @@
+"""Read-through caches whose entries stay valid until their namespace's version changes.
+
+An entry is stored with the version its namespace had when it was read from the database; a reader takes
+the version and the entry in one round trip (`get_many`) and uses the entry only if the two match. Every
+write to the cached rows changes the version once its transaction commits, so a reader never keeps a value
+older than the last committed write, whatever order the reads and writes interleave in (an entry loaded
+before a commit carries a version from before it). Versions are random tokens, not counters: a version
+evicted from the cache comes back as a new token and cannot revive old entries.
+
+Writes reach the version through `bump_on_write(model, namespaces)`: the model's save and delete signals and,
+for `QuerySet.update()` (which sends none), `VersionedQuerySet`, which the model's manager must use. Raw SQL
+writes must call `version_bump` themselves.
+
+When the cache is down every read goes to the database (django-redis ignores the errors): slower, never stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from django.apps import apps
+from django.core.cache import cache
+from django.db import models, transaction
+from django.db.models.signals import post_delete, post_save
+
+from netia.fields import EncryptedTextField
+
+T = TypeVar("T")
+M = TypeVar("M", bound=models.Model)
+DEFAULT_TIMEOUT = 3600
+
+# model -> the namespaces its writes invalidate (a callable: a namespace may depend on the current schema).
+_NAMESPACES: dict[type[models.Model], Callable[[], Iterable[str]]] = {}
+
+
+def _version_key(namespace: str) -> str:
+    return f"version:{namespace}"
+
+
+def entry_key(namespace: str, key: str) -> str:
+    """The cache key of an entry (long or secret lookup values are hashed)."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    return f"entry:{namespace}:{digest}"
+
+
+def _new_version(namespace: str) -> None:
+    cache.set(_version_key(namespace), secrets.token_hex(8), timeout=None)
+
+
+def version_bump(namespace: str) -> None:
+    """Invalidate every entry of `namespace` now and again once the current transaction commits.
+
+    Now: this connection sees its own uncommitted write at once. After commit: another connection that read
+    the old row before the commit and cached it meanwhile is invalidated again.
+    """
+    _new_version(namespace)
+    if transaction.get_connection().in_atomic_block:
+        transaction.on_commit(lambda: _new_version(namespace))
+
+
+def cached(namespace: str, key: str, load: Callable[[], T | None], *, timeout: int = DEFAULT_TIMEOUT) -> T | None:
+    """The value cached for `key` in `namespace` if still current, else `load()` (cached unless None)."""
+    version_key, item_key = _version_key(namespace), entry_key(namespace, key)
+    found = cache.get_many([version_key, item_key])
+    version, entry = found.get(version_key), found.get(item_key)
+    if version is not None and isinstance(entry, tuple) and entry[0] == version:
+        return entry[1]
+    if version is None:
+        version = secrets.token_hex(8)
+        if not cache.add(version_key, version, timeout=None):
+            version = cache.get(version_key)
+    value = load()
+    if value is not None and version is not None:
+        cache.set(item_key, (version, value), timeout=timeout)
+    return value
+
+
+def _bump_for(model: type[models.Model]) -> None:
+    concrete = model._meta.concrete_model or model
+    namespaces = _NAMESPACES.get(concrete)  # proxies (staff console pages) included
+    if namespaces is not None:
+        for namespace in namespaces():
+            version_bump(namespace)
+
+
+def _on_write(sender: type[models.Model], **_: Any) -> None:
+    _bump_for(sender)
+
+
+class VersionedQuerySet(models.QuerySet[Any]):
+    """A QuerySet whose `update()` invalidates the model's cached namespaces (it sends no signal)."""
+
+    def update(self, **kwargs: Any) -> int:
+        rows = super().update(**kwargs)
+        if rows:
+            _bump_for(self.model)
+        return rows
+
+
+def bump_on_write(model: type[models.Model], namespaces: Callable[[], Iterable[str]]) -> None:
+    """Invalidate `namespaces()` after every save, delete or queryset update of `model`.
+
+    The model's default manager must be built on VersionedQuerySet for updates to count.
+    """
+    if not isinstance(model._default_manager.get_queryset(), VersionedQuerySet):
+        raise TypeError(f"{model.__name__}'s manager must use VersionedQuerySet")
+    _NAMESPACES[model] = namespaces
+    # Per sender (the model and its proxies): a receiver for every model would cost every fast delete.
+    for sender in apps.get_models():
+        if sender._meta.concrete_model is model:
+            label = sender._meta.label
+            post_save.connect(_on_write, sender=sender, weak=False, dispatch_uid=f"versioned_cache:save:{label}")
+            post_delete.connect(_on_write, sender=sender, weak=False, dispatch_uid=f"versioned_cache:delete:{label}")
+
+
+def row_freeze(instance: models.Model) -> dict[str, Any]:
+    """A model instance's column values for the cache, secrets still encrypted (Redis never holds them clear)."""
+    row: dict[str, Any] = {}
+    for field in instance._meta.concrete_fields:
+        value = getattr(instance, field.attname)
+        row[field.attname] = field.get_prep_value(value) if isinstance(field, EncryptedTextField) else value
+    return row
+
+
+def row_thaw(model: type[M], row: dict[str, Any]) -> M:
+    """The instance `row_freeze` stored, as if just loaded from the database."""
+    values = [
+        field.from_db_value(row[field.attname], None, None)
+        if isinstance(field, EncryptedTextField)
+        else row[field.attname]
+        for field in model._meta.concrete_fields
+    ]
+    return model.from_db("default", [f.attname for f in model._meta.concrete_fields], values)

@@ -1,0 +1,48 @@
+"""The version-keyed tenant cache (never older than the last write, secrets encrypted) and migrate_schemas'
+pending-only filter."""
+
+from __future__ import annotations
+
+from django.core.cache import cache
+from django.db import connection
+
+from netia.versioned_cache import entry_key
+from tenants.migration_executor import schemas_with_pending_migrations
+from tenants.models import Tenant
+from tenants.selectors import TENANTS_CACHE, tenant_get_by_chat_token
+
+
+def test_a_cached_tenant_is_never_older_than_the_last_write(tenant):
+    token = tenant.public_token
+    assert tenant_get_by_chat_token(token=token).name == tenant.name  # now cached
+
+    Tenant.objects.filter(pk=tenant.pk).update(name="Renamed by an update")
+    renamed = tenant_get_by_chat_token(token=token).name
+    saved = Tenant.objects.get(pk=tenant.pk)
+    saved.name = "Renamed by a save"
+    saved.save()
+
+    assert (renamed, tenant_get_by_chat_token(token=token).name) == ("Renamed by an update", "Renamed by a save")
+
+
+def test_secrets_stay_encrypted_in_the_cache(tenant):
+    tenant_get_by_chat_token(token=tenant.public_token)
+
+    entry = cache.get(entry_key(TENANTS_CACHE, f"chat:{tenant.public_token}"))
+
+    assert entry is not None
+    assert tenant.webhook_secret not in repr(entry)
+    assert tenant_get_by_chat_token(token=tenant.public_token).webhook_secret == tenant.webhook_secret
+
+
+def test_only_schemas_lacking_a_migration_are_migrated(tenant, other_tenant):
+    schemas = [tenant.schema_name, other_tenant.schema_name]
+    assert schemas_with_pending_migrations(schemas) == []
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'DELETE FROM "{other_tenant.schema_name}".django_migrations WHERE app = %s AND name = %s',
+            ["chat", "0004_conversation_bot_since"],
+        )
+
+    assert schemas_with_pending_migrations(schemas) == [other_tenant.schema_name]

@@ -1,0 +1,146 @@
+"""Statement budgets of the two hot paths: the webhook acknowledgement and a chat turn.
+
+Timings live in benchmarks/ (`make bench`), never here; these guards only count the SQL statements a request
+sends once its caches are warm, with the connection left in another schema by the previous request (as a
+worker serving many tenants finds it). Counts include the SAVEPOINT/RELEASE pairs the test's own
+transaction turns nested blocks into.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django_tenants.utils import tenant_context
+
+from chat.models import Message
+from chat.services import knowledge_article_create
+from netia.tenancy import tenant_connection, use_public_schema
+from tenants.models import Tenant
+from tests.fakes.papercups_server import FakePapercups
+
+SHIPPING = "We ship to Canada in 3 to 5 business days for 12 dollars."
+
+
+def _search_path_sets(queries: list[dict[str, Any]]) -> int:
+    return sum(q["sql"].startswith("SET search_path") for q in queries)
+
+
+def _leave_connection_in(schema_tenant: Tenant | None) -> None:
+    """Run one statement in `schema_tenant`'s schema (None: public), as the previous request would have."""
+    if schema_tenant is None:
+        use_public_schema()
+    else:
+        tenant_connection().set_tenant(schema_tenant)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    use_public_schema()
+
+
+def _chat(client: Any, tenant: Tenant, session: str, message: str, token: str = "") -> Any:
+    body = {"conversation_token": token} if token else {"session_id": session}
+    return client.post(
+        "/api/v1/chat",
+        data=json.dumps({**body, "message": message}),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {tenant.chat_token}"},
+    )
+
+
+def test_a_chat_turn_of_a_new_session_sends_at_most_12_statements(
+    client, tenant, other_tenant, django_assert_max_num_queries
+):
+    with tenant_context(tenant):
+        knowledge_article_create(tenant=tenant, title="Shipping", content=SHIPPING)
+    assert _chat(client, tenant, "warm-up", "Hello, do you ship to Canada?").status_code == 200
+    _leave_connection_in(other_tenant)
+
+    with CaptureQueriesContext(connection) as captured, django_assert_max_num_queries(12):
+        response = _chat(client, tenant, "visitor-1", "How long does shipping to Canada take?")
+
+    assert response.status_code == 200
+    assert response.json()["reply"] == SHIPPING
+    assert _search_path_sets(captured.captured_queries) == 1
+    with tenant_context(tenant):
+        assert Message.objects.filter(conversation__session_id="visitor-1").count() == 2
+
+
+def test_a_later_turn_of_a_session_sends_at_most_13_statements(
+    client, tenant, other_tenant, django_assert_max_num_queries
+):
+    with tenant_context(tenant):
+        knowledge_article_create(tenant=tenant, title="Shipping", content=SHIPPING)
+    first = _chat(client, tenant, "visitor-2", "Hello, do you ship to Canada?")
+    assert first.status_code == 200
+    _leave_connection_in(other_tenant)
+
+    # 13, not 12: since issue 12, retrieval reads the knowledge base's state (version, newest passage) first.
+    with CaptureQueriesContext(connection) as captured, django_assert_max_num_queries(13):
+        response = _chat(
+            client, tenant, "", "And how long does shipping take?", token=first.json()["conversation_token"]
+        )
+
+    assert response.status_code == 200
+    assert response.json()["reply"] == SHIPPING
+    assert _search_path_sets(captured.captured_queries) == 1
+    with tenant_context(tenant):
+        assert Message.objects.filter(conversation__session_id="visitor-2").count() == 4
+
+
+def test_the_papercups_webhook_ack_sends_at_most_3_statements(
+    client, tenant, other_tenant, django_assert_max_num_queries
+):
+    with FakePapercups() as papercups:
+        account = papercups.add_account(str(tenant.papercups_account_id))
+        url = f"/papercups/webhook?token={tenant.webhook_secret}"
+
+        def event() -> bytes:
+            conversation = papercups.start_conversation(account, "joe@example.com")
+            payload = papercups.visitor_says(account, conversation["id"], "Do you ship to Canada?")
+            return json.dumps({"event": "message:created", "payload": payload}).encode()
+
+        assert client.post(url, data=event(), content_type="application/json").json() == {"status": "accepted"}
+        _leave_connection_in(other_tenant)
+
+        with django_assert_max_num_queries(3):
+            response = client.post(url, data=event(), content_type="application/json")
+
+    assert (response.status_code, response.json()) == (200, {"status": "accepted"})
+
+
+def test_a_switch_back_to_the_schema_in_force_sets_no_search_path(tenant):
+    tenant_connection().set_tenant(tenant)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    use_public_schema()  # what a request's end does, with no statement after it
+
+    tenant_connection().set_tenant(tenant)
+    with CaptureQueriesContext(connection) as captured, connection.cursor() as cursor:
+        cursor.execute("SHOW search_path")
+        in_force = cursor.fetchone()[0]
+
+    assert (in_force, _search_path_sets(captured.captured_queries)) == (f"{tenant.schema_name}, public", 0)
+
+
+def test_the_search_path_is_set_again_after_a_rollback_undid_it(tenant):
+    _leave_connection_in(None)
+
+    def enter_and_fail() -> None:
+        with transaction.atomic():
+            tenant_connection().set_tenant(tenant)
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")  # the SET goes out inside the block the rollback undoes
+            raise RuntimeError
+
+    with CaptureQueriesContext(connection) as captured:
+        with pytest.raises(RuntimeError):
+            enter_and_fail()
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW search_path")
+            in_force = cursor.fetchone()[0]
+
+    # Once inside the block, and again after the rollback reverted it (before the next statement).
+    assert (in_force, _search_path_sets(captured.captured_queries)) == (f"{tenant.schema_name}, public", 2)
