@@ -30,7 +30,6 @@ PROXIMITY_WEIGHT = 0.2  # matched terms standing side by side add up to this muc
 INFORMATIVENESS_COMMON = 6.5  # Zipf frequency at which a word would count nothing (floored)
 INFORMATIVENESS_FLOOR = 0.15
 COMPLETION_CERTAINTY = 0.5
-UNKNOWN_FACTOR = 1.0
 REAL_WORD_ZIPF = 2.5  # a word at least this frequent in everyday language is not taken for a typo
 _MIN_CORRECTABLE = 4  # shorter words are never "corrected" (too many near neighbours)
 _TSVECTOR_ENTRY = re.compile(r"'([^']+)':([0-9A-D,]+)")
@@ -175,7 +174,6 @@ def question_terms(question: str, *, language: str, vocabulary: Vocabulary) -> l
         lexemes = frozenset(known or stems)
         if lexemes not in terms:
             weight = vocabulary.weight(known) * informativeness(written, languages) * certainty
-            weight *= 1.0 if known else UNKNOWN_FACTOR
             terms[lexemes] = Term(word=word, lexemes=lexemes, weight=weight)
     return list(terms.values())
 

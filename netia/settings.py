@@ -360,7 +360,7 @@ CHAT_HISTORY_MESSAGES = env.int("CHAT_HISTORY_MESSAGES", default=10)
 CHAT_RETRIEVAL_PASSAGES = env.int("CHAT_RETRIEVAL_PASSAGES", default=4)
 # The bot answers only from passages holding at least this weighted share of the question's content words
 # (measured on tests/eval: see README); below it, it says it does not know (offline) or hands off (LLM).
-CHAT_RELEVANCE_THRESHOLD = env.float("CHAT_RELEVANCE_THRESHOLD", default=0.38)
+CHAT_RELEVANCE_THRESHOLD = env.float("CHAT_RELEVANCE_THRESHOLD", default=0.4)
 # With embeddings, a passage at least this cosine-similar to the question is relevant too (model-dependent).
 CHAT_EMBEDDING_MIN_SIMILARITY = env.float("CHAT_EMBEDDING_MIN_SIMILARITY", default=0.5)
 CHAT_RESPONSE_CACHE_SECONDS = env.int("CHAT_RESPONSE_CACHE_SECONDS", default=24 * 3600)
