@@ -171,12 +171,17 @@ def main() -> None:
     tenant = _bench_tenant()
     indexing_s = _fill_knowledge(tenant, args.passages) if _passages(tenant) != args.passages else None
     _analyze(tenant)
-    retrieval = _retrieval(tenant, queries=300)
+    load_before = os.getloadavg()
+    retrieval = _retrieval(tenant, queries=1000)
 
     intents = bench_intents.measure(20000)
     result = {
         "benchmark": "chat",
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "load_before_retrieval": [round(x, 2) for x in load_before],
+        },
         "intent_classification": intents,
         "retrieval": {
             "passages": args.passages,
