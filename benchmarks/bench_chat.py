@@ -4,7 +4,7 @@
 benchmarks/results/chat.json. Uses its own database (netia_bench_chat), kept between runs: the knowledge
 base is rebuilt only when it does not hold `--passages` passages already.
 
-    python -m benchmarks.bench_chat [--passages 10000]
+    python -m benchmarks.bench_chat [--passages 10000] [--database netia_bench_chat]
 """
 
 from __future__ import annotations
@@ -102,6 +102,16 @@ def _fill_knowledge(tenant: Any, passages: int) -> float:
     return time.perf_counter() - started
 
 
+def _analyze(tenant: Any) -> None:
+    """Fresh planner statistics, as autovacuum would gather after a bulk import."""
+    from django.db import connection
+    from django_tenants.utils import tenant_context
+
+    with tenant_context(tenant), connection.cursor() as cursor:
+        cursor.execute("ANALYZE chat_knowledgepassage")
+        cursor.execute("ANALYZE chat_knowledgearticle")
+
+
 def _passages(tenant: Any) -> int:
     from django_tenants.utils import tenant_context
 
@@ -145,9 +155,14 @@ def _retrieval(tenant: Any, queries: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--passages", type=int, default=10000)
+    parser.add_argument(
+        "--database",
+        default=os.environ.get("BENCH_CHAT_DATABASE", "netia_bench_chat"),
+        help="database to run on (created when missing; default $BENCH_CHAT_DATABASE or netia_bench_chat)",
+    )
     args = parser.parse_args()
 
-    setup("netia_bench_chat")
+    setup(args.database)
     from django.core.management import call_command
 
     from benchmarks import bench_intents
@@ -155,12 +170,18 @@ def main() -> None:
     call_command("migrate_schemas", interactive=False, verbosity=0)
     tenant = _bench_tenant()
     indexing_s = _fill_knowledge(tenant, args.passages) if _passages(tenant) != args.passages else None
-    retrieval = _retrieval(tenant, queries=300)
+    _analyze(tenant)
+    load_before = os.getloadavg()
+    retrieval = _retrieval(tenant, queries=1000)
 
     intents = bench_intents.measure(20000)
     result = {
         "benchmark": "chat",
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "load_before_retrieval": [round(x, 2) for x in load_before],
+        },
         "intent_classification": intents,
         "retrieval": {
             "passages": args.passages,

@@ -21,7 +21,7 @@ from chat.lexical import Term
 from chat.models import WEEKDAYS, BotConfiguration, Message
 from chat.prompts import HANDOFF_MARKER, chat_messages
 from chat.retrieval import RetrievedPassage, knowledge_search
-from chat.stopwords import NUMBER_QUESTIONS, PRICE_QUESTIONS
+from chat.stopwords import LOCATION_QUESTIONS, NUMBER_QUESTIONS, PRICE_QUESTIONS
 from chat.text import base_language, language_detect, lexemes, sentences_split
 from netia.tenancy import current_schema
 
@@ -51,6 +51,18 @@ NO_MATCH_REPLIES = {
 }
 _DIGIT = re.compile(r"\d")
 _AMOUNT = re.compile(r"[$€£¥]\s?\d|\d\s?(?:[$€£¥]|dollars?|euros?|eur\b|usd\b|dólares|cents?)", re.IGNORECASE)
+# What a price question may be answered with besides an amount: that it costs nothing or is included.
+_NO_CHARGE = re.compile(
+    r"\b(?:free|no cost|no charge|included|gratis|gratuit[aoe]?s?|sin coste|incluid[oa]s?|inclus[e]?|kostenlos"
+    r"|inklusive|incluíd[oa]s?|gratuit[oa]|compres[oa]|inbegrepen)\b",
+    re.IGNORECASE,
+)
+# A house number beside a capitalised street name ("2140 Coral Way", "4521 boulevard Saint-Laurent",
+# "Rua da Boavista 71"), not a time ("Sunday 10 am", "Friday 8:00").
+_ADDRESS = re.compile(
+    r"\b\d{1,5}[a-z]?,?\s+(?:[a-zà-ÿ]{3,}\s+)?[A-ZÀ-Þ][\w'-]"
+    r"|[A-ZÀ-Þ][\w'-]+\s+\d{1,5}\b(?![:.]\d|\s*(?:am|pm|h)\b)"
+)
 SOURCE_LABELS = {"en": "Source", "es": "Fuente", "fr": "Source", "de": "Quelle", "pt": "Fonte", "it": "Fonte"}
 FALLBACK_REPLY = (
     "Sorry, I can't answer right now. Please try again in a moment, or leave your email or phone number "
@@ -148,10 +160,11 @@ def reply_language(*, config: BotConfiguration, text: str) -> str:
 def answer_sentences(*, passage: RetrievedPassage, terms: list[Term], question: str) -> str:
     """The passage's sentence that answers the question best, and at most one more.
 
-    Sentences are scored by the weight of the question's terms they hold, plus a bonus for holding a
-    figure when the question asks for one ("how much", "cuándo"...). The second sentence is the article's
-    lead when the question names the article's topic (its title), else one holding terms the first lacks.
-    A passage matched on its title only is quoted from its start.
+    Sentences are scored by the weight of the question's terms they hold, plus a bonus for holding what the
+    question asks for: an amount ("how much"), an address ("where", "adresse"), a figure ("cuándo"...).
+    The second sentence is the article's lead when the question names the article's topic (its title) or
+    asks where and the lead holds an address, else one holding terms the first lacks. A passage matched on
+    its title only, with nothing asked for in it, is quoted from its start.
     """
     sentences = sentences_split(passage.content)
     if not sentences:
@@ -164,17 +177,20 @@ def answer_sentences(*, passage: RetrievedPassage, terms: list[Term], question: 
     def weight(indexes: set[int]) -> float:
         return sum(terms[i].weight for i in indexes)
 
+    location = bool(contains_phrase(question, LOCATION_QUESTIONS))
     figure_bonus = 0.5 * weight(set(range(len(terms)))) if contains_phrase(question, NUMBER_QUESTIONS) else 0.0
-    figure = _AMOUNT if contains_phrase(question, PRICE_QUESTIONS) else _DIGIT
-    has_figure = [bool(figure.search(sentence)) for sentence in sentences]
+    figure = _ADDRESS if location else _AMOUNT if contains_phrase(question, PRICE_QUESTIONS) else _DIGIT
+    has_figure = [bool(figure_bonus and figure.search(sentence)) for sentence in sentences]
     best = max(range(len(sentences)), key=lambda i: (weight(matched[i]) + figure_bonus * has_figure[i], -i))
-    if not matched[best]:
+    if not matched[best] and not has_figure[best]:
         return " ".join(sentences[:2])
     chosen = [best]
     title = {lexeme for lexeme, _ in lexemes(passage.title, passage.language)}
     missing = set(range(len(terms))) - matched[best]
     extra = max(range(len(sentences)), key=lambda i: (weight(matched[i] & missing), -i))
-    if best != 0 and passage.position == 0 and any(term.lexemes & title for term in terms):
+    names_title = any(term.lexemes & title for term in terms)
+    # "Where is the studio?": the article's lead states the address; the best sentence may be a detail.
+    if best != 0 and passage.position == 0 and (names_title or (location and has_figure[0])):
         chosen.append(0)
     elif extra != best and matched[extra] & missing:
         chosen.append(extra)
@@ -185,6 +201,12 @@ def offline_answer(*, passages: list[RetrievedPassage], terms: list[Term], langu
     """Answer without an LLM: quote the best passage's answering sentences, or say honestly that nothing matches."""
     if not passages:
         return Answer(text=NO_MATCH_REPLIES.get(language, NO_MATCH_REPLY), source=Source.NO_MATCH)
+    if contains_phrase(question, PRICE_QUESTIONS):
+        # A price question is answered by a passage that states a price (or that there is none to pay):
+        # "Dr. Reyes does root canals" does not say what one costs.
+        passages = [p for p in passages if _AMOUNT.search(p.content) or _NO_CHARGE.search(p.content)]
+        if not passages:
+            return Answer(text=NO_MATCH_REPLIES.get(language, NO_MATCH_REPLY), source=Source.NO_MATCH)
     best = passages[0]
     text = answer_sentences(passage=best, terms=terms, question=question)
     return Answer(text=text, source=Source.OFFLINE, sources=_sources([best]))

@@ -76,6 +76,25 @@ class Vocabulary:
             found.append(lexeme)
         return set(sorted(found, key=lambda lexeme: -self.frequency[lexeme])[:most])
 
+    def relatives(self, word: str) -> set[str]:
+        """Lexemes that differ from `word` only in a short ending (at most two letters each past a shared
+        stem of 5+ letters): derivations the stemmer keeps apart ("pregnant" ~ "pregnanc", "cancel" ~
+        "cancell")."""
+        if len(word) < _MIN_CORRECTABLE + 2:
+            return set()
+        if not self._sorted:
+            self._sorted = sorted(self.frequency)
+        found: set[str] = set()
+        for cut in range(max(_MIN_CORRECTABLE + 1, len(word) - 2), len(word)):
+            prefix = word[:cut]
+            start = bisect.bisect_left(self._sorted, prefix)
+            for lexeme in self._sorted[start:]:
+                if not lexeme.startswith(prefix):
+                    break
+                if lexeme != word and len(lexeme) - cut <= 2:
+                    found.add(lexeme)
+        return found
+
     def longest_prefix(self, word: str) -> str | None:
         """The longest lexeme (4+ letters) `word` begins with, but for an ending of at most three letters
         ("cerrais" -> "cerr": an inflection the stemmer kept; not "toothbrush" -> "tooth")."""
@@ -188,6 +207,7 @@ def _repair(
                 return head, 1.0
     found = {c for s in stems for c in vocabulary.completions(s)}
     found |= {p for s in stems if (p := vocabulary.longest_prefix(s))}
+    found = found or {r for s in stems for r in vocabulary.relatives(s)}
     return found, COMPLETION_CERTAINTY if found else 1.0
 
 
@@ -207,10 +227,21 @@ class LexicalScore:
         return (self.all_terms, self.score)
 
 
-def positions_parse(tsvector: str) -> dict[str, list[tuple[int, bool]]]:
-    """A tsvector's text form as {lexeme: [(position, in_title)]}."""
+def positions_parse(tsvector: str, lexemes: Iterable[str] | None = None) -> dict[str, list[tuple[int, bool]]]:
+    """A tsvector's text form as {lexeme: [(position, in_title)]}; only `lexemes` when given (faster)."""
+    if lexemes is None:
+        entries = _TSVECTOR_ENTRY.findall(tsvector)
+    else:
+        entries = []
+        for lexeme in lexemes:
+            # Entries read "'lexeme':1A,5 'next':..." and lexemes hold no quote, so "'lexeme':" starts one.
+            start = tsvector.find(f"'{lexeme}':")
+            if start >= 0:
+                start += len(lexeme) + 3
+                end = tsvector.find(" ", start)
+                entries.append((lexeme, tsvector[start : end if end >= 0 else len(tsvector)]))
     parsed: dict[str, list[tuple[int, bool]]] = {}
-    for lexeme, marks in _TSVECTOR_ENTRY.findall(tsvector):
+    for lexeme, marks in entries:
         parsed[lexeme] = [(int(m.rstrip("ABCD")), m.endswith("A")) for m in marks.split(",")]
     return parsed
 

@@ -313,7 +313,9 @@ class KnowledgePassage(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["article", "position"], name="passage_unique_position"),
         ]
-        indexes = [GinIndex(fields=["search_vector"], name="passage_search_gin")]
+        # No fast-update pending list: knowledge changes rarely and every chat turn searches it; a pending
+        # list (up to 4 MB, scanned in full by every search until vacuum merges it) makes lookups slow.
+        indexes = [GinIndex(fields=["search_vector"], name="passage_search_gin", fastupdate=False)]
 
     def __str__(self) -> str:
         return f"{self.article.title} #{self.position}"

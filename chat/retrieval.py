@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import combinations
 from typing import Any
 
 from django.conf import settings
@@ -25,7 +26,10 @@ from chat.text import base_language, language_detect, tsvector_literal
 from netia.tenancy import current_schema
 
 PASSAGE_TARGET_CHARS = 700
-CANDIDATES = 50  # per ranking, re-ranked or fused here
+CANDIDATES = 50  # per ranking (lexical, vector), fused here
+LEXICAL_CANDIDATES = 20  # re-ranked here on their index entries (proximity is not scored in SQL)
+TIER_SHARES = (2 / 3, 1 / 3)  # between the AND and the OR query: passages covering this much of the question
+MAX_SUBSET_TERMS = 8  # a longer question skips the "most terms" tier (its subsets would be too many)
 RRF_K = 60  # reciprocal rank fusion: score = sum of 1 / (RRF_K + rank)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
@@ -105,16 +109,20 @@ def article_index(*, article: KnowledgeArticle, language: str) -> int:
     return article.passages.count()
 
 
-def _knowledge_state() -> tuple[int, int]:
-    """The knowledge base's version and its newest passage id: together they name its current content.
+# The knowledge base's version and its newest passage id: together they name its current content (the id
+# guards against a version number reused after a rolled-back transaction; ids never are).
+_STATE_SQL = (
+    "SELECT (SELECT knowledge_version FROM chat_botconfiguration WHERE id = 1) AS version,"
+    " (SELECT max(id) FROM chat_knowledgepassage) AS newest"
+)
+# The state each schema's knowledge base was last seen in, by this process: searches assume it still holds
+# (choosing the vocabulary by it) and read the actual state in the same statement as the candidates.
+_last_state: dict[str, tuple[int, int]] = {}
 
-    The id guards against a version number reused after a rolled-back transaction (ids never are).
-    """
+
+def _knowledge_state() -> tuple[int, int]:
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT (SELECT knowledge_version FROM chat_botconfiguration WHERE id = 1),"
-            " (SELECT max(id) FROM chat_knowledgepassage)"
-        )
+        cursor.execute(_STATE_SQL)
         version, newest = cursor.fetchone()
     return version or 0, newest or 0
 
@@ -122,24 +130,73 @@ def _knowledge_state() -> tuple[int, int]:
 _COLUMNS = "p.id, p.article_id, a.title, p.content, a.language, p.search_vector::text, p.position"
 
 
-def _lexical_candidates(terms: list[Term]) -> list[tuple[int, int, str, str, str, str, int]]:
-    """Passages holding any term (GIN index), best weighted coverage first, at most CANDIDATES."""
+Row = tuple[int, int, str, str, str, str, int]
+
+
+def _lexical_candidates(terms: list[Term], wanted: int) -> tuple[tuple[int, int], list[Row]]:
+    """Candidate passages from the GIN index, in tiers, best weighted coverage first (LEXICAL_CANDIDATES).
+
+    First the passages holding every term (an AND query: few, so cheap to score); only when those are
+    fewer than `wanted`, the passages holding terms worth at least two thirds of the question's weight,
+    then a third; only when still too few, those holding any term (the OR query). Each tier is a GIN index
+    scan scored in SQL on its own rows; a later tier runs only if the earlier ones came up short (a
+    one-time filter: all tiers are one statement). The candidates are re-ranked by the caller
+    (`chat.lexical.lexical_score`). The same statement reads the knowledge base's state, returned first.
+    """
     score_sql: list[str] = []
-    params: list[Any] = []
+    score_params: list[Any] = []
     for term in terms:
         score_sql.append("%s * (p.search_vector @@ %s::tsquery)::int + %s * (p.search_vector @@ %s::tsquery)::int")
-        params += [term.weight, _any_of(term.lexemes), term.weight * 0.3, _any_of(term.lexemes, weight="A")]
-    any_term = " | ".join(_any_of(term.lexemes) for term in terms)
+        score_params += [term.weight, _any_of(term.lexemes), term.weight * 0.3, _any_of(term.lexemes, weight="A")]
+    score = " + ".join(score_sql)
+    every = " & ".join(_any_of(term.lexemes) for term in terms)
+    anyone = " | ".join(_any_of(term.lexemes) for term in terms)
+
+    # The SQL below is assembled from fixed fragments and tier numbers only; every value is a parameter.
+    ctes: list[str] = []
+    params: list[Any] = []
+    queries = [q for q in dict.fromkeys([every, *(_covering(terms, share) for share in TIER_SHARES), anyone]) if q]
+    for i, query in enumerate(queries):
+        gate = ""
+        if i:
+            # A later tier runs only while the earlier ones together hold fewer than `wanted` passages.
+            earlier = " UNION ALL ".join(f"SELECT id FROM tier{j}" for j in range(i))  # noqa: S608
+            ctes.append(f"before{i} AS ({earlier})")
+            gate = f" AND (SELECT count(*) FROM before{i}) < %s AND p.id NOT IN (SELECT id FROM before{i})"  # noqa: S608
+        ctes.append(
+            f"tier{i} AS MATERIALIZED (SELECT p.id, {score} AS score FROM chat_knowledgepassage p"  # noqa: S608
+            f" WHERE p.search_vector @@ %s::tsquery{gate} ORDER BY score DESC, p.id LIMIT %s)"
+        )
+        params += [*score_params, query, *([wanted] if i else []), LEXICAL_CANDIDATES]
+    union = " UNION ALL ".join(f"SELECT id, score, {i} AS tier FROM tier{i}" for i in range(len(queries)))  # noqa: S608
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT {_COLUMNS} FROM chat_knowledgepassage p JOIN chat_knowledgearticle a ON a.id = p.article_id"  # noqa: S608
-            f" WHERE p.search_vector @@ %s::tsquery ORDER BY {' + '.join(score_sql)} DESC, p.id LIMIT %s",
-            [any_term, *params, CANDIDATES],
+            f"WITH {', '.join(ctes)}, state AS ({_STATE_SQL})"  # noqa: S608
+            f" SELECT s.version, s.newest, x.* FROM state s LEFT JOIN (SELECT {_COLUMNS} FROM ({union}) c"
+            " JOIN chat_knowledgepassage p ON p.id = c.id JOIN chat_knowledgearticle a ON a.id = p.article_id"
+            " ORDER BY c.tier, c.score DESC, p.id LIMIT %s) x ON true",
+            [*params, LEXICAL_CANDIDATES],
         )
-        return cursor.fetchall()
+        found = cursor.fetchall()
+    state = (found[0][0] or 0, found[0][1] or 0)
+    return state, [row[2:] for row in found if row[2] is not None]
 
 
-def _rows_by_id(ids: list[int]) -> list[tuple[int, int, str, str, str, str, int]]:
+def _covering(terms: list[Term], share: float) -> str:
+    """A tsquery matching the passages whose terms weigh at least `share` of the question's (minimal sets)."""
+    if not 1 < len(terms) <= MAX_SUBSET_TERMS:
+        return ""
+    total = sum(term.weight for term in terms)
+    enough: list[frozenset[int]] = []
+    for size in range(1, len(terms) + 1):
+        for subset in combinations(range(len(terms)), size):
+            chosen = frozenset(subset)
+            if sum(terms[i].weight for i in chosen) >= share * total and not any(e <= chosen for e in enough):
+                enough.append(chosen)
+    return " | ".join("(" + " & ".join(_any_of(terms[i].lexemes) for i in sorted(chosen)) + ")" for chosen in enough)
+
+
+def _rows_by_id(ids: list[int]) -> list[Row]:
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT {_COLUMNS} FROM chat_knowledgepassage p JOIN chat_knowledgearticle a ON a.id = p.article_id"  # noqa: S608
@@ -154,20 +211,35 @@ def _any_of(lexemes: frozenset[str], weight: str = "") -> str:
     return "(" + " | ".join(f"'{lexeme}'{':' + weight if weight else ''}" for lexeme in sorted(lexemes)) + ")"
 
 
+def _lexical_search(
+    query: str, language: str, limit: int, *, schema: str, state: tuple[int, int]
+) -> tuple[list[Term], tuple[tuple[int, int], list[Row]]]:
+    """The question's terms under the vocabulary of `state`, and (actual state, candidate rows)."""
+    vocabulary = vocabulary_get(schema=schema, version=state)
+    terms = question_terms(query, language=base_language(language), vocabulary=vocabulary)
+    return terms, (_lexical_candidates(terms, limit) if terms else (state, []))
+
+
 def knowledge_search(*, query: str, language: str, limit: int) -> Retrieval:
     """The passages best answering `query`, best first, with the question's terms."""
     if limit <= 0:
         return Retrieval(terms=[], passages=[])
-    vocabulary = vocabulary_get(schema=current_schema(), version=_knowledge_state())
-    terms = question_terms(query, language=base_language(language), vocabulary=vocabulary)
-    rows = {row[0]: row for row in (_lexical_candidates(terms) if terms else [])}
+    schema = current_schema()
+    state = _last_state.get(schema) or _knowledge_state()
+    terms, found = _lexical_search(query, language, limit, schema=schema, state=state)
+    if found[0] != state:  # the knowledge base changed since this process last looked: search it as it is now
+        state = found[0]
+        terms, found = _lexical_search(query, language, limit, schema=schema, state=state)
+    _last_state[schema] = state
+    rows = {row[0]: row for row in found[1]}
     nearest = embeddings.passages_nearest(query=query, limit=CANDIDATES)
     missing = [pk for pk, _ in nearest if pk not in rows]
     rows.update((row[0], row) for row in (_rows_by_id(missing) if missing else []))
     if not rows:
         return Retrieval(terms=terms, passages=[])
 
-    scores = {pk: lexical_score(terms, positions_parse(row[5])) for pk, row in rows.items()}
+    wanted = {lexeme for term in terms for lexeme in term.lexemes}
+    scores = {pk: lexical_score(terms, positions_parse(row[5], wanted)) for pk, row in rows.items()}
     lexical = sorted((pk for pk in rows if scores[pk].coverage > 0), key=lambda pk: (scores[pk].sort_key, -pk))
     lexical.reverse()
     similarity = dict(nearest)

@@ -86,7 +86,7 @@ STOPWORDS: dict[str, frozenset[str]] = {
 }
 
 # Phrases asking for a price, then for another figure (a time, a duration, an address): the offline responder
-# prefers a sentence stating an amount, or holding a figure, to answer them.
+# prefers a sentence stating an amount, an address, or holding a figure, to answer them.
 # fmt: off
 PRICE_QUESTIONS = (
     "how much", "cost", "costs", "price", "prices", "fee", "fees",
@@ -98,14 +98,25 @@ PRICE_QUESTIONS = (
     "quanto costa", "prezzo", "costa",
     "hoeveel", "prijs", "kost",
 )
+# Phrases asking where something is: the answer is a sentence holding an address.
+LOCATION_QUESTIONS = (
+    "where", "address", "located", "location",
+    "donde", "direccion", "ubicacion", "ubicados",
+    "ou est", "ou etes", "ou se trouve", "adresse",
+    "wo", "anschrift",
+    "onde", "endereco", "morada",
+    "dove", "indirizzo",
+    "waar", "adres",
+)
 NUMBER_QUESTIONS = (
     *PRICE_QUESTIONS,
-    "how many", "how long", "what time", "when", "where",
-    "cuanto", "cuanta", "cuantos", "cuantas", "cuando", "que hora", "donde",
+    *LOCATION_QUESTIONS,
+    "how many", "how long", "what time", "when",
+    "cuanto", "cuanta", "cuantos", "cuantas", "cuando", "que hora",
     "quand", "quelle heure",
-    "wann", "wie lange", "wo",
-    "quanto", "quanta", "quando", "que horas", "onde",
-    "che ora", "dove",
-    "wanneer", "hoe laat", "hoe lang", "waar",
+    "wann", "wie lange",
+    "quanto", "quanta", "quando", "que horas",
+    "che ora",
+    "wanneer", "hoe laat", "hoe lang",
 )
 # fmt: on

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
 
 from chat.engine import NO_MATCH_REPLIES
@@ -189,3 +191,116 @@ def test_the_chat_api_returns_sources_as_data_not_in_the_text(client, bike_shop)
 
     assert body["reply"] == "Tubeless setup costs $35 per wheel."
     assert [s["title"] for s in body["sources"]] == ["Flat tire repair"]
+
+
+def test_a_where_question_is_answered_with_the_address(client, tenant):
+    add(
+        tenant,
+        "Location and parking",
+        "You will find us at 2140 Coral Way, Miami, above the pharmacy.\n"
+        "Parking is free in the garage behind the building.\nThe 24 bus stops right in front of the clinic.",
+    )
+    add(
+        tenant,
+        "Horaires et adresse",
+        "La boutique est ouverte du mardi au samedi de 10 h à 19 h. Nous sommes fermés le lundi.\n"
+        "Vous nous trouverez au 4521 boulevard Saint-Laurent, près du métro.",
+    )
+
+    assert ask(client, tenant, "Where is the clinic?")["reply"] == (
+        "You will find us at 2140 Coral Way, Miami, above the pharmacy. The 24 bus stops right in front of the clinic."
+    )
+    assert ask(client, tenant, "Where can I park?", session="s2")["reply"] == (
+        "You will find us at 2140 Coral Way, Miami, above the pharmacy. "
+        "Parking is free in the garage behind the building."
+    )
+    assert ask(client, tenant, "Quelle est votre adresse ?", session="s3")["reply"] == (
+        "La boutique est ouverte du mardi au samedi de 10 h à 19 h. "
+        "Vous nous trouverez au 4521 boulevard Saint-Laurent, près du métro."
+    )
+
+
+def test_a_price_question_needs_a_passage_stating_a_price(client, tenant):
+    add(tenant, "Our dentists", "Dr. Marcus Reyes joined in 2018; he does root canals, crowns and implants.")
+    add(tenant, "Equipment", "Mats and blocks are provided free of charge.")
+
+    unpriced = ask(client, tenant, "How much does a root canal cost?")
+    free = ask(client, tenant, "How much do mats cost?", session="s2")
+    add(tenant, "Root canals", "A root canal on a front tooth costs $900, on a molar $1,300.")
+    priced = ask(client, tenant, "How much does a root canal cost?", session="s3")
+
+    assert unpriced["reply"] == NO_MATCH_REPLIES["en"]
+    assert unpriced["sources"] == []
+    assert free["reply"] == "Mats and blocks are provided free of charge."
+    assert priced["reply"] == "A root canal on a front tooth costs $900, on a molar $1,300."
+    assert [s["title"] for s in priced["sources"]] == ["Root canals"]
+
+
+def test_a_derived_word_the_stemmer_keeps_apart_counts_as_related(tenant):
+    add(tenant, "Pregnancy yoga", "Prenatal yoga runs on Tuesdays; it suits the second trimester of pregnancy.")
+    add(tenant, "Schedule", "Yoga classes run every day at 7:00 and 18:00.")
+
+    with tenant_context(tenant):
+        result = knowledge_search(query="I'm pregnant, can I still do yoga?", language="en", limit=4)
+
+    assert [(t.word, sorted(t.lexemes)) for t in result.terms] == [("pregnant", ["pregnanc"]), ("yoga", ["yoga"])]
+    assert [p.title for p in result.passages] == ["Pregnancy yoga", "Schedule"]
+    assert result.passages[0].relevance == 1.0
+
+
+def test_a_search_is_one_statement_and_sees_knowledge_written_since_the_last_one(tenant):
+    add(tenant, "Delivery", "We deliver cakes in Gràcia for 5 euros.")
+    with tenant_context(tenant):
+        knowledge_search(query="cake delivery", language="en", limit=4)
+        with CaptureQueriesContext(connection) as warm:
+            assert [p.title for p in knowledge_search(query="cake delivery", language="en", limit=4).passages] == [
+                "Delivery"
+            ]
+        add(tenant, "Cake delivery", "Cake delivery to the whole city costs 12 euros.")
+        with CaptureQueriesContext(connection) as changed:
+            after = knowledge_search(query="cake delivery", language="en", limit=4)
+
+    assert len(warm.captured_queries) == 1
+    # The state read with the candidates differs from the one assumed: the new base's vocabulary is read (2)
+    # and the search runs again on it.
+    assert len(changed.captured_queries) == 4
+    assert [p.title for p in after.passages] == ["Cake delivery", "Delivery"]
+
+
+def test_passages_holding_every_term_come_from_the_and_query_and_later_tiers_only_fill_in(tenant):
+    for i in range(5):
+        add(tenant, f"Vegan cakes {i}", f"Our vegan chocolate cake number {i} is baked on Saturdays.")
+    for i in range(14):  # the plan allows 20 articles
+        add(tenant, f"Other {i}", f"Chocolate bar number {i} of our shop.")
+    with tenant_context(tenant):
+        every = knowledge_search(query="vegan chocolate cake on saturday", language="en", limit=4)
+        plans = _plans(knowledge_search, query="vegan chocolate cake on saturday")
+        fallback = knowledge_search(query="chocolate bar for a wedding", language="en", limit=4)
+
+    assert [p.title for p in every.passages] == [f"Vegan cakes {i}" for i in range(4)]
+    # Only the AND tier's scan ran; the later tiers' (their one-time filter false) never did.
+    scans = [line for line in plans.splitlines() if "Scan on chat_knowledgepassage p_" in line]
+    assert len(scans) == 4
+    assert "never executed" not in scans[0]
+    assert all("never executed" in line for line in scans[1:])
+    assert "'vegan' & 'chocol' & 'cake' & 'saturday'" in plans.replace("(", "").replace(")", "").replace("''", "'")
+    # No passage holds "wedding": the passages holding the other terms come from a later tier.
+    assert [p.title for p in fallback.passages] == ["Other 0", "Other 1", "Other 2", "Other 3"]
+    assert len({p.relevance for p in fallback.passages}) == 1
+    assert 0 < fallback.passages[0].relevance < 1
+
+
+def _plans(search, *, query):
+    """EXPLAIN ANALYZE of the statement a search sends (its text form)."""
+    with CaptureQueriesContext(connection) as captured:
+        search(query=query, language="en", limit=4)
+    sql = captured.captured_queries[-1]["sql"]
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (ANALYZE, COSTS OFF) {sql}")
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def test_the_passage_index_keeps_no_pending_list(tenant):
+    with tenant_context(tenant), connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE oid = 'passage_search_gin'::regclass")
+        assert cursor.fetchone()[0] == ["fastupdate=off"]

@@ -13,12 +13,12 @@ from tests.eval.dataset import businesses_load
 from tests.eval.runner import business_evaluate, overall, report, tenant_prepare
 
 FLOORS = {
-    "recall_at_1": 0.92,
+    "recall_at_1": 0.90,
     "recall_at_4": 0.96,
-    "offline_fact": 0.80,
-    "honest": 0.85,
-    "llm_passage": 0.83,
-    "llm_honest": 0.85,
+    "offline_fact": 0.79,
+    "honest": 0.90,
+    "llm_passage": 0.81,
+    "llm_honest": 0.88,
 }
 
 
@@ -34,4 +34,4 @@ def test_answer_quality_does_not_regress(results):
 
     below = {name: getattr(scores, name) for name, floor in FLOORS.items() if getattr(scores, name) < floor}
     assert not below, f"answer quality regressed: {below}\n{report(results)}"
-    assert (scores.answerable, scores.unanswerable) == (112, 40)
+    assert (scores.answerable, scores.unanswerable) == (140, 50)
