@@ -13,7 +13,7 @@ export PYTHONUNBUFFERED := 1
 # requires secrets, DATABASE_URL and REDIS_URL. An explicit DJANGO_DEBUG in the environment still wins.
 export DJANGO_DEBUG ?= true
 
-.PHONY: install setup run test lint format typecheck worker beat eval bench bench-http bench-tenants bench-chat bench-webhooks bench-summary lock clean
+.PHONY: install setup run test test-vector lint format typecheck worker beat eval bench bench-http bench-tenants bench-chat bench-webhooks bench-summary lock clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ run: setup
 
 test: install lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## The pgvector path on the embedded PostgreSQL (which ships pgvector), whatever DATABASE_URL says: servers
+## without the extension skip it in `make test`. `.ci/run` runs this beside `make test`.
+test-vector: install
+	env -u DATABASE_URL NETIA_REQUIRE_PGVECTOR=1 NETIA_EMBEDDED_DB_NAME=netia_vector \
+		$(BIN)/python -m pytest tests/chat/test_embeddings.py $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

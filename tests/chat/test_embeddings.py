@@ -1,10 +1,14 @@
 """Hybrid retrieval: passages embedded after commit, searched by similarity, re-embedded when the model changes.
 
 The vector path needs pgvector: PostgreSQL servers without it skip those tests (the reason is printed: the
-suite runs with `-rs`); the embedded server (no DATABASE_URL) ships pgvector and runs them.
+suite runs with `-rs`); the embedded server (no DATABASE_URL) ships pgvector and runs them. `make test-vector`
+runs this module on the embedded server with NETIA_REQUIRE_PGVECTOR=1, which turns that skip into a failure;
+`.ci/run` runs it beside `make test`, so CI exercises the vector path even though its PostgreSQL lacks pgvector.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -30,6 +34,8 @@ def _pgvector() -> bool:
 def vectors(db, fake_openai, settings):
     """Embeddings on, through the fake: texts about flats (or punctures) point one way, the rest another."""
     if not _pgvector():
+        if os.environ.get("NETIA_REQUIRE_PGVECTOR"):
+            pytest.fail("NETIA_REQUIRE_PGVECTOR is set but this PostgreSQL server has no pgvector")
         pytest.skip("pgvector is not installed on this PostgreSQL server: the vector path is NOT tested here")
     settings.OPENAI_EMBEDDING_MODEL = "fake-embedding-a"
     fake_openai.set_embedding(lambda text, dims: FLAT if ("flat" in text.lower() or "puncture" in text) else OTHER)
