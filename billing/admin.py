@@ -19,7 +19,8 @@ from billing import stripe_client
 from billing.models import BillingAccount, BillingNotification, Plan, UsagePeriod
 from billing.selectors import plan_for_account, usage_summary_get
 from billing.services import trial_extend
-from tenants.admin import tenant_admin_inline_add
+from netia.ratelimits import client_ip
+from tenants.admin import console_actor, tenant_admin_inline_add
 
 
 def _stripe_links(account: BillingAccount) -> str:
@@ -153,11 +154,16 @@ class BillingAccountAdmin(admin.ModelAdmin):
     def stripe_links(self, account: BillingAccount) -> str:
         return _stripe_links(account)
 
-    @admin.action(description=f"Extend trial by {settings.BILLING_TRIAL_DAYS} days from now")
+    @admin.action(description=f"Extend trial by {settings.BILLING_TRIAL_DAYS} days from now", permissions=["change"])
     def extend_trial(self, request: HttpRequest, queryset: QuerySet[BillingAccount]) -> None:
         until = timezone.now() + timedelta(days=settings.BILLING_TRIAL_DAYS)
         for account in queryset.select_related("tenant"):
-            trial_extend(tenant=account.tenant, until=max(until, account.trial_ends_at))
+            trial_extend(
+                tenant=account.tenant,
+                until=max(until, account.trial_ends_at),
+                actor=console_actor(request),
+                ip=client_ip("audit", request),
+            )
         self.message_user(request, f"Extended {queryset.count()} trial(s).", messages.SUCCESS)
 
 

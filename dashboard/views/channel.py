@@ -66,6 +66,8 @@ class ChannelConnectView(ChannelView):
                 account_id=str(form.cleaned_data["account_id"]),
                 api_key=form.cleaned_data["api_key"],
                 base_url=form.cleaned_data["base_url"] or "",
+                actor=self.actor,
+                ip=self.client_ip,
             )
         except ApplicationError as error:
             problem = str(error.extra.get("problem", ""))
@@ -96,7 +98,7 @@ class ChannelSecretView(ChannelView):
     http_method_names = ["post"]
 
     def post(self, request: HttpRequest) -> HttpResponse:
-        url = papercups_webhook_secret_rotate(tenant=self.tenant)
+        url = papercups_webhook_secret_rotate(tenant=self.tenant, actor=self.actor, ip=self.client_ip)
         response = self.page(self.template, self.context(new_webhook_url=url))
         response["Cache-Control"] = "no-store"  # the full URL carries the secret
         return response
