@@ -312,3 +312,29 @@ def test_sign_in_link_only_goes_to_members_who_are_not_staff(
     assert response.status_code == status
     assert mail.outbox == []
     assert not AuditEvent.objects.filter(tenant=tenant).exists()
+
+
+# --- Audit trail ------------------------------------------------------------------------------------------------------
+def test_the_audit_trail_lists_who_did_what_newest_first_in_pages(api, tenant, staff_user):
+    for path in ("suspend", "resume", "suspend"):
+        api.post(f"tenants/{tenant.pk}/{path}", {"reason": path})
+
+    first = api.get(f"tenants/{tenant.pk}/audit", {"page_size": 2})
+    rest = api.client.get(first.json()["next"], headers=api.headers)
+    suspensions = api.get(f"tenants/{tenant.pk}/audit", {"action": "tenant.suspended"})
+
+    assert first.status_code == 200
+    rows = first.json()["results"] + rest.json()["results"]
+    assert [(r["action"], r["details"], r["actor_kind"], r["actor_user"], r["ip"]) for r in rows] == [
+        ("tenant.suspended", {"reason": "suspend"}, "staff", staff_user.pk, "127.0.0.1"),
+        ("tenant.resumed", {"reason": "resume"}, "staff", staff_user.pk, "127.0.0.1"),
+        ("tenant.suspended", {"reason": "suspend"}, "staff", staff_user.pk, "127.0.0.1"),
+    ]
+    assert [r["action"] for r in suspensions.json()["results"]] == ["tenant.suspended"] * 2
+
+
+def test_the_audit_trail_refuses_an_unknown_action_filter(api, tenant):
+    response = api.get(f"tenants/{tenant.pk}/audit", {"action": "tenant.exploded"})
+
+    assert response.status_code == 400
+    assert list(response.json()["error"]["details"]["fields"]) == ["action"]
