@@ -210,7 +210,7 @@ def main() -> None:
             setattr(settings, name, value)
         website = crisp.add_website("Bench", website_id=WEBSITE_ID)
         CrispConnection.objects.filter(website_id=WEBSITE_ID).exclude(tenant=tenant).delete()
-        crisp_connection_set(tenant=tenant, website_id=WEBSITE_ID)
+        crisp_connection_set(tenant=tenant, website_id=WEBSITE_ID, actor=SYSTEM)
         env = {
             "DJANGO_DEBUG": "true",
             "LOG_LEVEL": "WARNING",

@@ -26,8 +26,13 @@ from billing.selectors import (
 from chat.models import Conversation, Lead, Message
 from chat.selectors import conversation_list, lead_list
 from tenants.models import ApiKey, Tenant, User
-from webhooks.models import ConnectionCheck, FailedDelivery
-from webhooks.selectors import ConnectionState, papercups_connection_state_get
+from webhooks.models import ConnectionCheck, CrispConnection, FailedDelivery
+from webhooks.selectors import (
+    ConnectionState,
+    CrispConnectionState,
+    crisp_connection_state_get,
+    papercups_connection_state_get,
+)
 
 # Platform totals query this many tenant schemas per SQL statement (one UNION ALL each).
 STATS_SCHEMAS_PER_QUERY = 100
@@ -46,7 +51,8 @@ def tenant_list(
     """Tenants matching every given filter, with their billing account and plan loaded.
 
     `plan` is a plan code (the default plan's code also matches tenants without a subscribed plan);
-    `search` matches the name or owner email (case-insensitive, partial) or the Papercups account id (exact).
+    `search` matches the name or owner email (case-insensitive, partial), the Papercups account id or the Crisp
+    website id (exact).
     """
     queryset = Tenant.objects.select_related("billing_account__plan")
     if status:
@@ -67,6 +73,7 @@ def tenant_list(
         condition = Q(name__icontains=search) | Q(owner_email__icontains=search)
         with contextlib.suppress(ValueError):
             condition |= Q(papercups_account_id=uuid.UUID(search))
+        condition |= Q(crisp_connection__website_id=search.lower())
         queryset = queryset.filter(condition)
     return queryset
 
@@ -97,6 +104,14 @@ class LastActivity:
 
 
 @dataclass(frozen=True)
+class Channels:
+    """The tenant's connection to each channel (secrets masked)."""
+
+    papercups: ConnectionState
+    crisp: CrispConnectionState
+
+
+@dataclass(frozen=True)
 class TenantOverview:
     """Everything staff look at first about one tenant."""
 
@@ -105,7 +120,7 @@ class TenantOverview:
     plan: Plan
     usage: UsageSummary
     bot_access: BotAccess
-    channel: ConnectionState
+    channels: Channels
     last_activity: LastActivity
 
 
@@ -129,7 +144,9 @@ def tenant_overview_get(*, tenant: Tenant) -> TenantOverview:
         plan=plan_for_account(account=account),
         usage=usage_summary_get(tenant=tenant, account=account),
         bot_access=bot_access_get(tenant=tenant),
-        channel=papercups_connection_state_get(tenant=tenant),
+        channels=Channels(
+            papercups=papercups_connection_state_get(tenant=tenant), crisp=crisp_connection_state_get(tenant=tenant)
+        ),
         last_activity=last_activity_get(tenant=tenant),
     )
 
@@ -185,6 +202,7 @@ class DayTotals:
 
 @dataclass(frozen=True)
 class FailingConnection:
+    channel: str
     tenant_id: int
     name: str
     problem: str
@@ -268,7 +286,27 @@ def platform_stats_get(*, days: int = 14, now: datetime | None = None) -> Platfo
     by_status = dict.fromkeys(Tenant.SubscriptionStatus.values, 0)
     for row in Tenant.objects.values("subscription_status").annotate(n=Count("pk")):
         by_status[row["subscription_status"]] = row["n"]
-    failing = ConnectionCheck.objects.filter(ok=False).select_related("tenant").order_by("-checked_at")
+    failing = [
+        FailingConnection(
+            channel="papercups",
+            tenant_id=check.tenant_id,
+            name=check.tenant.name,
+            problem=check.problem,
+            checked_at=check.checked_at,
+        )
+        for check in ConnectionCheck.objects.filter(ok=False).select_related("tenant")
+    ]
+    failing += [
+        FailingConnection(
+            channel="crisp",
+            tenant_id=crisp.tenant_id,
+            name=crisp.tenant.name,
+            problem=crisp.check_problem,
+            checked_at=crisp.checked_at,
+        )
+        for crisp in CrispConnection.objects.filter(check_ok=False, checked_at__isnull=False).select_related("tenant")
+        if crisp.checked_at is not None
+    ]
     return PlatformStats(
         since=since,
         days=list(totals.values()),
@@ -276,10 +314,5 @@ def platform_stats_get(*, days: int = 14, now: datetime | None = None) -> Platfo
         tenants_suspended=Tenant.objects.filter(suspended_at__isnull=False).count(),
         failed_deliveries_open=FailedDelivery.objects.filter(retried_at__isnull=True).count(),
         failed_deliveries_since=FailedDelivery.objects.filter(failed_at__gte=since).count(),
-        failing_connections=[
-            FailingConnection(
-                tenant_id=check.tenant_id, name=check.tenant.name, problem=check.problem, checked_at=check.checked_at
-            )
-            for check in failing
-        ],
+        failing_connections=sorted(failing, key=lambda c: c.checked_at, reverse=True),
     )

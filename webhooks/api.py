@@ -355,7 +355,7 @@ class CrispConnectionApi(CustomerApi):
     def put(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.crisp_connection_set(tenant=self.tenant, **data.validated_data)
+        services.crisp_connection_set(tenant=self.tenant, actor=self.actor, ip=self.client_ip, **data.validated_data)
         return Response(CrispConnectionOutput(selectors.crisp_connection_state_get(tenant=self.tenant)).data)
 
 

@@ -114,7 +114,7 @@ class ChannelCrispConnectView(ChannelView):
         if not form.is_valid():
             return self.page(self.template, self.context(crisp_form=form), status=400)
         try:
-            crisp_connection_set(tenant=self.tenant, **form.cleaned_data)
+            crisp_connection_set(tenant=self.tenant, actor=self.actor, ip=self.client_ip, **form.cleaned_data)
         except ApplicationError as error:
             form.add_error(None, error.message)
             return self.page(self.template, self.context(crisp_form=form), status=error.status_code)

@@ -58,9 +58,10 @@ class PlatformStatsApi(StaffApi):
             class Meta:
                 ref_name = "StaffStatsFailingConnection"
 
+            channel = serializers.ChoiceField(choices=["papercups", "crisp"])
             tenant_id = serializers.IntegerField()
             name = serializers.CharField()
-            problem = serializers.CharField()
+            problem = serializers.CharField(help_text="The latest check's stable problem code.")
             checked_at = serializers.DateTimeField()
 
         since = serializers.DateTimeField(help_text="Start of the window (midnight UTC).")

@@ -21,7 +21,7 @@ from staff.api.base import ReasonInput, StaffApi
 from tenants.api import AUDIT_LIST_PARAMETERS, audit_page
 from tenants.models import AuditEvent, Tenant
 from tenants.services import member_sign_in_link_send, tenant_resume, tenant_suspend
-from webhooks.api import ConnectionOutput
+from webhooks.api import ConnectionOutput, CrispConnectionOutput
 from webhooks.selectors import papercups_webhook_url
 from webhooks.services import papercups_tenant_onboard, papercups_webhook_secret_rotate
 
@@ -55,6 +55,13 @@ class TenantDetailOutput(serializers.Serializer):
     class Meta:
         ref_name = "StaffTenantDetail"
 
+    class Channels(serializers.Serializer):
+        class Meta:
+            ref_name = "StaffTenantChannels"
+
+        papercups = ConnectionOutput(help_text="The Papercups connection (secrets masked).")
+        crisp = CrispConnectionOutput(help_text="The Crisp website connection.")
+
     class LastActivity(serializers.Serializer):
         class Meta:
             ref_name = "StaffTenantLastActivity"
@@ -69,7 +76,7 @@ class TenantDetailOutput(serializers.Serializer):
     trial_ends_at = serializers.DateTimeField(source="account.trial_ends_at")
     usage = BillingStatusApi.OutputSerializer.Usage(help_text="AI replies in the current billing period.")
     bot_access = BillingStatusApi.OutputSerializer.Access()
-    channel = ConnectionOutput(help_text="The Papercups connection (secrets masked).")
+    channels = Channels()
     last_activity = LastActivity()
 
 
@@ -128,7 +135,9 @@ class TenantListCreateApi(StaffApi):
             OpenApiParameter("suspended", bool),
             OpenApiParameter("created_after", str, description="ISO date or date-time, inclusive."),
             OpenApiParameter("created_before", str, description="ISO date or date-time, exclusive."),
-            OpenApiParameter("search", str, description="Name or owner email (partial); Papercups account id."),
+            OpenApiParameter(
+                "search", str, description="Name or owner email (partial); Papercups account or Crisp website id."
+            ),
             *CURSOR_PARAMETERS,
         ],
         responses={200: cursor_page_schema("StaffTenantPage", TenantOutput), **error_responses(400, 401, 403)},

@@ -4,6 +4,7 @@ other tests committed do not matter."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -12,7 +13,7 @@ from django_tenants.utils import tenant_context
 
 from chat.models import Conversation, Message
 from tenants.models import Tenant
-from webhooks.models import ConnectionCheck, FailedDelivery
+from webhooks.models import ConnectionCheck, CrispConnection, FailedDelivery
 
 
 def _conversation(session: str, *, days_ago: int, handed_off: bool = False) -> Conversation:
@@ -63,6 +64,10 @@ def test_stats_add_up_every_tenant_schema_per_day(api, tenant, other_tenant):
         error="boom",
     )  # fmt: skip
     ConnectionCheck.objects.update_or_create(tenant=other_tenant, defaults={"ok": False, "problem": "bad_key"})
+    CrispConnection.objects.create(
+        tenant=tenant, website_id=str(uuid.uuid4()), check_ok=False, check_problem="not_installed",
+        checked_at=timezone.now(),
+    )  # fmt: skip
 
     response = api.get("stats")
 
@@ -95,8 +100,11 @@ def test_stats_add_up_every_tenant_schema_per_day(api, tenant, other_tenant):
     assert by_status == {"active": 1, "trialing": -1}
     assert after["tenants"]["suspended"] - before["tenants"]["suspended"] == 1
     assert _delta(after["failed_deliveries"], before["failed_deliveries"], ["open", "since"]) == {"open": 1, "since": 1}
-    failing = [c for c in after["failing_connections"] if c["tenant_id"] == other_tenant.pk]
-    assert [(c["name"], c["problem"]) for c in failing] == [("Globex Test Clinic", "bad_key")]
+    failing = [c for c in after["failing_connections"] if c["tenant_id"] in (tenant.pk, other_tenant.pk)]
+    assert [(c["channel"], c["name"], c["problem"]) for c in failing] == [
+        ("crisp", "Acme Test Shop", "not_installed"),  # the latest check first
+        ("papercups", "Globex Test Clinic", "bad_key"),
+    ]
 
 
 @pytest.mark.django_db

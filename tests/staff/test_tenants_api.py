@@ -20,8 +20,10 @@ from chat.services import conversation_get_or_create, message_record_visitor
 from tenants.models import ApiKey, AuditEvent, Membership, Tenant, User
 from tenants.services import api_key_authenticate
 from tests.dashboard.test_auth import link_in, sign_in_with
+from webhooks.models import CrispConnection
 
 pytestmark = pytest.mark.django_db
+CRISP_WEBSITE = "0b9d3c1a-6f2e-4d8a-b7c5-1e2f3a4b5c6d"
 
 
 def _names(response) -> list[str]:
@@ -56,6 +58,7 @@ def test_list_is_newest_first_with_each_tenants_plan_and_state(api, tenant, othe
         ({"search": "globex"}, ["Globex Test Clinic"]),
         ({"search": "OWNER@ACME"}, ["Acme Test Shop"]),
         ({"search": "7d1e0c4b-3a2f-4b8e-9c6d-5e4f3a2b1c0d"}, ["Globex Test Clinic"]),
+        ({"search": CRISP_WEBSITE.upper()}, ["Acme Test Shop"]),
         ({"search": "Test", "status": "active"}, ["Globex Test Clinic"]),
         ({"search": "Test", "suspended": "true"}, ["Acme Test Shop"]),
         ({"search": "Test", "suspended": "false"}, ["Globex Test Clinic"]),
@@ -70,6 +73,7 @@ def test_filters_and_search(api, tenant, other_tenant, params, expected):
     BillingAccount.objects.filter(tenant=other_tenant).update(plan=pro)
     Tenant.objects.filter(pk=other_tenant.pk).update(subscription_status="active")
     Tenant.objects.filter(pk=tenant.pk).update(suspended_at=timezone.now())
+    CrispConnection.objects.create(tenant=tenant, website_id=CRISP_WEBSITE)
 
     response = api.get("tenants", params)
 
@@ -192,8 +196,9 @@ def test_detail_shows_plan_usage_channel_and_last_activity(api, tenant, customer
     assert (body["plan"]["code"], body["plan"]["ai_replies_per_month"]) == ("trial", 200)
     assert (body["usage"]["ai_replies"], body["usage"]["ai_replies_limit"]) == (7, 200)
     assert body["bot_access"] == {"allowed": True, "reason": ""}
-    assert body["channel"]["account_id"] == str(tenant.papercups_account_id)
-    assert body["channel"]["api_key_set"] is False
+    assert body["channels"]["papercups"]["account_id"] == str(tenant.papercups_account_id)
+    assert body["channels"]["papercups"]["api_key_set"] is False
+    assert (body["channels"]["crisp"]["connected"], body["channels"]["crisp"]["website_id"]) == (False, None)
     assert tenant.webhook_secret not in json.dumps(body)
     activity = body["last_activity"]
     assert activity["message_at"] is not None

@@ -10,6 +10,7 @@ from django.urls import reverse
 from django_tenants.utils import tenant_context
 
 from chat.services import bot_configuration_update
+from tenants.audit import SYSTEM
 from tenants.models import Tenant, User
 from tenants.services import api_key_create
 from webhooks.models import CrispConnection
@@ -19,7 +20,7 @@ BASE = "/api/v1/customer/crisp"
 
 @pytest.fixture
 def key(tenant: Tenant) -> str:
-    return api_key_create(tenant=tenant, name="setup", permissions=["bot:read", "bot:write"])[1]
+    return api_key_create(tenant=tenant, name="setup", permissions=["bot:read", "bot:write"], actor=SYSTEM)[1]
 
 
 def call(client: Any, method: str, path: str, key: str, body: Any = None) -> Any:
@@ -152,7 +153,7 @@ def test_the_widget_snippet_carries_the_website_and_the_bots_language(client, te
 
 
 def test_reading_needs_bot_read_and_changing_needs_bot_write(client, tenant, crisp, website):
-    reader = api_key_create(tenant=tenant, name="reader", permissions=["bot:read"])[1]
+    reader = api_key_create(tenant=tenant, name="reader", permissions=["bot:read"], actor=SYSTEM)[1]
 
     assert call(client, "get", "", reader).status_code == 200
     assert call(client, "put", "", reader, {"website_id": website.website_id}).status_code == 403

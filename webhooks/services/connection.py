@@ -248,9 +248,11 @@ def _crisp_operator_clean(value: str) -> str:
     )
 
 
-def crisp_connection_set(*, tenant: Tenant, website_id: str, handoff_operator_id: str = "") -> CrispConnection:
+def crisp_connection_set(
+    *, tenant: Tenant, website_id: str, handoff_operator_id: str = "", actor: Actor, ip: str | None = None
+) -> CrispConnection:
     """Connect the tenant to its Crisp website: stored only if that website installed the plugin (and has the
-    chosen operator). A website belongs to one tenant."""
+    chosen operator). A website belongs to one tenant. The trail records the connection (website and operator)."""
     if not crisp.configured():
         raise CrispNotConfigured()
     website = crisp.website_id_clean(website_id)
@@ -267,6 +269,8 @@ def crisp_connection_set(*, tenant: Tenant, website_id: str, handoff_operator_id
                 tenant=tenant, defaults={"website_id": website, "handoff_operator_id": operator}
             )
             _crisp_check_store(connection=connection, check=check)
+            details = {"channel": "crisp", "website_id": website, "handoff_operator_id": operator, "checked": True}
+            audit_record(tenant=tenant, actor=actor, action=AuditEvent.Action.CHANNEL_CONNECTED, ip=ip, details=details)
     except IntegrityError:  # the website, connected concurrently to another tenant
         raise taken from None
     return connection
