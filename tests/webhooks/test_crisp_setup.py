@@ -11,7 +11,7 @@ from django_tenants.utils import tenant_context
 
 from chat.services import bot_configuration_update
 from tenants.audit import SYSTEM
-from tenants.models import Tenant, User
+from tenants.models import ApiKey, AuditEvent, Tenant, User
 from tenants.services import api_key_create
 from webhooks.models import CrispConnection
 
@@ -64,6 +64,14 @@ def test_connecting_checks_the_plugin_is_installed_on_the_website(client, tenant
     ]
     assert {r.headers["x-crisp-tier"] for r in crisp.requests} == {"plugin"}
     assert CrispConnection.objects.get(tenant=tenant).website_id == website.website_id
+    (event,) = AuditEvent.objects.filter(tenant=tenant, action="channel.connected")
+    assert (event.actor_kind, event.actor_label, event.ip, event.details) == (
+        "api_key",
+        str(ApiKey.objects.get(tenant=tenant, name="setup")),
+        "127.0.0.1",
+        {"channel": "crisp", "website_id": website.website_id, "handoff_operator_id": operator.user_id,
+         "checked": True},
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -101,6 +109,7 @@ def test_a_connection_crisp_refuses_is_not_stored(
     if problem is not None:
         assert (error["code"], error["details"]) == ("crisp_connection_failed", {"problem": problem})
     assert not CrispConnection.objects.filter(tenant=tenant).exists()
+    assert not AuditEvent.objects.filter(tenant=tenant, action="channel.connected").exists()
 
 
 def test_without_the_plugin_settings_connecting_is_a_503_and_the_check_says_why(client, tenant, key, settings):
