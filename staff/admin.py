@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from axes.admin import AccessAttemptAdmin
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -17,6 +18,9 @@ from staff.models import StaffApiKey, TenantRecords
 from staff.selectors import tenant_conversation_get, tenant_records_get
 from staff.services import staff_key_revoke, tenant_records_look_record
 from tenants.admin import console_actor, tenant_admin_page_add
+
+# django-axes' "clean up expired attempts" deletes rows yet declares no permission: it needs "delete".
+AccessAttemptAdmin.cleanup_expired_attempts.allowed_permissions = ("delete",)
 
 
 @admin.register(StaffApiKey)

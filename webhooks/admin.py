@@ -116,7 +116,7 @@ class CrispConnectionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.action(description="Check the Crisp connection now")
+    @admin.action(description="Check the Crisp connection now", permissions=["change"])
     def check_connection(self, request: HttpRequest, queryset: QuerySet[CrispConnection]) -> None:
         checks = [(c.tenant, crisp_connection_check(tenant=c.tenant)) for c in queryset.select_related("tenant")]
         _report_checks(self, request, [(tenant, check.ok, check.problem) for tenant, check in checks])

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.contrib import admin
 from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
@@ -24,9 +25,29 @@ ACTIONS = [
     ("admin:tenants_apikey_changelist", "revoke"),
     ("admin:billing_billingaccount_changelist", "extend_trial"),
     ("admin:webhooks_papercupsconnection_changelist", "check_connection"),
+    ("admin:webhooks_crispconnection_changelist", "check_connection"),
     ("admin:webhooks_faileddelivery_changelist", "retry"),
     ("admin:staff_staffapikey_changelist", "revoke"),
 ]
+
+
+def _every_action() -> list[tuple[str, str, Any]]:
+    """(model, action name, function) of every action of every page of the console, third-party ones included."""
+    found = [("*", name, action) for name, action in admin.site.actions]
+    for model, model_admin in admin.site._registry.items():
+        for action in model_admin.actions or ():
+            function = getattr(type(model_admin), action) if isinstance(action, str) else action
+            found.append((model._meta.label, function.__name__, function))
+    return found
+
+
+def test_every_action_in_the_console_declares_the_permission_it_needs():
+    undeclared = [
+        (model, name) for model, name, function in _every_action() if not getattr(function, "allowed_permissions", ())
+    ]
+
+    assert len(_every_action()) > len(ACTIONS)
+    assert undeclared == []
 
 
 @pytest.fixture
@@ -55,6 +76,18 @@ def test_actions_are_offered_only_to_staff_with_the_change_permission(
 
     assert action not in offered_to_viewer
     assert action in offered_to_superuser
+
+
+def test_a_view_only_user_cannot_reach_dj_stripes_resync_page_either(client, staff_user, view_everything, tenant):
+    url = reverse("admin:djstripe_custom_action", args=["_resync_instances", "customer"])
+    client.force_login(view_everything)
+    refused = client.post(url, {})
+    client.force_login(staff_user)
+    reached = client.post(url, {})  # an empty selection: dj-stripe shows its confirmation page again
+
+    assert refused.status_code == 403
+    assert reached.status_code == 200
+    assert "djstripe/admin/confirm_action.html" in [template.name for template in reached.templates]
 
 
 def test_a_view_only_user_posting_suspend_changes_nothing(client, view_everything, tenant):
