@@ -58,7 +58,7 @@ class PlatformStatsApi(StaffApi):
             class Meta:
                 ref_name = "StaffStatsFailingConnection"
 
-            channel = serializers.ChoiceField(choices=["papercups", "crisp"])
+            channel = serializers.CharField(help_text="papercups or crisp.")
             tenant_id = serializers.IntegerField()
             name = serializers.CharField()
             problem = serializers.CharField(help_text="The latest check's stable problem code.")
