@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._django import percentile, setup
+from tenants.audit import SYSTEM
 
 RESULTS = Path(__file__).parent / "results" / "chat.json"
 WORDS = [
@@ -64,9 +65,9 @@ def _bench_tenant() -> Any:
     from tenants.services import tenant_onboard
 
     tenant = Tenant.objects.filter(name="Bench Bakery").first()
-    tenant = tenant or tenant_onboard(name="Bench Bakery", owner_email="bench@bench.test").tenant
+    tenant = tenant or tenant_onboard(name="Bench Bakery", owner_email="bench@bench.test", actor=SYSTEM).tenant
     plan, _ = Plan.objects.get_or_create(code="bench-unlimited", defaults={"name": "Benchmark", "is_active": False})
-    trial_extend(tenant=tenant, until=timezone.now() + timedelta(days=365))
+    trial_extend(tenant=tenant, until=timezone.now() + timedelta(days=365), actor=SYSTEM)
     BillingAccount.objects.filter(tenant=tenant).update(plan=plan)
     UsagePeriod.objects.filter(tenant=tenant).delete()
     return tenant

@@ -79,6 +79,7 @@ def _tenants(count: int) -> list[Any]:
     from billing.models import BillingAccount, Plan
     from billing.services import trial_extend
     from chat.services import knowledge_article_create
+    from tenants.audit import SYSTEM
     from tenants.models import Tenant
     from webhooks.services import papercups_tenant_onboard
 
@@ -91,12 +92,15 @@ def _tenants(count: int) -> list[Any]:
         tenant = Tenant.objects.filter(papercups_account_id=account_id).first()
         if tenant is None:
             tenant = papercups_tenant_onboard(
-                name=f"Bench Shop {i}", owner_email=f"owner{i}@bench.test", papercups_account_id=account_id
+                name=f"Bench Shop {i}",
+                owner_email=f"owner{i}@bench.test",
+                papercups_account_id=account_id,
+                actor=SYSTEM,
             ).tenant
             with tenant_context(tenant):
                 for title, content in KNOWLEDGE.items():
                     knowledge_article_create(tenant=tenant, title=title, content=content)
-        trial_extend(tenant=tenant, until=timezone.now() + timedelta(days=365))
+        trial_extend(tenant=tenant, until=timezone.now() + timedelta(days=365), actor=SYSTEM)
         BillingAccount.objects.filter(tenant=tenant).update(plan=plan)
         tenants.append(tenant)
     return tenants

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._django import percentile, setup
+from tenants.audit import SYSTEM
 
 RESULTS = Path(__file__).parent / "results" / "webhooks.json"
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +46,10 @@ def _tenant() -> Any:
     tenant = Tenant.objects.filter(papercups_account_id=ACCOUNT_ID).first()
     if tenant is None:
         tenant = papercups_tenant_onboard(
-            name="Bench Webhooks", owner_email="bench-webhooks@bench.test", papercups_account_id=ACCOUNT_ID
+            name="Bench Webhooks",
+            owner_email="bench-webhooks@bench.test",
+            papercups_account_id=ACCOUNT_ID,
+            actor=SYSTEM,
         ).tenant
         from django_tenants.utils import tenant_context
 
@@ -206,7 +210,7 @@ def main() -> None:
             setattr(settings, name, value)
         website = crisp.add_website("Bench", website_id=WEBSITE_ID)
         CrispConnection.objects.filter(website_id=WEBSITE_ID).exclude(tenant=tenant).delete()
-        crisp_connection_set(tenant=tenant, website_id=WEBSITE_ID)
+        crisp_connection_set(tenant=tenant, website_id=WEBSITE_ID, actor=SYSTEM)
         env = {
             "DJANGO_DEBUG": "true",
             "LOG_LEVEL": "WARNING",

@@ -3,6 +3,7 @@ usage per period and the billing emails sent; and which of dj-stripe's admin pag
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -10,8 +11,10 @@ import djstripe.admin  # noqa: F401  (registers dj-stripe's models, which are tr
 from django.apps import apps
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, QuerySet, Subquery
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -19,7 +22,8 @@ from billing import stripe_client
 from billing.models import BillingAccount, BillingNotification, Plan, UsagePeriod
 from billing.selectors import plan_for_account, usage_summary_get
 from billing.services import trial_extend
-from tenants.admin import tenant_admin_inline_add
+from netia.ratelimits import client_ip
+from tenants.admin import console_actor, tenant_admin_inline_add
 
 
 def _stripe_links(account: BillingAccount) -> str:
@@ -153,11 +157,16 @@ class BillingAccountAdmin(admin.ModelAdmin):
     def stripe_links(self, account: BillingAccount) -> str:
         return _stripe_links(account)
 
-    @admin.action(description=f"Extend trial by {settings.BILLING_TRIAL_DAYS} days from now")
+    @admin.action(description=f"Extend trial by {settings.BILLING_TRIAL_DAYS} days from now", permissions=["change"])
     def extend_trial(self, request: HttpRequest, queryset: QuerySet[BillingAccount]) -> None:
         until = timezone.now() + timedelta(days=settings.BILLING_TRIAL_DAYS)
         for account in queryset.select_related("tenant"):
-            trial_extend(tenant=account.tenant, until=max(until, account.trial_ends_at))
+            trial_extend(
+                tenant=account.tenant,
+                until=max(until, account.trial_ends_at),
+                actor=console_actor(request),
+                ip=client_ip("audit", request),
+            )
         self.message_user(request, f"Extended {queryset.count()} trial(s).", messages.SUCCESS)
 
 
@@ -221,4 +230,35 @@ def _djstripe_admin_trim() -> None:
             admin.site.unregister(model)
 
 
+def _change_required(model_admin: admin.ModelAdmin, view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not model_admin.has_change_permission(request):
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return guarded
+
+
+def _djstripe_actions_need_change() -> None:
+    """dj-stripe's "re-sync" actions overwrite local rows from Stripe yet declare no permission: they need
+    "change", both in the action menu and at the confirmation page they post to (its own URL)."""
+    for model, model_admin in admin.site._registry.items():
+        if model._meta.app_label != "djstripe":
+            continue
+        for name in model_admin.actions or ():
+            if isinstance(name, str):
+                getattr(type(model_admin), name).allowed_permissions = ("change",)
+        urls = model_admin.get_urls
+
+        def get_urls(model_admin: admin.ModelAdmin = model_admin, urls: Callable[[], list[Any]] = urls) -> list[Any]:
+            patterns = urls()
+            for pattern in patterns:
+                if isinstance(pattern, URLPattern) and pattern.name == "djstripe_custom_action":
+                    pattern.callback = _change_required(model_admin, pattern.callback)
+            return patterns
+
+        model_admin.get_urls = get_urls  # type: ignore[method-assign]
+
+
 _djstripe_admin_trim()
+_djstripe_actions_need_change()

@@ -18,7 +18,9 @@ from django.views import View
 from django_htmx.middleware import HtmxDetails
 
 from billing.selectors import BotAccess, bot_access_get
+from netia import ratelimits
 from netia.errors import ApplicationError
+from tenants.audit import Actor
 from tenants.models import Membership, Tenant, User
 from tenants.selectors import tenant_demo_slug
 
@@ -91,6 +93,15 @@ class PortalView(View):
     @property
     def tenant(self) -> Tenant:
         return self.request.portal.tenant
+
+    @property
+    def actor(self) -> Actor:
+        """Who acts, for the audit trail: the signed-in member."""
+        return Actor.member(self.request.portal.user)
+
+    @property
+    def client_ip(self) -> str:
+        return ratelimits.client_ip("audit", self.request)
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:

@@ -5,7 +5,20 @@ Every /portal/ view is a PortalView: `dashboard.middleware.PortalMiddleware` ref
 
 from django.urls import include, path
 
-from dashboard.views import api_keys, auth, billing, bot, channel, conversations, demo, home, knowledge, leads, overview
+from dashboard.views import (
+    activity,
+    api_keys,
+    auth,
+    billing,
+    bot,
+    channel,
+    conversations,
+    demo,
+    home,
+    knowledge,
+    leads,
+    overview,
+)
 from dashboard.views import team as team_views
 
 app_name = "dashboard"
@@ -58,6 +71,7 @@ portal = [
     path("team/invite", team_views.InviteView.as_view(), name="team-invite"),
     path("team/<int:membership_id>/role", team_views.RoleView.as_view(), name="team-role"),
     path("team/<int:membership_id>/remove", team_views.RemoveView.as_view(), name="team-remove"),
+    path("activity", activity.ActivityView.as_view(), name="activity"),
 ]
 
 urlpatterns = [

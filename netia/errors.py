@@ -153,6 +153,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         if isinstance(exc, drf_exceptions.MethodNotAllowed | drf_exceptions.ParseError):
             message = str(exc.detail)
         headers = {}
+        auth_header = getattr(exc, "auth_header", None)  # set by DRF from the first authenticator's scheme
+        if auth_header:
+            headers["WWW-Authenticate"] = str(auth_header)
         wait = getattr(exc, "wait", None)
         if isinstance(exc, drf_exceptions.Throttled) and wait is not None:
             headers["Retry-After"] = str(int(wait) + 1)

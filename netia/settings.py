@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -82,9 +83,11 @@ SHARED_APPS = [
     "django_structlog",
     "djstripe",
     "django_htmx",
+    "axes",
     "billing",
     "webhooks",
     "dashboard",
+    "staff",
 ]
 TENANT_APPS = [
     "chat",
@@ -125,6 +128,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_structlog.middlewares.RequestMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Last, as django-axes requires: turns a locked-out sign-in into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 # Form templates are looked up like any template, so the portal's field layout lives in templates/.
@@ -225,6 +230,8 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "dashboard:login"
 LOGIN_REDIRECT_URL = "dashboard:overview"
 AUTHENTICATION_BACKENDS = [
+    # First: refuses a staff-console sign-in from a locked-out client before a password is checked.
+    "netia.signin_throttle.AdminSignInThrottle",
     "django.contrib.auth.backends.ModelBackend",  # staff passwords (admin)
     "sesame.backends.ModelBackend",  # portal magic links
 ]
@@ -236,6 +243,18 @@ SESAME_TOKEN_NAME = "token"  # noqa: S105 - the query parameter's name, not a se
 PORTAL_LOGIN_RATE_PER_IP = env.str("PORTAL_LOGIN_RATE_PER_IP", default="20/h")
 PORTAL_LOGIN_RATE_PER_EMAIL = env.str("PORTAL_LOGIN_RATE_PER_EMAIL", default="5/h")
 PORTAL_SIGNUP_RATE_PER_IP = env.str("PORTAL_SIGNUP_RATE_PER_IP", default="10/h")
+# Password guessing on the staff console (django-axes, admin sign-ins only): after AXES_FAILURE_LIMIT failures
+# from one client IP, that IP may not sign in to the console for AXES_COOLOFF_MINUTES (429). A success does
+# not reset the count (a sign-in to an account of one's own would otherwise clear it between guesses).
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+# The client's address as every other limit sees it (the forwarded one only behind NETIA_TRUSTED_PROXIES).
+AXES_CLIENT_IP_CALLABLE = "netia.proxies.client_ip_get"
+AXES_RESET_ON_SUCCESS = False
+AXES_ONLY_ADMIN_SITE = True
+AXES_HANDLER = "netia.signin_throttle.AdminSignInHandler"
+AXES_LOCKOUT_TEMPLATE = "axes_lockout.html"
 SESSION_COOKIE_SECURE = not DEBUG
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SECURE = not DEBUG

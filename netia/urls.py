@@ -1,5 +1,5 @@
-"""URL map. API under /api/v1, Papercups webhooks under /papercups, Stripe webhooks under /stripe, staff
-console under /admin."""
+"""URL map. API under /api/v1 (the admin API under /api/v1/admin), Papercups webhooks under /papercups, Stripe
+webhooks under /stripe, staff console under /admin."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("chat.urls")),
     path("", include("billing.urls")),
     path("", include("webhooks.urls")),
+    path("", include("tenants.urls")),
+    path("admin/", include("staff.urls")),
 ]
 
 urlpatterns: list[URLPattern | URLResolver] = [

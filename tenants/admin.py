@@ -9,10 +9,20 @@ from django.contrib.admin.options import InlineModelAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from netia.admin import is_set_filter
-from tenants.models import ApiKey, Domain, Membership, Tenant, User
-from tenants.services import api_key_revoke, tenant_resume, tenant_suspend
+from netia.ratelimits import client_ip
+from tenants.audit import Actor
+from tenants.models import ApiKey, AuditEvent, Domain, Membership, Tenant, User
+from tenants.services import api_key_revoke, tenant_resume, tenant_settings_update, tenant_suspend
+
+
+def console_actor(request: HttpRequest) -> Actor:
+    """The staff user acting in the console, for the audit trail."""
+    return Actor.staff(request.user)  # type: ignore[arg-type]  # the admin site lets only staff users in
+
 
 SuspendedFilter = is_set_filter("suspended_at", title="suspended", set_label="Suspended", unset_label="Not suspended")
 
@@ -60,6 +70,8 @@ class TenantAdmin(admin.ModelAdmin):
         "suspended_at",
         "created_at",
         "updated_at",
+        "pages",
+        "audit_trail",
     ]
     exclude = ["webhook_secret", "papercups_api_key"]
     # The layers above add theirs with `tenant_admin_inline_add` (billing puts the billing state first).
@@ -73,16 +85,47 @@ class TenantAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.action(description="Suspend selected tenants")
+    def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
+        """Edits go through the service that records them in the audit trail."""
+        changes = {name: form.cleaned_data[name] for name in form.changed_data}
+        tenant_settings_update(
+            tenant=obj, changes=changes, actor=console_actor(request), ip=client_ip("audit", request)
+        )
+
+    @admin.display(description="More about this tenant")
+    def pages(self, tenant: Tenant) -> str:
+        links = [(label, reverse(url_name, args=[tenant.pk])) for label, url_name in _TENANT_PAGES]
+        return format_html_join(" · ", '<a href="{}">{}</a>', ((url, label) for label, url in links)) or "—"
+
+    @admin.display(description="Audit trail (latest 10)")
+    def audit_trail(self, tenant: Tenant) -> str:
+        events = AuditEvent.objects.filter(tenant=tenant)[:10]
+        rows = format_html_join(
+            "",
+            "<li>{}: {} by {}{}</li>",
+            (
+                (
+                    f"{e.created_at:%Y-%m-%d %H:%M}",
+                    e.get_action_display(),
+                    e.actor_label,
+                    f" from {e.ip}" if e.ip else "",
+                )
+                for e in events
+            ),
+        )
+        url = reverse("admin:tenants_auditevent_changelist") + f"?tenant__id__exact={tenant.pk}"
+        return format_html('<ul style="margin:0">{}</ul><a href="{}">All events</a>', rows, url)
+
+    @admin.action(description="Suspend selected tenants", permissions=["change"])
     def suspend(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
         for tenant in queryset:
-            tenant_suspend(tenant=tenant)
+            tenant_suspend(tenant=tenant, actor=console_actor(request), ip=client_ip("audit", request))
         self.message_user(request, f"Suspended {queryset.count()} tenant(s).", messages.SUCCESS)
 
-    @admin.action(description="Resume selected tenants")
+    @admin.action(description="Resume selected tenants", permissions=["change"])
     def resume(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
         for tenant in queryset:
-            tenant_resume(tenant=tenant)
+            tenant_resume(tenant=tenant, actor=console_actor(request), ip=client_ip("audit", request))
         self.message_user(request, f"Resumed {queryset.count()} tenant(s).", messages.SUCCESS)
 
 
@@ -90,6 +133,41 @@ def tenant_admin_inline_add(inline: type[InlineModelAdmin[Any, Any]], *, first: 
     """A hook for the layers above: show their per-tenant state on the tenant's page (tenants imports none)."""
     if inline not in TenantAdmin.inlines:
         TenantAdmin.inlines = [inline, *TenantAdmin.inlines] if first else [*TenantAdmin.inlines, inline]
+
+
+def _from(ip: str | None) -> str:
+    return f" from {ip}" if ip else ""
+
+
+# (label, admin URL name taking the tenant id) of pages the layers above offer about one tenant.
+_TENANT_PAGES: list[tuple[str, str]] = []
+
+
+def tenant_admin_page_add(*, label: str, url_name: str) -> None:
+    """A hook for the layers above: link a page of theirs about one tenant from the tenant's page."""
+    if (label, url_name) not in _TENANT_PAGES:
+        _TENANT_PAGES.append((label, url_name))
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """The audit trail of every tenant: read-only, filtered by tenant, action or kind of actor."""
+
+    list_display = ["created_at", "tenant", "action", "actor_label", "actor_kind", "ip", "details"]
+    list_filter = ["action", "actor_kind", "created_at"]
+    search_fields = ["tenant__name", "actor_label", "=ip"]
+    list_select_related = ["tenant"]
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in AuditEvent._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(ApiKey)
@@ -104,10 +182,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.action(description="Revoke selected API keys")
+    @admin.action(description="Revoke selected API keys", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for api_key in queryset:
-            api_key_revoke(api_key=api_key)
+            api_key_revoke(api_key=api_key, actor=console_actor(request), ip=client_ip("audit", request))
         self.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)
 
 

@@ -25,15 +25,14 @@ def _bearer(request: Request) -> str:
 class ChatTokenAuthentication(BaseAuthentication):
     """`Authorization: Bearer <chat token>`: the tenant's public token. Grants chatting, nothing more.
 
-    `request.auth` is the Tenant; there is no user.
+    `request.auth` is the Tenant; there is no user. A suspended tenant's token still authenticates: the chat
+    then answers 402 `tenant_suspended`, like every other reason the bot may not answer.
     """
 
     def authenticate(self, request: Request) -> tuple[None, Tenant]:
         tenant = tenant_get_by_chat_token(token=_bearer(request))
         if tenant is None:
             raise AuthenticationFailed("Unknown chat token.")
-        if tenant.is_suspended:
-            raise PermissionDenied("This account is suspended.", extra={"reason": "tenant_suspended"})
         tenant_connection().set_tenant(tenant)
         return None, tenant
 

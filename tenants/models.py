@@ -180,8 +180,35 @@ class Membership(models.Model):
         return f"{self.user} @ {self.tenant} ({self.role})"
 
 
-class ApiKey(models.Model):
+class HashedKey(models.Model):
+    """A bearer key `<scheme>_<prefix>_<secret>` (tenants.keys): the prefix finds it, only a SHA-256 is stored."""
+
+    scheme: ClassVar[str]
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True, help_text="Public part of the key, for lookup.")
+    secret_hash = models.CharField(max_length=64, help_text="SHA-256 of the full key.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.scheme}_{self.prefix}_…)"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class ApiKey(HashedKey):
     """A developer's key to the tenant's REST API. Only a hash of the secret is stored."""
+
+    scheme = "nk"
 
     class Permission(models.TextChoices):
         CHAT = "chat", "Chat"
@@ -193,24 +220,61 @@ class ApiKey(models.Model):
         BOT_READ = "bot:read", "Read bot configuration"
         BOT_WRITE = "bot:write", "Change bot configuration"
         BILLING = "billing", "Billing"
+        AUDIT_READ = "audit:read", "Read the audit trail"
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
-    name = models.CharField(max_length=100)
-    prefix = models.CharField(max_length=16, unique=True, help_text="Public part of the key, for lookup.")
-    secret_hash = models.CharField(max_length=64, help_text="SHA-256 of the full key.")
     permissions = models.JSONField(default=list)
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(HashedKey.Meta):
+        verbose_name = "API key"
+
+
+class AuditEvent(models.Model):
+    """One change to a tenant, recorded once, in the transaction that made it: who, what, when, from where.
+
+    `details` never holds a secret (tenants.audit.audit_record refuses secret-looking keys). The actor is kept
+    as ids plus a label, so the trail stays readable after the user or key is gone.
+    """
+
+    class Action(models.TextChoices):
+        TENANT_CREATED = "tenant.created", "Tenant created"
+        TENANT_SUSPENDED = "tenant.suspended", "Tenant suspended"
+        TENANT_RESUMED = "tenant.resumed", "Tenant resumed"
+        TENANT_UPDATED = "tenant.updated", "Tenant settings changed"
+        PLAN_CHANGED = "billing.plan_changed", "Plan changed"
+        STATUS_CHANGED = "billing.status_changed", "Subscription status changed"
+        TRIAL_EXTENDED = "billing.trial_extended", "Trial extended"
+        API_KEY_CREATED = "api_key.created", "API key created"
+        API_KEY_REVOKED = "api_key.revoked", "API key revoked"
+        WEBHOOK_SECRET_ROTATED = "webhook_secret.rotated", "Webhook secret rotated"
+        CHAT_TOKEN_ROTATED = "chat_token.rotated", "Chat token rotated"
+        MEMBER_INVITED = "member.invited", "Member invited"
+        MEMBER_ROLE_CHANGED = "member.role_changed", "Member's role changed"
+        MEMBER_REMOVED = "member.removed", "Member removed"
+        CHANNEL_CONNECTED = "channel.connected", "Channel connected"
+        SIGN_IN_LINK_SENT = "sign_in_link.sent", "Sign-in link sent"
+        RECORDS_VIEWED = "staff.records_viewed", "Conversations or leads viewed by staff"
+
+    class ActorKind(models.TextChoices):
+        USER = "user", "Member of the tenant"
+        STAFF = "staff", "Netia staff"
+        API_KEY = "api_key", "Tenant API key"
+        SYSTEM = "system", "System"
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="audit_events")
+    action = models.CharField(max_length=32, choices=Action.choices)
+    actor_kind = models.CharField(max_length=8, choices=ActorKind.choices)
+    actor_user = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor_key_id = models.UUIDField(null=True, blank=True, help_text="The tenant API key or staff key used.")
+    actor_label = models.CharField(max_length=255, help_text="Who, readable: an email, a key's name, a process.")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    details = models.JSONField(default=dict, blank=True, help_text="What changed; never a secret.")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
-        verbose_name = "API key"
-        ordering = ["-created_at"]
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "-created_at", "-id"], name="auditevent_tenant_recent")]
 
     def __str__(self) -> str:
-        return f"{self.name} (nk_{self.prefix}_…)"
-
-    @property
-    def is_revoked(self) -> bool:
-        return self.revoked_at is not None
+        return f"{self.get_action_display()} by {self.actor_label}"

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -22,19 +20,18 @@ from django_tenants.utils import schema_exists
 from sesame.utils import get_query_string
 
 from netia import dispatch
-from netia.errors import AuthenticationFailed, Conflict, NotFound, PermissionDenied, ValidationFailed
+from netia.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from netia.fields import max_length
-from tenants.models import ApiKey, Domain, Membership, Tenant, User, secret_fingerprint
+from tenants.audit import Actor, audit_record
+from tenants.keys import key_authenticate, key_generate
+from tenants.models import ApiKey, AuditEvent, Domain, Membership, Tenant, User, secret_fingerprint
 from tenants.selectors import origin_normalize
 from tenants.signals import membership_adding, tenant_onboarded
 
-API_KEY_PREFIX = "nk"
-# last_used_at is written at most this often per key, so authentication stays a read on the hot path.
-API_KEY_TOUCH_INTERVAL = timedelta(seconds=60)
+API_KEY_PREFIX = ApiKey.scheme
 # Input limits are the columns' own (one place for each rule).
 _TENANT_NAME_MAX = max_length(Tenant, "name")
 _KEY_NAME_MAX = max_length(ApiKey, "name")
-_API_KEY_RE = re.compile(rf"^{API_KEY_PREFIX}_([0-9a-f]{{12}})_([A-Za-z0-9_-]{{20,}})$")
 
 
 @dataclass(frozen=True)
@@ -65,8 +62,10 @@ def _clean_onboarding_input(*, name: str, owner_email: str) -> tuple[str, str]:
 
 
 @transaction.atomic
-def tenant_onboard(*, name: str, owner_email: str) -> OnboardingResult:
+def tenant_onboard(*, name: str, owner_email: str, actor: Actor, ip: str | None = None) -> OnboardingResult:
     """Create a tenant, its schema (cloned from the template), owner, membership and first API key.
+
+    The audit trail records the creation and the first key, by `actor`.
 
     The `tenant_onboarded` hook lets the layers above add their part in the same transaction (billing
     starts the trial); connecting a channel at onboarding is the channel's service
@@ -89,17 +88,22 @@ def tenant_onboard(*, name: str, owner_email: str) -> OnboardingResult:
     )
     owner = User.objects.filter(email=owner_email).first() or User.objects.create_user(email=owner_email)
     Membership.objects.create(user=owner, tenant=tenant, role=Membership.Role.OWNER)
+    audit_record(
+        tenant=tenant,
+        actor=actor,
+        action=AuditEvent.Action.TENANT_CREATED,
+        ip=ip,
+        details={"name": name, "owner_email": owner_email},
+    )
     tenant_onboarded.send(sender=Tenant, tenant=tenant)
-    api_key, secret = api_key_create(tenant=tenant, name="Default key")
+    api_key, secret = api_key_create(tenant=tenant, name="Default key", actor=actor, ip=ip)
     return OnboardingResult(tenant=tenant, owner=owner, api_key=api_key, api_key_secret=secret)
 
 
-def hash_api_key(raw_key: str) -> str:
-    """SHA-256 hex of a full API key (keys carry 256 bits of entropy, so no slow hash is needed)."""
-    return hashlib.sha256(raw_key.encode()).hexdigest()
-
-
-def api_key_create(*, tenant: Tenant, name: str, permissions: list[str] | None = None) -> tuple[ApiKey, str]:
+@transaction.atomic
+def api_key_create(
+    *, tenant: Tenant, name: str, actor: Actor, ip: str | None = None, permissions: list[str] | None = None
+) -> tuple[ApiKey, str]:
     """Create an API key and return it with its secret, which is never stored nor shown again."""
     permissions = list(ApiKey.Permission.values) if permissions is None else permissions
     unknown = sorted(set(permissions) - set(ApiKey.Permission.values))
@@ -108,61 +112,108 @@ def api_key_create(*, tenant: Tenant, name: str, permissions: list[str] | None =
     name = name.strip()
     if not name or len(name) > _KEY_NAME_MAX:
         raise ValidationFailed(f"The key name must be 1 to {_KEY_NAME_MAX} characters.", extra={"field": "name"})
-    prefix = secrets.token_hex(6)
-    raw_key = f"{API_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    new = key_generate(scheme=API_KEY_PREFIX)
     api_key = ApiKey.objects.create(
-        tenant=tenant, name=name, prefix=prefix, secret_hash=hash_api_key(raw_key), permissions=permissions
+        tenant=tenant, name=name, prefix=new.prefix, secret_hash=new.secret_hash, permissions=permissions
     )
-    return api_key, raw_key
+    details = {"key": str(api_key), "permissions": permissions}
+    audit_record(tenant=tenant, actor=actor, action=AuditEvent.Action.API_KEY_CREATED, ip=ip, details=details)
+    return api_key, new.raw
 
 
-def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
-    """Revoke a key; revoking twice keeps the first revocation time."""
-    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+@transaction.atomic
+def api_key_revoke(*, api_key: ApiKey, actor: Actor, ip: str | None = None) -> ApiKey:
+    """Revoke a key; revoking twice keeps the first revocation time (and records nothing)."""
+    changed = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
     api_key.refresh_from_db(fields=["revoked_at"])
+    if changed:
+        audit_record(
+            tenant=api_key.tenant,
+            actor=actor,
+            action=AuditEvent.Action.API_KEY_REVOKED,
+            ip=ip,
+            details={"key": str(api_key)},
+        )
     return api_key
 
 
 def api_key_authenticate(*, raw_key: str) -> ApiKey:
     """Resolve a presented key to its ApiKey (tenant loaded), or raise AuthenticationFailed."""
-    match = _API_KEY_RE.match(raw_key or "")
-    if not match:
-        raise AuthenticationFailed("Invalid API key.")
-    api_key = ApiKey.objects.select_related("tenant").filter(prefix=match.group(1)).first()
-    # Compare even when the prefix is unknown, so timing does not tell which prefixes exist.
-    expected = api_key.secret_hash if api_key else hash_api_key("")
-    if not secrets.compare_digest(expected, hash_api_key(raw_key)) or api_key is None:
-        raise AuthenticationFailed("Invalid API key.")
-    if api_key.is_revoked:
-        raise AuthenticationFailed("This API key has been revoked.")
+    return key_authenticate(keys=ApiKey.objects.select_related("tenant"), raw_key=raw_key, check=_tenant_not_suspended)
+
+
+def _tenant_not_suspended(api_key: ApiKey) -> None:
     if api_key.tenant.is_suspended:
         raise PermissionDenied("This account is suspended.", extra={"reason": "tenant_suspended"})
-    now = timezone.now()
-    if api_key.last_used_at is None or now - api_key.last_used_at > API_KEY_TOUCH_INTERVAL:
-        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
-        api_key.last_used_at = now
-    return api_key
 
 
-def tenant_suspend(*, tenant: Tenant) -> Tenant:
-    """Suspend a tenant: its credentials stop working until resumed."""
-    Tenant.objects.filter(pk=tenant.pk, suspended_at__isnull=True).update(suspended_at=timezone.now())
+@transaction.atomic
+def tenant_suspend(*, tenant: Tenant, actor: Actor, ip: str | None = None, reason: str = "") -> Tenant:
+    """Suspend a tenant: its bot stops answering on every channel and its API keys stop working until resumed.
+
+    Suspending a suspended tenant changes nothing and records nothing.
+    """
+    changed = Tenant.objects.filter(pk=tenant.pk, suspended_at__isnull=True).update(suspended_at=timezone.now())
     tenant.refresh_from_db(fields=["suspended_at"])
+    if changed:
+        audit_record(tenant=tenant, actor=actor, action=AuditEvent.Action.TENANT_SUSPENDED, ip=ip, details=_why(reason))
     return tenant
 
 
-def tenant_resume(*, tenant: Tenant) -> Tenant:
-    """Lift a suspension."""
-    Tenant.objects.filter(pk=tenant.pk).update(suspended_at=None)
+@transaction.atomic
+def tenant_resume(*, tenant: Tenant, actor: Actor, ip: str | None = None, reason: str = "") -> Tenant:
+    """Lift a suspension; resuming a tenant that is not suspended changes nothing and records nothing."""
+    changed = Tenant.objects.filter(pk=tenant.pk, suspended_at__isnull=False).update(suspended_at=None)
     tenant.refresh_from_db(fields=["suspended_at"])
+    if changed:
+        audit_record(tenant=tenant, actor=actor, action=AuditEvent.Action.TENANT_RESUMED, ip=ip, details=_why(reason))
     return tenant
 
 
-def webhook_secret_rotate(*, tenant: Tenant) -> Tenant:
+@transaction.atomic
+def tenant_settings_update(*, tenant: Tenant, changes: dict[str, Any], actor: Actor, ip: str | None = None) -> Tenant:
+    """Change plain settings of a tenant (the staff console's form) and record each from -> to.
+
+    Only plain, non-secret columns: the secrets and the suspension have their own services.
+    """
+    refused = sorted(set(changes) - _EDITABLE_SETTINGS)
+    if refused:
+        raise ValidationFailed("These settings cannot be changed here.", extra={"fields": refused})
+    current = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    changed = {name: value for name, value in changes.items() if getattr(current, name) != value}
+    if not changed:
+        return tenant
+    for name, value in changed.items():
+        setattr(tenant, name, value)
+    tenant.save(update_fields=[*changed, "updated_at"])
+    details = {name: {"from": _plain(getattr(current, name)), "to": _plain(value)} for name, value in changed.items()}
+    audit_record(tenant=tenant, actor=actor, action=AuditEvent.Action.TENANT_UPDATED, ip=ip, details=details)
+    return tenant
+
+
+_EDITABLE_SETTINGS = frozenset(
+    {"name", "owner_email", "subscription_status", "papercups_account_id", "papercups_base_url"}
+)
+
+
+def _plain(value: Any) -> Any:
+    return value if value is None or isinstance(value, str | int | bool) else str(value)
+
+
+def _why(reason: str) -> dict[str, str]:
+    reason = reason.strip()
+    return {"reason": reason} if reason else {}
+
+
+@transaction.atomic
+def webhook_secret_rotate(*, tenant: Tenant, actor: Actor, ip: str | None = None, reason: str = "") -> Tenant:
     """Give the tenant a new webhook secret; the old webhook URL stops working at once."""
     tenant.webhook_secret = secrets.token_urlsafe(32)
     tenant.webhook_secret_fingerprint = secret_fingerprint(tenant.webhook_secret)
     tenant.save(update_fields=["webhook_secret", "webhook_secret_fingerprint", "updated_at"])
+    audit_record(
+        tenant=tenant, actor=actor, action=AuditEvent.Action.WEBHOOK_SECRET_ROTATED, ip=ip, details=_why(reason)
+    )
     return tenant
 
 
@@ -170,24 +221,34 @@ def _new_chat_token() -> str:
     return f"ct_{secrets.token_urlsafe(24)}"
 
 
-def chat_token_rotate(*, tenant: Tenant) -> Tenant:
+@transaction.atomic
+def chat_token_rotate(*, tenant: Tenant, actor: Actor, ip: str | None = None) -> Tenant:
     """Give the tenant a new public chat token; the old one stops working at once (update the website)."""
     tenant.public_token = _new_chat_token()
     tenant.save(update_fields=["public_token", "updated_at"])
+    audit_record(tenant=tenant, actor=actor, action=AuditEvent.Action.CHAT_TOKEN_ROTATED, ip=ip)
     return tenant
 
 
 CHAT_ALLOWED_ORIGINS_MAX = 50
 
 
+@transaction.atomic
 def chat_settings_update(
-    *, tenant: Tenant, allowed_origins: list[str] | None = None, turns_per_hour: int | None = None
+    *,
+    tenant: Tenant,
+    actor: Actor,
+    ip: str | None = None,
+    allowed_origins: list[str] | None = None,
+    turns_per_hour: int | None = None,
 ) -> Tenant:
     """Restrict the public chat API to some websites and/or lower the tenant's hourly cap on anonymous turns.
 
     `allowed_origins`: `https://shop.example` style origins (empty list: any website). `turns_per_hour`:
-    1 to CHAT_TENANT_TURNS_PER_HOUR (0: back to the platform's cap). None leaves a setting unchanged.
+    1 to CHAT_TENANT_TURNS_PER_HOUR (0: back to the platform's cap). None leaves a setting unchanged. The
+    trail records each setting that changed, from -> to.
     """
+    before = {"chat_allowed_origins": tenant.chat_allowed_origins, "chat_turns_per_hour": tenant.chat_turns_per_hour}
     fields = ["updated_at"]
     if allowed_origins is not None:
         if len(allowed_origins) > CHAT_ALLOWED_ORIGINS_MAX:
@@ -211,6 +272,10 @@ def chat_settings_update(
         tenant.chat_turns_per_hour = turns_per_hour or None
         fields.append("chat_turns_per_hour")
     tenant.save(update_fields=fields)
+    changed = {name: {"from": old, "to": getattr(tenant, name)} for name, old in before.items()}
+    changed = {name: change for name, change in changed.items() if change["from"] != change["to"]}
+    if changed:
+        audit_record(tenant=tenant, actor=actor, action=AuditEvent.Action.TENANT_UPDATED, ip=ip, details=changed)
     return tenant
 
 
@@ -279,12 +344,28 @@ def sign_in_email_request(
     )
 
 
+@transaction.atomic
+def member_sign_in_link_send(*, tenant: Tenant, user: User, actor: Actor, ip: str | None = None) -> None:
+    """Email `user`, an active member of `tenant`, a one-time sign-in link to the portal on that business
+    (staff helping an owner in), and record it. Never for staff accounts: a link would open the staff console
+    without its password."""
+    if not Membership.objects.filter(tenant=tenant, user=user).exists():
+        raise ValidationFailed(f"{user.email} is not a member of this business.", extra={"field": "email"})
+    if not user.is_active or user.is_staff:
+        raise ValidationFailed("Sign-in links are only for active members who are not staff.", extra={"field": "email"})
+    details = {"email": user.email}
+    audit_record(tenant=tenant, actor=actor, action=AuditEvent.Action.SIGN_IN_LINK_SENT, ip=ip, details=details)
+    sign_in_email_request(email=user.email, reason=SignInReason.LOGIN, tenant=tenant, next_path="/portal/")
+
+
 def _owners(tenant: Tenant) -> int:
     return Membership.objects.filter(tenant=tenant, role=Membership.Role.OWNER).count()
 
 
 @transaction.atomic
-def membership_invite(*, tenant: Tenant, email: str, role: str, invited_by: User) -> Membership:
+def membership_invite(
+    *, tenant: Tenant, email: str, role: str, invited_by: User, actor: Actor, ip: str | None = None
+) -> Membership:
     """Add a person to the tenant's team (creating their user) and email them a sign-in link.
 
     Within the plan's team seats; 409 if they are already in the team.
@@ -301,12 +382,14 @@ def membership_invite(*, tenant: Tenant, email: str, role: str, invited_by: User
     )
     user = User.objects.filter(email=email).first() or User.objects.create_user(email=email)
     membership = Membership.objects.create(user=user, tenant=tenant, role=role)
+    details = {"email": email, "role": role}
+    audit_record(tenant=tenant, actor=actor, action=AuditEvent.Action.MEMBER_INVITED, ip=ip, details=details)
     sign_in_email_request(email=email, reason=SignInReason.INVITATION, tenant=tenant, next_path="/portal/")
     return membership
 
 
 @transaction.atomic
-def membership_role_set(*, membership: Membership, role: str) -> Membership:
+def membership_role_set(*, membership: Membership, role: str, actor: Actor, ip: str | None = None) -> Membership:
     """Change a team member's role; the team always keeps an owner."""
     if role not in Membership.Role.values:
         raise ValidationFailed("Unknown role.", extra={"field": "role", "allowed": list(Membership.Role.values)})
@@ -314,17 +397,24 @@ def membership_role_set(*, membership: Membership, role: str) -> Membership:
     membership.refresh_from_db()
     if membership.role == Membership.Role.OWNER and role != Membership.Role.OWNER and _owners(membership.tenant) == 1:
         raise Conflict("The team needs at least one owner: make someone else owner first.")
-    membership.role = role
-    membership.save(update_fields=["role"])
+    if membership.role != role:
+        details = {"email": membership.user.email, "from": membership.role, "to": role}
+        membership.role = role
+        membership.save(update_fields=["role"])
+        audit_record(
+            tenant=membership.tenant, actor=actor, action=AuditEvent.Action.MEMBER_ROLE_CHANGED, ip=ip, details=details
+        )
     return membership
 
 
 @transaction.atomic
-def membership_remove(*, membership: Membership) -> None:
+def membership_remove(*, membership: Membership, actor: Actor, ip: str | None = None) -> None:
     """Remove someone from the team (their user stays: they may belong to other businesses)."""
     Tenant.objects.select_for_update().get(pk=membership.tenant_id)
     if not Membership.objects.filter(pk=membership.pk).exists():
         raise NotFound()
     if membership.role == Membership.Role.OWNER and _owners(membership.tenant) == 1:
         raise Conflict("The team needs at least one owner: make someone else owner first.")
+    details = {"email": membership.user.email, "role": membership.role}
     membership.delete()
+    audit_record(tenant=membership.tenant, actor=actor, action=AuditEvent.Action.MEMBER_REMOVED, ip=ip, details=details)

@@ -10,12 +10,13 @@ from django_tenants.utils import tenant_context
 from chat.models import BotConfiguration, KnowledgeArticle, Message
 from chat.selectors import bot_configuration_get
 from netia.serializers import StrictTypesMixin
+from tenants.audit import SYSTEM
 from tenants.services import api_key_create
 
 
 @pytest.fixture
 def key(tenant):
-    return api_key_create(tenant=tenant, name="errors")[1]
+    return api_key_create(tenant=tenant, name="errors", actor=SYSTEM)[1]
 
 
 def assert_error_shape(response, status):

@@ -21,7 +21,9 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
 
 from netia.wsgi import application
-from tenants.models import Tenant
+from staff.services import staff_key_create
+from tenants.audit import SYSTEM
+from tenants.models import Tenant, User
 from tenants.services import api_key_create
 from tests.billing.conftest import stripe_fake  # noqa: F401 - the fixture, for billing operations
 from tests.webhooks.conftest import crisp  # noqa: F401 - the Crisp simulator, for the Crisp operations
@@ -42,7 +44,9 @@ def api_schema(db: None) -> Iterator[Any]:
         request_finished.connect(close_old_connections)
 
 
-def _credentials(operation: Any, tenant: Tenant, api_key: str) -> dict[str, dict[str, str]]:
+def _credentials(operation: Any, tenant: Tenant, api_key: str, staff_key: str) -> dict[str, dict[str, str]]:
+    if operation.path.startswith("/api/v1/admin/"):
+        return {"headers": {"Authorization": f"Bearer {staff_key}"}}
     if operation.path == "/api/v1/chat":
         return {"headers": {"Authorization": f"Bearer {tenant.chat_token}"}}
     if operation.path == "/papercups/webhook":
@@ -91,13 +95,14 @@ def test_no_operation_answers_5xx_or_an_undocumented_error_shape(api_schema, ten
     settings.CHAT_RATE_PER_IP = settings.CHAT_RATE_PER_TOKEN = "100000/m"
     settings.CHAT_TENANT_TURNS_PER_HOUR = 100000
     settings.PAPERCUPS_VERIFY_RATE = "100000/m"
-    _, api_key = api_key_create(tenant=tenant, name="schemathesis")
+    _, api_key = api_key_create(tenant=tenant, name="schemathesis", actor=SYSTEM)
+    _, staff_key = staff_key_create(user=User.objects.create_superuser("fuzz@netia.test"), name="schemathesis")
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert len(operations) >= 25
     seen: dict[str, set[int]] = {}
 
     for operation in operations:
-        credentials = _credentials(operation, tenant, api_key)
+        credentials = _credentials(operation, tenant, api_key, staff_key)
         for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
             try:
                 _fuzz(operation, mode, credentials, seen)

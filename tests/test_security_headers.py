@@ -9,6 +9,7 @@ import pytest
 from django_tenants.utils import tenant_context
 
 from chat.models import Message
+from tenants.audit import SYSTEM
 from tenants.models import Tenant
 from tenants.services import api_key_create
 
@@ -101,7 +102,7 @@ def test_the_chat_api_answers_preflights(client, db):
 
 @pytest.mark.parametrize("path", ["/api/v1/customer/leads", "/api/v1/health", "/api/v1/customer/chat-settings"])
 def test_other_apis_send_no_cors_headers(client, tenant, path):
-    _, key = api_key_create(tenant=tenant, name="cors")
+    _, key = api_key_create(tenant=tenant, name="cors", actor=SYSTEM)
 
     preflight = client.options(path, HTTP_ORIGIN="https://x.example", HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET")
     actual = client.get(path, HTTP_ORIGIN="https://x.example", HTTP_AUTHORIZATION=f"Bearer {key}")

@@ -96,7 +96,7 @@ class PapercupsConnectionAdmin(admin.ModelAdmin):
     def failed_deliveries_open(self, obj: PapercupsConnection) -> int:
         return int(getattr(obj, "_failed_open", 0))
 
-    @admin.action(description="Check the Papercups connection now")
+    @admin.action(description="Check the Papercups connection now", permissions=["change"])
     def check_connection(self, request: HttpRequest, queryset: QuerySet[PapercupsConnection]) -> None:
         checks = [(tenant, papercups_connection_check(tenant=tenant)) for tenant in queryset]
         _report_checks(self, request, [(tenant, check.ok, check.problem) for tenant, check in checks])
@@ -116,7 +116,7 @@ class CrispConnectionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.action(description="Check the Crisp connection now")
+    @admin.action(description="Check the Crisp connection now", permissions=["change"])
     def check_connection(self, request: HttpRequest, queryset: QuerySet[CrispConnection]) -> None:
         checks = [(c.tenant, crisp_connection_check(tenant=c.tenant)) for c in queryset.select_related("tenant")]
         _report_checks(self, request, [(tenant, check.ok, check.problem) for tenant, check in checks])
@@ -155,7 +155,7 @@ class FailedDeliveryAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.action(description="Retry the selected deliveries")
+    @admin.action(description="Retry the selected deliveries", permissions=["change"])
     def retry(self, request: HttpRequest, queryset: QuerySet[FailedDelivery]) -> None:
         queued = sum(failed_delivery_retry(failed=failed) for failed in queryset.select_related("tenant"))
         self.message_user(request, f"Queued {queued} of {queryset.count()} delivery(ies) again.", messages.SUCCESS)

@@ -184,6 +184,8 @@ class PapercupsConnectionApi(PapercupsApi):
             account_id=str(data.validated_data["account_id"]),
             api_key=data.validated_data["api_key"],
             base_url=data.validated_data["base_url"],
+            actor=self.actor,
+            ip=self.client_ip,
         )
         return Response(ConnectionOutput(selectors.papercups_connection_state_get(tenant=tenant)).data)
 
@@ -213,7 +215,7 @@ class PapercupsWebhookSecretApi(PapercupsApi):
         request=None, responses={200: OutputSerializer, **ERRORS}, operation_id="papercups_webhook_secret_rotate"
     )
     def post(self, request: Request) -> Response:
-        url = services.papercups_webhook_secret_rotate(tenant=self.tenant)
+        url = services.papercups_webhook_secret_rotate(tenant=self.tenant, actor=self.actor, ip=self.client_ip)
         return Response(self.OutputSerializer({"webhook_url": url}).data)
 
 
@@ -353,7 +355,7 @@ class CrispConnectionApi(CustomerApi):
     def put(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.crisp_connection_set(tenant=self.tenant, **data.validated_data)
+        services.crisp_connection_set(tenant=self.tenant, actor=self.actor, ip=self.client_ip, **data.validated_data)
         return Response(CrispConnectionOutput(selectors.crisp_connection_state_get(tenant=self.tenant)).data)
 
 

@@ -9,7 +9,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.models import BillingAccount
-from tenants.models import Tenant
+from tenants.audit import Actor, audit_record
+from tenants.models import AuditEvent, Tenant
 
 
 def billing_account_create(*, tenant: Tenant, now: datetime | None = None) -> BillingAccount:
@@ -21,13 +22,17 @@ def billing_account_create(*, tenant: Tenant, now: datetime | None = None) -> Bi
     return account
 
 
-def trial_extend(*, tenant: Tenant, until: datetime) -> BillingAccount:
+def trial_extend(*, tenant: Tenant, until: datetime, actor: Actor, ip: str | None = None) -> BillingAccount:
     """Move the tenant's trial end (staff goodwill); reminders are keyed by the end, so a new end gets its
-    own reminder."""
+    own reminder. The trail records a move (nothing when the end stays)."""
     with transaction.atomic():
         account = account_for_update(tenant=tenant)
+        before = account.trial_ends_at
         account.trial_ends_at = until
         account.save(update_fields=["trial_ends_at", "updated_at"])
+        if before != until:
+            details = {"from": before.isoformat(), "to": until.isoformat()}
+            audit_record(tenant=tenant, actor=actor, action=AuditEvent.Action.TRIAL_EXTENDED, ip=ip, details=details)
     return account
 
 

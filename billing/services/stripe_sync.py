@@ -25,9 +25,12 @@ from billing.services.notifications import notify_once
 from billing.services.plans import plan_code
 from billing.stripe_client import ONGOING_STATUSES, stripe_timestamp
 from netia.metrics import BILLING_EVENTS
-from tenants.models import Tenant
+from tenants.audit import Actor, audit_record
+from tenants.models import AuditEvent, Tenant
 
 logger = structlog.get_logger(__name__)
+# Plan and status changes derived from Stripe's data are Stripe's doing, whichever webhook brought them.
+STRIPE = Actor.system("Stripe")
 
 # Stripe subscription status -> the tenant's status. `incomplete`/`incomplete_expired` subscriptions never
 # started (the first payment did not go through), so they are skipped when choosing the current one.
@@ -116,6 +119,9 @@ def billing_account_sync(*, tenant: Tenant, now: datetime | None = None) -> Bill
         else:
             fields["past_due_since"] = None
         changed = [name for name, value in fields.items() if getattr(account, name) != value]
+        if "plan" in changed:
+            plans = {"from": _code(account.plan), "to": _code(fields["plan"])}
+            audit_record(tenant=tenant, actor=STRIPE, action=AuditEvent.Action.PLAN_CHANGED, details=plans)
         for name in changed:
             setattr(account, name, fields[name])
         account.synced_at = now
@@ -124,8 +130,15 @@ def billing_account_sync(*, tenant: Tenant, now: datetime | None = None) -> Bill
         if previous != status:
             Tenant.objects.filter(pk=tenant.pk).update(subscription_status=status, updated_at=now)
             logger.info("tenant_subscription_status_changed", tenant=tenant.pk, before=previous, after=status)
+            statuses = {"from": previous, "to": status}
+            audit_record(tenant=tenant, actor=STRIPE, action=AuditEvent.Action.STATUS_CHANGED, details=statuses)
         tenant.subscription_status = status
     return account
+
+
+def _code(plan: Plan | None) -> str | None:
+    """A plan's code for the trail; None: no subscribed plan (the default applies)."""
+    return plan.code if plan is not None else None
 
 
 def _tenant_of_customer(customer_id: str | None) -> Tenant | None:

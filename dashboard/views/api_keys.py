@@ -40,7 +40,11 @@ class ApiKeyCreateView(ApiKeysView):
         if form.is_valid():
             try:
                 key, secret = api_key_create(
-                    tenant=self.tenant, name=form.cleaned_data["name"], permissions=form.cleaned_data["permissions"]
+                    tenant=self.tenant,
+                    name=form.cleaned_data["name"],
+                    permissions=form.cleaned_data["permissions"],
+                    actor=self.actor,
+                    ip=self.client_ip,
                 )
             except ApplicationError as error:
                 form.add_error(None, error.message)
@@ -57,6 +61,6 @@ class ApiKeyRevokeView(PortalView):
         key = api_key_list(tenant=self.tenant).filter(pk=key_id).first()
         if key is None:
             raise Http404
-        api_key_revoke(api_key=key)
+        api_key_revoke(api_key=key, actor=self.actor, ip=self.client_ip)
         messages.success(request, f"“{key.name}” is revoked: requests with it are refused from now on.")
         return redirect("dashboard:api-keys")

@@ -66,6 +66,8 @@ class ChannelConnectView(ChannelView):
                 account_id=str(form.cleaned_data["account_id"]),
                 api_key=form.cleaned_data["api_key"],
                 base_url=form.cleaned_data["base_url"] or "",
+                actor=self.actor,
+                ip=self.client_ip,
             )
         except ApplicationError as error:
             problem = str(error.extra.get("problem", ""))
@@ -96,7 +98,7 @@ class ChannelSecretView(ChannelView):
     http_method_names = ["post"]
 
     def post(self, request: HttpRequest) -> HttpResponse:
-        url = papercups_webhook_secret_rotate(tenant=self.tenant)
+        url = papercups_webhook_secret_rotate(tenant=self.tenant, actor=self.actor, ip=self.client_ip)
         response = self.page(self.template, self.context(new_webhook_url=url))
         response["Cache-Control"] = "no-store"  # the full URL carries the secret
         return response
@@ -112,7 +114,7 @@ class ChannelCrispConnectView(ChannelView):
         if not form.is_valid():
             return self.page(self.template, self.context(crisp_form=form), status=400)
         try:
-            crisp_connection_set(tenant=self.tenant, **form.cleaned_data)
+            crisp_connection_set(tenant=self.tenant, actor=self.actor, ip=self.client_ip, **form.cleaned_data)
         except ApplicationError as error:
             form.add_error(None, error.message)
             return self.page(self.template, self.context(crisp_form=form), status=error.status_code)

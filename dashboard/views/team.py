@@ -38,6 +38,8 @@ class InviteView(TeamView):
                     email=form.cleaned_data["email"],
                     role=form.cleaned_data["role"],
                     invited_by=self.portal.user,
+                    actor=self.actor,
+                    ip=self.client_ip,
                 )
             except ApplicationError as error:
                 form.add_error("email", error.message)
@@ -63,7 +65,9 @@ class RoleView(_MemberView):
         if not form.is_valid():
             messages.error(request, "Choose owner or member.")
         else:
-            membership_role_set(membership=membership, role=form.cleaned_data["role"])
+            membership_role_set(
+                membership=membership, role=form.cleaned_data["role"], actor=self.actor, ip=self.client_ip
+            )
             messages.success(request, f"{membership.user.email} is now {membership.get_role_display().lower()}.")
         return redirect("dashboard:team")
 
@@ -71,7 +75,7 @@ class RoleView(_MemberView):
 class RemoveView(_MemberView):
     def post(self, request: HttpRequest, membership_id: int) -> HttpResponse:
         membership = self.membership(membership_id)
-        membership_remove(membership=membership)
+        membership_remove(membership=membership, actor=self.actor, ip=self.client_ip)
         messages.success(request, f"{membership.user.email} was removed from the team.")
         if membership.user_id == self.portal.user.pk:
             return redirect("dashboard:overview")

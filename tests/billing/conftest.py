@@ -18,6 +18,7 @@ from djstripe.models import WebhookEndpoint
 
 from billing.models import Plan
 from billing.services import trial_extend
+from tenants.audit import SYSTEM
 from tenants.models import Tenant
 from tenants.services import api_key_create
 from tests.fakes.stripe_server import FakeStripe, signed_request
@@ -81,7 +82,7 @@ def pro_plan(db: None, stripe_fake: FakeStripe) -> Plan:
 @pytest.fixture
 def billing_key(tenant: Tenant) -> str:
     """A raw API key of tenant A carrying only the billing permission."""
-    _, raw = api_key_create(tenant=tenant, name="Billing", permissions=["billing"])
+    _, raw = api_key_create(tenant=tenant, name="Billing", permissions=["billing"], actor=SYSTEM)
     return raw
 
 
@@ -108,7 +109,7 @@ def subscribe(api: Callable[..., Any], tenant: Tenant, pro_plan: Plan, stripe_fa
 
     def run(*, trial_over: bool = True) -> list[dict[str, Any]]:
         if trial_over:
-            trial_extend(tenant=tenant, until=timezone.now() - timedelta(minutes=1))
+            trial_extend(tenant=tenant, until=timezone.now() - timedelta(minutes=1), actor=SYSTEM)
         session = api("post", "/checkout", {"plan_id": pro_plan.pk}).json()
         stripe_fake.take_events()
         return stripe_fake.complete_checkout(session["id"])

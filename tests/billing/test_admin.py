@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from billing.models import BillingAccount, Plan
 from billing.services import current_period, trial_extend, usage_ai_reply_record
+from tenants.audit import SYSTEM
 from tenants.models import Tenant
 from tests.billing.factories import PlanFactory
 from tests.tenants.factories import StaffFactory
@@ -34,7 +35,7 @@ def subscribed(tenant, settings):
 
 
 def test_billing_list_shows_every_tenant(client, staff, subscribed, other_tenant):
-    trial_extend(tenant=other_tenant, until=datetime(2099, 5, 1, tzinfo=UTC))
+    trial_extend(tenant=other_tenant, until=datetime(2099, 5, 1, tzinfo=UTC), actor=SYSTEM)
     client.force_login(staff)
 
     response = client.get(reverse("admin:billing_billingaccount_changelist"))
@@ -62,7 +63,7 @@ def test_tenant_page_has_the_billing_inline(client, staff, subscribed):
 
 
 def test_extend_trial_action(client, staff, tenant):
-    trial_extend(tenant=tenant, until=timezone.now() - timedelta(days=3))
+    trial_extend(tenant=tenant, until=timezone.now() - timedelta(days=3), actor=SYSTEM)
     client.force_login(staff)
 
     client.post(
@@ -141,6 +142,6 @@ def test_the_console_lists_netia_first_and_only_those_djstripe_pages(client, sta
     charges = client.get("/admin/djstripe/charge/")
 
     apps = {app["app_label"]: [m["object_name"].lower() for m in app["models"]] for app in index.context["app_list"]}
-    assert list(apps) == ["tenants", "billing", "webhooks", "auth", "djstripe"]
+    assert list(apps) == ["tenants", "billing", "webhooks", "staff", "auth", "axes", "djstripe"]
     assert sorted(apps["djstripe"]) == sorted(KEPT_DJSTRIPE_PAGES)
     assert charges.status_code == 404

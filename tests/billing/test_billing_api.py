@@ -11,6 +11,7 @@ from djstripe.models import Customer
 
 from billing.models import BillingAccount, Plan, UsagePeriod
 from billing.services import trial_extend
+from tenants.audit import SYSTEM
 from tenants.services import api_key_create
 from tests.billing.factories import PlanFactory
 from tests.fakes.stripe_server import FakeStripe
@@ -28,7 +29,7 @@ def _iso(moment: datetime) -> str:
 def test_status_of_a_trialing_tenant(api, tenant, settings):
     settings.STRIPE_SECRET_KEY = ""
     trial_end = datetime(2099, 1, 31, 12, 0, tzinfo=UTC)
-    trial_extend(tenant=tenant, until=trial_end)
+    trial_extend(tenant=tenant, until=trial_end, actor=SYSTEM)
     start = _month_start()
     UsagePeriod.objects.create(tenant=tenant, period_start=start, period_end=start + timedelta(days=28), ai_replies=7)
 
@@ -61,7 +62,7 @@ def test_status_of_a_trialing_tenant(api, tenant, settings):
 
 
 def test_status_says_why_the_bot_is_off(api, tenant):
-    trial_extend(tenant=tenant, until=timezone.now() - timedelta(minutes=1))
+    trial_extend(tenant=tenant, until=timezone.now() - timedelta(minutes=1), actor=SYSTEM)
 
     body = api("get", "").json()
 
@@ -92,7 +93,7 @@ def test_plans_lists_the_purchasable_plans(api, pro_plan):
 
 # --- Checkout -----------------------------------------------------------------------------------------------------
 def test_checkout_creates_the_customer_once_and_returns_the_hosted_page(api, tenant, pro_plan, stripe_fake: FakeStripe):
-    trial_extend(tenant=tenant, until=timezone.now() + timedelta(days=5, hours=3))
+    trial_extend(tenant=tenant, until=timezone.now() + timedelta(days=5, hours=3), actor=SYSTEM)
 
     first = api("post", "/checkout", {"plan_id": pro_plan.pk})
     second = api("post", "/checkout", {"price_id": pro_plan.price_id, "return_url": "https://acme.test/settings"})
@@ -126,7 +127,7 @@ def test_checkout_creates_the_customer_once_and_returns_the_hosted_page(api, ten
 
 
 def test_checkout_after_the_trial_has_no_stripe_trial(api, tenant, pro_plan, stripe_fake: FakeStripe):
-    trial_extend(tenant=tenant, until=timezone.now() - timedelta(days=1))
+    trial_extend(tenant=tenant, until=timezone.now() - timedelta(days=1), actor=SYSTEM)
 
     assert api("post", "/checkout", {"plan_id": pro_plan.pk}).status_code == 201
 
@@ -230,7 +231,7 @@ def test_portal_rejects_a_bad_return_url(api, stripe_fake):
     ("method", "path"), [("get", ""), ("get", "/plans"), ("post", "/checkout"), ("post", "/portal")]
 )
 def test_keys_without_the_billing_permission_are_403(api, tenant, stripe_fake, method, path):
-    _, chat_only = api_key_create(tenant=tenant, name="Chat", permissions=["chat"])
+    _, chat_only = api_key_create(tenant=tenant, name="Chat", permissions=["chat"], actor=SYSTEM)
 
     response = api(method, path, {}, key=chat_only)
 

@@ -19,6 +19,7 @@ from chat.services import (
     knowledge_article_create,
     message_record_visitor,
 )
+from tenants.audit import SYSTEM
 from tenants.models import Tenant
 from tenants.services import tenant_suspend
 from tests.billing.factories import PlanFactory
@@ -63,7 +64,7 @@ def test_access_by_status(tenant, settings, status, account, expected):
 
 
 def test_suspension_wins_over_everything(tenant):
-    tenant_suspend(tenant=tenant)
+    tenant_suspend(tenant=tenant, actor=SYSTEM)
 
     assert bot_access_get(tenant=_set(tenant, status="active")) == BotAccess(False, "tenant_suspended")
 
@@ -207,9 +208,9 @@ def test_papercups_answers_and_meters_when_allowed(acme):
 
 
 def test_trial_end_is_read_at_answer_time(acme):
-    trial_extend(tenant=acme, until=timezone.now() + timedelta(hours=1))
+    trial_extend(tenant=acme, until=timezone.now() + timedelta(hours=1), actor=SYSTEM)
     _, before = _papercups_turn(acme, "Do you ship to Canada?", "m1")
-    trial_extend(tenant=acme, until=timezone.now() - timedelta(seconds=1))
+    trial_extend(tenant=acme, until=timezone.now() - timedelta(seconds=1), actor=SYSTEM)
 
     _, after = _papercups_turn(acme, "And to Mexico?", "m2")
 

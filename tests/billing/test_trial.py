@@ -10,6 +10,7 @@ from billing.models import BillingAccount, BillingNotification
 from billing.services import trial_extend
 from billing.tasks import trial_reminders_send
 from netia.celery import app
+from tenants.audit import SYSTEM
 from tenants.models import Tenant
 from tenants.services import tenant_onboard
 
@@ -18,7 +19,7 @@ def test_onboarding_starts_a_trial_of_the_configured_length(db, settings):
     settings.BILLING_TRIAL_DAYS = 21
     before = timezone.now()
 
-    tenant = tenant_onboard(name="Trial Bakery", owner_email="baker@trial.test").tenant
+    tenant = tenant_onboard(name="Trial Bakery", owner_email="baker@trial.test", actor=SYSTEM).tenant
 
     account = BillingAccount.objects.get(tenant=tenant)
     assert before + timedelta(days=21) <= account.trial_ends_at <= timezone.now() + timedelta(days=21)
@@ -38,8 +39,8 @@ def test_trials_ending_soon_get_one_reminder(
 ):
     settings.BILLING_TRIAL_REMINDER_DAYS = 3
     ends = timezone.now() + timedelta(days=2, hours=12)
-    trial_extend(tenant=tenant, until=ends)
-    trial_extend(tenant=other_tenant, until=timezone.now() + timedelta(days=10))
+    trial_extend(tenant=tenant, until=ends, actor=SYSTEM)
+    trial_extend(tenant=other_tenant, until=timezone.now() + timedelta(days=10), actor=SYSTEM)
 
     with django_capture_on_commit_callbacks(execute=True):
         first = trial_reminders_send.delay().get()
@@ -60,9 +61,9 @@ def test_trials_ending_soon_get_one_reminder(
 
 def test_an_extended_trial_is_reminded_again_before_its_new_end(tenant, mailoutbox, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        trial_extend(tenant=tenant, until=timezone.now() + timedelta(days=1))
+        trial_extend(tenant=tenant, until=timezone.now() + timedelta(days=1), actor=SYSTEM)
         trial_reminders_send.delay()
-        trial_extend(tenant=tenant, until=timezone.now() + timedelta(days=2))
+        trial_extend(tenant=tenant, until=timezone.now() + timedelta(days=2), actor=SYSTEM)
         trial_reminders_send.delay()
 
     assert len(mailoutbox) == 2
@@ -70,12 +71,12 @@ def test_an_extended_trial_is_reminded_again_before_its_new_end(tenant, mailoutb
 
 def test_no_reminder_for_subscribed_suspended_or_ended_trials(tenant, other_tenant, mailoutbox):
     soon = timezone.now() + timedelta(days=1)
-    trial_extend(tenant=tenant, until=soon)
-    trial_extend(tenant=other_tenant, until=soon)
+    trial_extend(tenant=tenant, until=soon, actor=SYSTEM)
+    trial_extend(tenant=other_tenant, until=soon, actor=SYSTEM)
     BillingAccount.objects.filter(tenant=tenant).update(stripe_subscription_id="sub_1", stripe_status="trialing")
     Tenant.objects.filter(pk=other_tenant.pk).update(suspended_at=timezone.now())
-    ended = tenant_onboard(name="Ended Trial", owner_email="late@trial.test").tenant
-    trial_extend(tenant=ended, until=timezone.now() - timedelta(hours=1))
+    ended = tenant_onboard(name="Ended Trial", owner_email="late@trial.test", actor=SYSTEM).tenant
+    trial_extend(tenant=ended, until=timezone.now() - timedelta(hours=1), actor=SYSTEM)
 
     assert trial_reminders_send.delay().get() == 0
     assert BillingNotification.objects.count() == 0

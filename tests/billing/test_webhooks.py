@@ -15,7 +15,8 @@ from djstripe.models import Event, WebhookEventTrigger
 from billing.models import BillingAccount, BillingNotification, Plan
 from billing.selectors import bot_access_get
 from billing.services import trial_extend
-from tenants.models import Tenant
+from tenants.audit import SYSTEM
+from tenants.models import AuditEvent, Tenant
 from tests.billing.conftest import STRIPE_KEY
 
 
@@ -28,6 +29,15 @@ def _state(tenant: Tenant) -> tuple[str, str, str, str | None]:
         account.stripe_subscription_id,
         account.plan.code if account.plan else None,
     )
+
+
+def _trail(tenant: Tenant) -> list[tuple[str, dict]]:
+    """The tenant's plan and status changes in the audit trail, oldest first (all by Stripe)."""
+    events = AuditEvent.objects.filter(tenant=tenant, action__startswith="billing.").exclude(
+        action=AuditEvent.Action.TRIAL_EXTENDED
+    )
+    assert {e.actor_label for e in events} <= {"Stripe"}
+    return [(e.action, e.details) for e in events.order_by("id")]
 
 
 def _sub_id(events: list[dict]) -> str:
@@ -56,13 +66,18 @@ def test_checkout_completion_makes_the_tenant_active(subscribe, webhooks, tenant
     )
     assert sorted(Event.objects.values_list("type", flat=True)) == sorted(e["type"] for e in events)
     assert bot_access_get(tenant=Tenant.objects.get(pk=tenant.pk)).allowed is True
+    assert _trail(tenant) == [
+        ("billing.plan_changed", {"from": None, "to": "pro"}),
+        ("billing.status_changed", {"from": "trialing", "to": "active"}),
+    ]
 
 
 def test_a_checkout_carrying_the_trial_over_is_trialing_on_stripe(subscribe, webhooks, tenant, stripe_fake):
     events = subscribe(trial_over=False)
 
     webhooks.post_all(events)
-    trial_extend(tenant=tenant, until=timezone.now() - timedelta(days=1))  # Netia's own trial no longer matters
+    # Netia's own trial no longer matters.
+    trial_extend(tenant=tenant, until=timezone.now() - timedelta(days=1), actor=SYSTEM)
 
     assert _state(tenant) == ("trialing", "trialing", _sub_id(events), "pro")
     assert bot_access_get(tenant=Tenant.objects.get(pk=tenant.pk)).allowed is True
@@ -137,6 +152,18 @@ def test_recovery_unpaid_cancel_and_resubscribe(subscribe, webhooks, tenant, api
     webhooks.post_all(events)
     assert _state(tenant) == ("active", "active", _sub_id(events), "pro")
     assert _sub_id(events) != sub_id
+    statuses = [(d["from"], d["to"]) for action, d in _trail(tenant) if action == "billing.status_changed"]
+    plans = [(d["from"], d["to"]) for action, d in _trail(tenant) if action == "billing.plan_changed"]
+    assert statuses == [
+        ("trialing", "active"),
+        ("active", "past_due"),
+        ("past_due", "active"),
+        ("active", "past_due"),
+        ("past_due", "unpaid"),
+        ("unpaid", "canceled"),
+        ("canceled", "active"),
+    ]
+    assert plans == [(None, "pro"), ("pro", None), (None, "pro")]
 
 
 def test_cancel_at_period_end_stays_active_until_the_period_ends(subscribe, webhooks, tenant, stripe_fake):
@@ -183,6 +210,7 @@ def test_replayed_events_change_nothing(
     with django_capture_on_commit_callbacks(execute=True):
         webhooks.post_all(failed)
     account_before = BillingAccount.objects.values().get(tenant=tenant)
+    trail_before = _trail(tenant)
     events_before = Event.objects.count()
     stripe_fake.requests.clear()
 
@@ -191,6 +219,7 @@ def test_replayed_events_change_nothing(
 
     assert statuses == [200] * 4
     assert BillingAccount.objects.values().get(tenant=tenant) == account_before
+    assert _trail(tenant) == trail_before
     assert Tenant.objects.get(pk=tenant.pk).subscription_status == "past_due"
     assert Event.objects.count() == events_before
     assert WebhookEventTrigger.objects.filter(valid=True).count() == events_before + 4

@@ -18,6 +18,7 @@ from chat.chat_api import chat_api_turn
 from chat.knowledge import knowledge_article_create
 from chat.models import Conversation, KnowledgeArticle, Lead
 from dashboard.demo import DEMO_ARTICLES
+from tenants.audit import SYSTEM
 from tenants.models import Tenant, User
 from tenants.selectors import tenant_demo_slug
 from tenants.services import login_link_url, tenant_onboard
@@ -162,7 +163,9 @@ class Bakery:
 def bakery(db) -> Iterator[Bakery]:
     """A business with knowledge, a conversation and a lead, so that no page is empty."""
     suffix = uuid.uuid4().hex[:6]
-    onboarded = tenant_onboard(name=f"Screenshot Bakery {suffix}", owner_email=f"owner-{suffix}@bakery.test")
+    onboarded = tenant_onboard(
+        name=f"Screenshot Bakery {suffix}", owner_email=f"owner-{suffix}@bakery.test", actor=SYSTEM
+    )
     tenant = onboarded.tenant
     with tenant_context(tenant):
         for title, content in DEMO_ARTICLES:

@@ -52,7 +52,15 @@ def test_staff_signs_in_and_sees_a_styled_console(page, network, staff, tenant, 
     screenshot(page, "tenant")
 
     assert [index_header, list_header, detail_header] == [ADMIN_HEADER_BG] * 3
-    assert apps == ["Tenants and accounts", "Billing", "Webhooks", "Authentication and Authorization", "Djstripe"]
+    assert apps == [
+        "Tenants and accounts",
+        "Billing",
+        "Webhooks",
+        "Staff",
+        "Authentication and Authorization",
+        "Axes",
+        "Djstripe",
+    ]
     assert tenant.name in listed
     assert name_field == tenant.name
     assert network.asset_paths() >= ADMIN_CORE_ASSETS

@@ -17,6 +17,7 @@ from chat.analytics import analytics_get
 from chat.knowledge import bot_configuration_update
 from chat.models import Conversation, Lead, Message
 from chat.selectors import bot_configuration_get
+from tenants.audit import SYSTEM
 from tenants.services import api_key_create
 
 NOW = timezone.now()
@@ -126,7 +127,7 @@ def test_the_figures_take_a_fixed_number_of_queries(tenant, week):
 
 
 def test_the_api_serves_the_same_figures(client, tenant, week):
-    _, key = api_key_create(tenant=tenant, name="stats", permissions=["conversations:read"])
+    _, key = api_key_create(tenant=tenant, name="stats", permissions=["conversations:read"], actor=SYSTEM)
 
     response = client.get("/api/v1/customer/analytics?days=7", headers={"Authorization": f"Bearer {key}"})
 
@@ -151,7 +152,7 @@ def test_the_api_serves_the_same_figures(client, tenant, week):
     ],
 )
 def test_the_api_refuses_bad_periods_and_keys_without_the_permission(client, tenant, query, permissions, status, code):
-    _, key = api_key_create(tenant=tenant, name="k", permissions=permissions)
+    _, key = api_key_create(tenant=tenant, name="k", permissions=permissions, actor=SYSTEM)
 
     response = client.get(f"/api/v1/customer/analytics{query}", headers={"Authorization": f"Bearer {key}"})
 

@@ -9,12 +9,13 @@ from billing.models import Plan
 from chat.models import BotConfiguration, KnowledgeArticle, Lead
 from chat.retrieval import passages_search
 from chat.services import conversation_get_or_create, conversation_reply, message_record_visitor
+from tenants.audit import SYSTEM
 from tenants.services import api_key_create, api_key_revoke
 
 
 @pytest.fixture
 def api(client, tenant):
-    _, secret = api_key_create(tenant=tenant, name="dev")
+    _, secret = api_key_create(tenant=tenant, name="dev", actor=SYSTEM)
 
     def call(method, path, body=None, key=secret):
         kwargs = {"HTTP_AUTHORIZATION": f"Bearer {key}"} if key else {}
@@ -98,7 +99,7 @@ def test_conversations_and_leads(api, tenant):
 def test_keys_only_see_their_own_tenant(api, tenant, other_tenant):
     with tenant_context(other_tenant):
         KnowledgeArticle.objects.create(title="Globex secret", content="hidden")
-    _, other_key = api_key_create(tenant=other_tenant, name="other")
+    _, other_key = api_key_create(tenant=other_tenant, name="other", actor=SYSTEM)
 
     mine = api("get", "knowledge").json()
     theirs = api("get", "knowledge", key=other_key).json()
@@ -108,7 +109,7 @@ def test_keys_only_see_their_own_tenant(api, tenant, other_tenant):
 
 
 def test_missing_permission_is_403_and_changes_nothing(api, tenant):
-    _, read_only = api_key_create(tenant=tenant, name="ro", permissions=["knowledge:read"])
+    _, read_only = api_key_create(tenant=tenant, name="ro", permissions=["knowledge:read"], actor=SYSTEM)
 
     response = api("post", "knowledge", {"title": "T", "content": "C"}, key=read_only)
 
@@ -125,8 +126,8 @@ def test_missing_permission_is_403_and_changes_nothing(api, tenant):
 @pytest.mark.parametrize("key", ["", "nk_0123456789ab_wrongwrongwrongwrongwrong", "revoked"])
 def test_missing_wrong_or_revoked_keys_are_401(api, tenant, key):
     if key == "revoked":
-        api_key, key = api_key_create(tenant=tenant, name="old")
-        api_key_revoke(api_key=api_key)
+        api_key, key = api_key_create(tenant=tenant, name="old", actor=SYSTEM)
+        api_key_revoke(api_key=api_key, actor=SYSTEM)
 
     response = api("get", "knowledge", key=key)
 

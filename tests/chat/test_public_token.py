@@ -9,6 +9,7 @@ from django_tenants.utils import tenant_context
 from billing.models import Plan, UsagePeriod
 from chat.models import BotConfiguration, Conversation, Message
 from chat.services import knowledge_article_create
+from tenants.audit import SYSTEM
 from tenants.models import Tenant
 from tenants.services import api_key_create
 
@@ -21,7 +22,7 @@ def chat(client, token, body, **extra):
 
 @pytest.fixture
 def customer(client, tenant):
-    _, secret = api_key_create(tenant=tenant, name="owner")
+    _, secret = api_key_create(tenant=tenant, name="owner", actor=SYSTEM)
 
     def call(method, path, body=None):
         kwargs = {"data": body, "content_type": "application/json"} if body is not None else {}

@@ -13,11 +13,12 @@ from django_tenants.utils import tenant_context
 from chat.models import Conversation, KnowledgeArticle, Lead
 from dashboard.portal import SESSION_TENANT_KEY, PortalView
 from netia.tenancy import current_schema
+from tenants.audit import SYSTEM
 from tenants.models import ApiKey, Membership, User
 from tenants.services import api_key_create
 from tests.dashboard.conftest import signed_in
 
-OWNER_ONLY = ["/portal/billing", "/portal/api-keys", "/portal/team", "/portal/channel"]
+OWNER_ONLY = ["/portal/billing", "/portal/api-keys", "/portal/team", "/portal/channel", "/portal/activity"]
 TEAM_PAGES = [
     "/portal/",
     "/portal/setup",
@@ -57,7 +58,7 @@ def test_the_portal_has_every_page_of_the_issue():
     paths = {p for p, _ in PORTAL}
     for page in [*OWNER_ONLY, *TEAM_PAGES]:
         assert page in paths
-    assert len(PORTAL) == 35  # every portal route is walked (a new page changes this count)
+    assert len(PORTAL) == 36  # every portal route is walked (a new page changes this count)
 
 
 @pytest.mark.parametrize(("url", "pattern"), PORTAL, ids=[p for p, _ in PORTAL])
@@ -142,7 +143,7 @@ def test_another_businesss_ids_are_not_found(owner_client, tenant, other_tenant,
     lead = lead_in(other_tenant, session="globex-2", email="g@globex.test")
     with tenant_context(other_tenant):
         article = KnowledgeArticle.objects.create(title="Globex only", content="Secret")
-    key, _ = api_key_create(tenant=other_tenant, name="Globex key")
+    key, _ = api_key_create(tenant=other_tenant, name="Globex key", actor=SYSTEM)
     membership = Membership.objects.get(tenant=other_tenant, role="owner")
     with tenant_context(tenant):  # tenant A holds no rows with these ids
         assert not Lead.objects.filter(pk=lead.pk).exists()

@@ -7,7 +7,7 @@ import re
 from django.core import mail
 
 from billing.models import BillingAccount
-from tenants.models import ApiKey, Membership, User
+from tenants.models import ApiKey, AuditEvent, Membership, User
 from tests.fakes.crisp_server import FakeCrisp
 from tests.fakes.papercups_server import FakePapercups
 from webhooks.models import CrispConnection
@@ -80,6 +80,8 @@ def test_connecting_crisp_checks_the_plugin_is_installed_and_shows_the_chatbox(o
     assert "has not installed the Netia plugin" in refused.content.decode()
     assert connected.status_code == 302
     assert CrispConnection.objects.get(tenant=tenant).website_id == website.website_id
+    (event,) = AuditEvent.objects.filter(tenant=tenant, action="channel.connected")  # the refusal records nothing
+    assert (event.actor_kind, event.actor_label, event.details["channel"]) == ("user", tenant.owner_email, "crisp")
     assert "Connected to Crisp" in page
     assert (page.count('id="crisp-title"'), page.count('id="papercups-title"')) == (1, 1)
     assert "<title>Channel · Netia</title>" in page

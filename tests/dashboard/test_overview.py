@@ -11,6 +11,7 @@ from django_tenants.utils import tenant_context
 from billing.models import BillingAccount
 from billing.services import trial_extend
 from chat.models import Conversation, KnowledgeArticle
+from tenants.audit import SYSTEM
 from tenants.models import Tenant
 
 
@@ -72,7 +73,7 @@ def test_members_see_which_steps_an_owner_does(member_client):
 
 @pytest.mark.parametrize("url", ["/portal/", "/portal/knowledge", "/portal/leads", "/portal/bot"])
 def test_every_page_says_why_the_bot_is_paused_and_what_to_do(owner_client, member_client, tenant, url):
-    trial_extend(tenant=tenant, until=timezone.now() - timedelta(days=1))
+    trial_extend(tenant=tenant, until=timezone.now() - timedelta(days=1), actor=SYSTEM)
 
     owner_html = owner_client.get(url).content.decode()
     member_html = member_client.get(url).content.decode()

@@ -11,6 +11,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from tenants.audit import SYSTEM
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -41,7 +43,9 @@ def main() -> None:
         for business in businesses_load(args.split):
             tenant = Tenant.objects.filter(name=business.name).first()
             if tenant is None:
-                tenant = tenant_onboard(name=business.name, owner_email=f"{business.slug}@eval.test").tenant
+                tenant = tenant_onboard(
+                    name=business.name, owner_email=f"{business.slug}@eval.test", actor=SYSTEM
+                ).tenant
             tenant_prepare(tenant)
             results.append(business_evaluate(tenant, business, llm=llm))
     print(report(results, failures=args.failures))

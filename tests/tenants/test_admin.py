@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from tenants.audit import SYSTEM
 from tenants.models import ApiKey
 from tenants.services import api_key_create, tenant_suspend
 from tests.tenants.factories import StaffFactory, UserFactory
@@ -75,7 +76,7 @@ def test_suspend_and_resume_actions(client, staff, tenant):
 
 
 def test_revoke_action(client, staff, tenant):
-    api_key, _ = api_key_create(tenant=tenant, name="Leaked")
+    api_key, _ = api_key_create(tenant=tenant, name="Leaked", actor=SYSTEM)
     client.force_login(staff)
 
     client.post(reverse("admin:tenants_apikey_changelist"), {"action": "revoke", "_selected_action": [api_key.pk]})
@@ -84,7 +85,7 @@ def test_revoke_action(client, staff, tenant):
 
 
 def test_suspended_filter(client, staff, tenant, other_tenant):
-    tenant_suspend(tenant=tenant)
+    tenant_suspend(tenant=tenant, actor=SYSTEM)
     client.force_login(staff)
     url = reverse("admin:tenants_tenant_changelist")
 

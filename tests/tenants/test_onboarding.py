@@ -14,8 +14,10 @@ from django_tenants.utils import schema_exists, tenant_context
 
 from chat.models import KnowledgeArticle
 from netia.errors import Conflict, ValidationFailed
+from tenants.audit import SYSTEM
+from tenants.keys import hash_api_key
 from tenants.models import ApiKey, Domain, Membership, Tenant, User
-from tenants.services import api_key_authenticate, hash_api_key, tenant_onboard
+from tenants.services import api_key_authenticate, tenant_onboard
 from webhooks.services import papercups_tenant_onboard
 
 
@@ -143,7 +145,7 @@ def test_failure_midway_leaves_no_tenant_row_schema_user_or_key(db, session_tena
     schemas_before = _schemas()
 
     with pytest.raises(Exception, match="injected failure"):
-        tenant_onboard(name="Half Made", owner_email="half@made.test")
+        tenant_onboard(name="Half Made", owner_email="half@made.test", actor=SYSTEM)
 
     assert _counts() == before
     assert _schemas() == schemas_before
@@ -158,16 +160,18 @@ def _schemas() -> set[str]:
 
 def test_service_errors_carry_codes(db, tenant):
     with pytest.raises(ValidationFailed) as invalid:
-        tenant_onboard(name="Y", owner_email="nope")
+        tenant_onboard(name="Y", owner_email="nope", actor=SYSTEM)
     assert (invalid.value.code, invalid.value.extra) == ("invalid", {"field": "email"})
 
     with pytest.raises(Conflict) as conflict:
-        papercups_tenant_onboard(name="Y", owner_email="y@y.test", papercups_account_id=tenant.papercups_account_id)
+        papercups_tenant_onboard(
+            name="Y", owner_email="y@y.test", papercups_account_id=tenant.papercups_account_id, actor=SYSTEM
+        )
     assert conflict.value.code == "conflict"
 
 
 def test_existing_user_becomes_owner_of_a_second_tenant(db, tenant):
-    result = tenant_onboard(name="Second Shop", owner_email=tenant.owner_email)
+    result = tenant_onboard(name="Second Shop", owner_email=tenant.owner_email, actor=SYSTEM)
 
     assert result.owner.email == tenant.owner_email
     assert User.objects.filter(email=tenant.owner_email).count() == 1
@@ -202,7 +206,7 @@ def _structure(schema: str) -> dict[str, list[tuple]]:
 
 
 def test_a_new_tenant_schema_has_exactly_the_templates_structure_and_migration_records(db, settings):
-    result = tenant_onboard(name="Structure Check", owner_email="structure@check.test")
+    result = tenant_onboard(name="Structure Check", owner_email="structure@check.test", actor=SYSTEM)
     new, base = result.tenant.schema_name, settings.TENANT_BASE_SCHEMA
 
     assert _structure(new) == _structure(base)

@@ -7,6 +7,7 @@ from django.core import mail
 
 from billing.models import Plan
 from netia.errors import Conflict, PlanLimitExceeded, ValidationFailed
+from tenants.audit import SYSTEM
 from tenants.models import Membership, User
 from tenants.services import membership_invite, membership_remove, membership_role_set
 
@@ -18,7 +19,9 @@ def owner(tenant):
 
 def test_an_invitation_adds_the_person_and_emails_a_sign_in_link(tenant, owner, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        membership = membership_invite(tenant=tenant, email=" Bea@Acme.test ", role="member", invited_by=owner.user)
+        membership = membership_invite(
+            tenant=tenant, email=" Bea@Acme.test ", role="member", invited_by=owner.user, actor=SYSTEM
+        )
 
     assert (membership.user.email, membership.role, membership.tenant) == ("bea@acme.test", "member", tenant)
     (message,) = mail.outbox
@@ -29,13 +32,15 @@ def test_an_invitation_adds_the_person_and_emails_a_sign_in_link(tenant, owner, 
 
 def test_someone_already_in_the_team_is_not_invited_twice(tenant, owner):
     with pytest.raises(Conflict):
-        membership_invite(tenant=tenant, email="owner@acme.test", role="member", invited_by=owner.user)
+        membership_invite(tenant=tenant, email="owner@acme.test", role="member", invited_by=owner.user, actor=SYSTEM)
 
 
 def test_an_existing_user_of_another_business_joins_without_a_second_account(tenant, other_tenant, owner):
     globex_owner = User.objects.get(email="owner@globex.test")
 
-    membership = membership_invite(tenant=tenant, email="owner@globex.test", role="owner", invited_by=owner.user)
+    membership = membership_invite(
+        tenant=tenant, email="owner@globex.test", role="owner", invited_by=owner.user, actor=SYSTEM
+    )
 
     assert membership.user == globex_owner
     assert User.objects.filter(email="owner@globex.test").count() == 1
@@ -43,28 +48,28 @@ def test_an_existing_user_of_another_business_joins_without_a_second_account(ten
 
 def test_invitations_stop_at_the_plans_seats(tenant, owner):
     Plan.objects.filter(is_default=True).update(team_seats=2)
-    membership_invite(tenant=tenant, email="two@acme.test", role="member", invited_by=owner.user)
+    membership_invite(tenant=tenant, email="two@acme.test", role="member", invited_by=owner.user, actor=SYSTEM)
 
     with pytest.raises(PlanLimitExceeded):
-        membership_invite(tenant=tenant, email="three@acme.test", role="member", invited_by=owner.user)
+        membership_invite(tenant=tenant, email="three@acme.test", role="member", invited_by=owner.user, actor=SYSTEM)
     assert not User.objects.filter(email="three@acme.test").exists()
 
 
 @pytest.mark.parametrize(("email", "role"), [("not-an-email", "member"), ("x@acme.test", "admin")])
 def test_bad_invitations_say_why(tenant, owner, email, role):
     with pytest.raises(ValidationFailed):
-        membership_invite(tenant=tenant, email=email, role=role, invited_by=owner.user)
+        membership_invite(tenant=tenant, email=email, role=role, invited_by=owner.user, actor=SYSTEM)
 
 
 def test_the_team_always_keeps_an_owner(tenant, owner):
     with pytest.raises(Conflict):
-        membership_role_set(membership=owner, role="member")
+        membership_role_set(membership=owner, role="member", actor=SYSTEM)
     with pytest.raises(Conflict):
-        membership_remove(membership=owner)
+        membership_remove(membership=owner, actor=SYSTEM)
 
-    second = membership_invite(tenant=tenant, email="co@acme.test", role="owner", invited_by=owner.user)
-    membership_role_set(membership=owner, role="member")
-    membership_remove(membership=owner)
+    second = membership_invite(tenant=tenant, email="co@acme.test", role="owner", invited_by=owner.user, actor=SYSTEM)
+    membership_role_set(membership=owner, role="member", actor=SYSTEM)
+    membership_remove(membership=owner, actor=SYSTEM)
 
     assert list(Membership.objects.filter(tenant=tenant).values_list("user__email", "role")) == [
         ("co@acme.test", "owner")

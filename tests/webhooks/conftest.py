@@ -10,6 +10,7 @@ import pytest
 from django_tenants.utils import tenant_context
 
 from chat.models import Conversation, Message
+from tenants.audit import SYSTEM
 from tenants.models import Tenant
 from tests.fakes.crisp_server import FakeCrisp, Website
 from tests.fakes.papercups_server import FakePapercups
@@ -61,7 +62,7 @@ def website(crisp: FakeCrisp) -> Website:
 @pytest.fixture
 def connected(tenant: Tenant, crisp: FakeCrisp, website: Website) -> Tenant:
     """Tenant A connected to that website (Papercups modules define their own `connected`)."""
-    crisp_connection_set(tenant=tenant, website_id=website.website_id)
+    crisp_connection_set(tenant=tenant, website_id=website.website_id, actor=SYSTEM)
     crisp.requests.clear()
     return tenant
 

@@ -14,6 +14,7 @@ from django_tenants.utils import tenant_context
 from chat.models import Conversation, Message
 from chat.services import bot_configuration_update
 from netia.metrics import CHANNEL_QUOTA_LIMITED
+from tenants.audit import SYSTEM
 from tests.fakes.base import Reply
 from webhooks import crisp as protocol
 from webhooks.channels import DeliveryFailed, OutboundMessage
@@ -52,7 +53,7 @@ def test_a_handoff_marks_the_conversation_unresolved_and_routes_it_to_the_chosen
     tenant, crisp, website, operator
 ):
     chosen = website.operators[0].user_id if operator else ""
-    crisp_connection_set(tenant=tenant, website_id=website.website_id, handoff_operator_id=chosen)
+    crisp_connection_set(tenant=tenant, website_id=website.website_id, handoff_operator_id=chosen, actor=SYSTEM)
     session = crisp.start_session(website)
     crisp.requests.clear()
 

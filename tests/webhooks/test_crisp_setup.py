@@ -10,7 +10,8 @@ from django.urls import reverse
 from django_tenants.utils import tenant_context
 
 from chat.services import bot_configuration_update
-from tenants.models import Tenant, User
+from tenants.audit import SYSTEM
+from tenants.models import ApiKey, AuditEvent, Tenant, User
 from tenants.services import api_key_create
 from webhooks.models import CrispConnection
 
@@ -19,7 +20,7 @@ BASE = "/api/v1/customer/crisp"
 
 @pytest.fixture
 def key(tenant: Tenant) -> str:
-    return api_key_create(tenant=tenant, name="setup", permissions=["bot:read", "bot:write"])[1]
+    return api_key_create(tenant=tenant, name="setup", permissions=["bot:read", "bot:write"], actor=SYSTEM)[1]
 
 
 def call(client: Any, method: str, path: str, key: str, body: Any = None) -> Any:
@@ -63,6 +64,14 @@ def test_connecting_checks_the_plugin_is_installed_on_the_website(client, tenant
     ]
     assert {r.headers["x-crisp-tier"] for r in crisp.requests} == {"plugin"}
     assert CrispConnection.objects.get(tenant=tenant).website_id == website.website_id
+    (event,) = AuditEvent.objects.filter(tenant=tenant, action="channel.connected")
+    assert (event.actor_kind, event.actor_label, event.ip, event.details) == (
+        "api_key",
+        str(ApiKey.objects.get(tenant=tenant, name="setup")),
+        "127.0.0.1",
+        {"channel": "crisp", "website_id": website.website_id, "handoff_operator_id": operator.user_id,
+         "checked": True},
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -100,6 +109,7 @@ def test_a_connection_crisp_refuses_is_not_stored(
     if problem is not None:
         assert (error["code"], error["details"]) == ("crisp_connection_failed", {"problem": problem})
     assert not CrispConnection.objects.filter(tenant=tenant).exists()
+    assert not AuditEvent.objects.filter(tenant=tenant, action="channel.connected").exists()
 
 
 def test_without_the_plugin_settings_connecting_is_a_503_and_the_check_says_why(client, tenant, key, settings):
@@ -152,7 +162,7 @@ def test_the_widget_snippet_carries_the_website_and_the_bots_language(client, te
 
 
 def test_reading_needs_bot_read_and_changing_needs_bot_write(client, tenant, crisp, website):
-    reader = api_key_create(tenant=tenant, name="reader", permissions=["bot:read"])[1]
+    reader = api_key_create(tenant=tenant, name="reader", permissions=["bot:read"], actor=SYSTEM)[1]
 
     assert call(client, "get", "", reader).status_code == 200
     assert call(client, "put", "", reader, {"website_id": website.website_id}).status_code == 403

@@ -13,7 +13,8 @@ from django.urls import reverse
 from django_tenants.utils import tenant_context
 
 from chat.services import bot_configuration_update
-from tenants.models import Tenant, User
+from tenants.audit import SYSTEM
+from tenants.models import AuditEvent, Tenant, User
 from tenants.services import api_key_create
 from tests.fakes.papercups_server import Account, FakePapercups
 from tests.tenants.factories import StaffFactory
@@ -29,7 +30,7 @@ def account(papercups: FakePapercups, tenant: Tenant) -> Account:
 
 @pytest.fixture
 def key(tenant: Tenant) -> str:
-    return api_key_create(tenant=tenant, name="setup", permissions=["bot:read", "bot:write"])[1]
+    return api_key_create(tenant=tenant, name="setup", permissions=["bot:read", "bot:write"], actor=SYSTEM)[1]
 
 
 def call(client: Any, method: str, path: str, key: str, body: Any = None) -> Any:
@@ -82,6 +83,11 @@ def test_connecting_checks_the_key_with_papercups_and_stores_it_encrypted(client
     assert account.api_key not in stored
     (me,) = papercups.requests_to("GET", "/api/v1/me")
     assert me.headers["authorization"] == f"Bearer {account.api_key}"
+    (event,) = AuditEvent.objects.filter(tenant=tenant, action="channel.connected")
+    assert (event.actor_kind, event.details) == (
+        "api_key",
+        {"channel": "papercups", "account_id": account.id, "base_url": papercups.url, "checked": True},
+    )
 
 
 @pytest.mark.parametrize(
@@ -116,6 +122,7 @@ def test_a_connection_papercups_refuses_is_explained_and_nothing_is_stored(
     tenant.refresh_from_db()
     assert (tenant.papercups_api_key, tenant.papercups_bot_user_id, tenant.papercups_base_url) == ("", None, "")
     assert not ConnectionCheck.objects.filter(tenant=tenant).exists()
+    assert not AuditEvent.objects.filter(tenant=tenant, action="channel.connected").exists()
 
 
 def test_an_account_another_tenant_uses_is_a_conflict(client, tenant, other_tenant, key, papercups):
@@ -181,6 +188,8 @@ def test_rotating_the_webhook_secret_shows_the_new_url_once(client, tenant, key)
     assert new != old
     assert response.json() == {"webhook_url": f"http://127.0.0.1:8000/papercups/webhook?token={new}"}
     assert new not in call(client, "get", "", key).content.decode()
+    (event,) = AuditEvent.objects.filter(tenant=tenant, action="webhook_secret.rotated")
+    assert (event.actor_kind, event.actor_label.split(" (")[0], event.details) == ("api_key", "setup", {})
 
 
 def test_the_widget_snippet_uses_the_bot_configuration(client, tenant, key, papercups, account):
@@ -236,7 +245,9 @@ def test_the_widget_needs_a_papercups_account(client, tenant, key):
     ],
 )
 def test_the_endpoints_need_the_bot_permissions(client, tenant, permissions, method, path, status):
-    key = api_key_create(tenant=tenant, name="k", permissions=permissions)[1] if permissions else "nk_wrong"
+    key = (
+        api_key_create(tenant=tenant, name="k", permissions=permissions, actor=SYSTEM)[1] if permissions else "nk_wrong"
+    )
     secret = tenant.webhook_secret
 
     response = call(client, method, path, key, {})

@@ -20,6 +20,7 @@ from django_tenants.utils import tenant_context
 from chat.models import Conversation, Message
 from chat.services import knowledge_article_create
 from netia.metrics import WEBHOOK_EVENTS
+from tenants.audit import SYSTEM
 from tenants.models import Tenant
 from tests.fakes.papercups_server import Account, FakePapercups
 from tests.webhooks.conftest import SHIPPING, stored
@@ -236,7 +237,7 @@ def test_an_unknown_account_is_a_generic_404(client, connected, papercups):
 
 def test_a_rotated_secret_stops_the_old_webhook_url_at_once(client, connected, papercups, account):
     old = connected.webhook_secret
-    papercups_webhook_secret_rotate(tenant=connected)
+    papercups_webhook_secret_rotate(tenant=connected, actor=SYSTEM)
 
     refused = post(client, visitor_event(papercups, account), token=old)
     accepted = post(client, visitor_event(papercups, account), token=connected.webhook_secret)

@@ -13,7 +13,8 @@ from django_tenants.utils import tenant_context
 
 from chat.selectors import bot_configuration_get
 from netia.errors import Conflict, ValidationFailed
-from tenants.models import Tenant
+from tenants.audit import Actor, audit_record
+from tenants.models import AuditEvent, Tenant
 from tenants.services import OnboardingResult, tenant_onboard, webhook_secret_rotate
 from webhooks import crisp, papercups
 from webhooks.models import ConnectionCheck, CrispConnection
@@ -31,11 +32,13 @@ def papercups_tenant_onboard(
     papercups_account_id: str | uuid.UUID | None = None,
     papercups_api_key: str = "",
     papercups_base_url: str = "",
+    actor: Actor,
+    ip: str | None = None,
 ) -> OnboardingResult:
     """Onboard a tenant (`tenants.services.tenant_onboard`) already connected to its Papercups account.
 
     The account is stored as given, without calling Papercups (`papercups_connection_check` does that
-    later). All or nothing, like the onboarding itself.
+    later). All or nothing, like the onboarding itself; the trail records the connection too.
     """
     account_id = (
         papercups.account_id_clean(papercups_account_id, field="papercups_account_id") if papercups_account_id else None
@@ -43,7 +46,7 @@ def papercups_tenant_onboard(
     base_url = papercups.base_url_clean(papercups_base_url, field="papercups_url")
     if account_id and Tenant.objects.filter(papercups_account_id=account_id).exists():
         raise Conflict(_TAKEN, extra={"field": "papercups_account_id"})
-    result = tenant_onboard(name=name, owner_email=owner_email)
+    result = tenant_onboard(name=name, owner_email=owner_email, actor=actor, ip=ip)
     tenant = result.tenant
     tenant.papercups_account_id = account_id
     tenant.papercups_api_key = papercups_api_key.strip()
@@ -53,12 +56,24 @@ def papercups_tenant_onboard(
             tenant.save(update_fields=["papercups_account_id", "papercups_api_key", "papercups_base_url"])
     except IntegrityError:  # the unique account id, taken concurrently
         raise Conflict(_TAKEN) from None
+    if account_id:
+        _connected_record(tenant=tenant, actor=actor, ip=ip, checked=False)
     return result
 
 
 class CrispConnectionFailed(ValidationFailed):
     code = "crisp_connection_failed"
     default_message = "Crisp refused or could not be reached."
+
+
+def _connected_record(*, tenant: Tenant, actor: Actor, ip: str | None, checked: bool) -> None:
+    details = {
+        "channel": "papercups",
+        "account_id": str(tenant.papercups_account_id),
+        "base_url": tenant.papercups_base_url or settings.PAPERCUPS_BASE_URL,
+        "checked": checked,
+    }
+    audit_record(tenant=tenant, actor=actor, action=AuditEvent.Action.CHANNEL_CONNECTED, ip=ip, details=details)
 
 
 class PapercupsConnectionFailed(ValidationFailed):
@@ -105,10 +120,13 @@ def _check_record(*, tenant: Tenant, probe: _Probe) -> ConnectionCheck:
     return check
 
 
-def papercups_connection_set(*, tenant: Tenant, account_id: str, api_key: str, base_url: str = "") -> ConnectionCheck:
+def papercups_connection_set(
+    *, tenant: Tenant, account_id: str, api_key: str, base_url: str = "", actor: Actor, ip: str | None = None
+) -> ConnectionCheck:
     """Connect the tenant to a Papercups account: stored only if GET /api/v1/me accepts the key for that account.
 
-    The API key is stored encrypted and never returned; the bot user id comes from /me.
+    The API key is stored encrypted and never returned; the bot user id comes from /me. The trail records the
+    connection (account and server, never the key).
     """
     account = str(papercups.account_id_clean(account_id, field="account_id"))
     api_key = api_key.strip()
@@ -132,6 +150,7 @@ def papercups_connection_set(*, tenant: Tenant, account_id: str, api_key: str, b
         except IntegrityError:  # the unique account id, taken concurrently
             tenant.refresh_from_db(fields=fields)
             raise Conflict("Another Netia account is connected to this Papercups account.") from None
+        _connected_record(tenant=tenant, actor=actor, ip=ip, checked=True)
         return _check_record(tenant=tenant, probe=probe)
 
 
@@ -153,9 +172,9 @@ def papercups_connection_check(*, tenant: Tenant) -> ConnectionCheck:
         return _check_record(tenant=tenant, probe=probe)
 
 
-def papercups_webhook_secret_rotate(*, tenant: Tenant) -> str:
+def papercups_webhook_secret_rotate(*, tenant: Tenant, actor: Actor, ip: str | None = None, reason: str = "") -> str:
     """A new webhook secret; returns the new webhook URL (the only time it is shown in full)."""
-    return papercups_webhook_url(tenant=webhook_secret_rotate(tenant=tenant))
+    return papercups_webhook_url(tenant=webhook_secret_rotate(tenant=tenant, actor=actor, ip=ip, reason=reason))
 
 
 @dataclass(frozen=True)
@@ -229,9 +248,11 @@ def _crisp_operator_clean(value: str) -> str:
     )
 
 
-def crisp_connection_set(*, tenant: Tenant, website_id: str, handoff_operator_id: str = "") -> CrispConnection:
+def crisp_connection_set(
+    *, tenant: Tenant, website_id: str, handoff_operator_id: str = "", actor: Actor, ip: str | None = None
+) -> CrispConnection:
     """Connect the tenant to its Crisp website: stored only if that website installed the plugin (and has the
-    chosen operator). A website belongs to one tenant."""
+    chosen operator). A website belongs to one tenant. The trail records the connection (website and operator)."""
     if not crisp.configured():
         raise CrispNotConfigured()
     website = crisp.website_id_clean(website_id)
@@ -248,6 +269,8 @@ def crisp_connection_set(*, tenant: Tenant, website_id: str, handoff_operator_id
                 tenant=tenant, defaults={"website_id": website, "handoff_operator_id": operator}
             )
             _crisp_check_store(connection=connection, check=check)
+            details = {"channel": "crisp", "website_id": website, "handoff_operator_id": operator, "checked": True}
+            audit_record(tenant=tenant, actor=actor, action=AuditEvent.Action.CHANNEL_CONNECTED, ip=ip, details=details)
     except IntegrityError:  # the website, connected concurrently to another tenant
         raise taken from None
     return connection

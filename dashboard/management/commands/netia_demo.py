@@ -19,6 +19,7 @@ from dashboard.demo import (
     DEMO_TENANT_NAME,
     demo_conversations_seed,
 )
+from tenants.audit import Actor
 from tenants.models import Tenant, User
 from tenants.selectors import tenant_demo_slug
 from tenants.services import login_link_url, tenant_onboard
@@ -37,7 +38,9 @@ class Command(BaseCommand):
 
         tenant = Tenant.objects.filter(owner_email=DEMO_OWNER_EMAIL, name=DEMO_TENANT_NAME).first()
         if tenant is None:
-            result = tenant_onboard(name=DEMO_TENANT_NAME, owner_email=DEMO_OWNER_EMAIL)
+            result = tenant_onboard(
+                name=DEMO_TENANT_NAME, owner_email=DEMO_OWNER_EMAIL, actor=Actor.system("manage.py netia_demo")
+            )
             tenant = result.tenant
             state["api_key"] = result.api_key_secret
             with tenant_context(tenant):

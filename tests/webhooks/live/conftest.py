@@ -26,6 +26,7 @@ from pytest_django.live_server_helper import LiveServer
 
 from chat.services import knowledge_article_create
 from netia.celery import app as celery_app
+from tenants.audit import SYSTEM
 from tenants.models import Tenant, User
 from tenants.services import OnboardingResult, tenant_onboard
 from tests.fakes.crisp_server import FakeCrisp, Operator, Website
@@ -172,7 +173,7 @@ def _fresh_tenant(onboard: Callable[..., OnboardingResult], **connection: Any) -
     """A new tenant (cloned schema) with the shipping and opening-hours articles; dropped afterwards."""
     suffix = uuid.uuid4().hex[:8]
     owner = f"owner-{suffix}@live.test"
-    tenant = onboard(name=f"Live shop {suffix}", owner_email=owner, **connection).tenant
+    tenant = onboard(name=f"Live shop {suffix}", owner_email=owner, actor=SYSTEM, **connection).tenant
     try:
         with tenant_context(tenant):
             knowledge_article_create(tenant=tenant, title="Shipping", content=SHIPPING)
@@ -231,7 +232,9 @@ def crisp_live(
     website = crisp.add_website("Acme")
     operator = crisp.add_operator(website, "Ana Operator")
     with _fresh_tenant(tenant_onboard) as tenant:
-        crisp_connection_set(tenant=tenant, website_id=website.website_id, handoff_operator_id=operator.user_id)
+        crisp_connection_set(
+            tenant=tenant, website_id=website.website_id, handoff_operator_id=operator.user_id, actor=SYSTEM
+        )
         yield CrispLive(tenant, website, operator, crisp, worker, netia_server)
         worker.wait_idle()
         assert crisp.errors == []

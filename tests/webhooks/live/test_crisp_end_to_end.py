@@ -16,6 +16,7 @@ import requests
 from django_tenants.utils import tenant_context
 
 from chat.models import Conversation, Message
+from tenants.audit import SYSTEM
 from tenants.services import tenant_suspend
 from tests.fakes.crisp_server import HookDelivery, sign_hook
 from tests.webhooks.conftest import SHIPPING, wait_until
@@ -187,7 +188,7 @@ def test_a_visitor_asking_for_a_human_gets_the_notice_and_the_team_a_note_an_unr
 
 def test_a_tenant_paused_by_billing_hands_the_chat_over_once_with_a_note(crisp_live: CrispLive) -> None:
     crisp, website = crisp_live.crisp, crisp_live.website
-    tenant_suspend(tenant=crisp_live.tenant)
+    tenant_suspend(tenant=crisp_live.tenant, actor=SYSTEM)
     session = crisp.start_session(website)
     crisp.visitor_says(website, session, "Do you ship to Canada?")
     (note,) = _answered(crisp_live, session)

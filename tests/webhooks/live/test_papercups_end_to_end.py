@@ -19,6 +19,7 @@ from django_tenants.utils import tenant_context
 from chat.models import Conversation, Message
 from chat.services import message_record_visitor
 from netia.metrics import DELIVERIES
+from tenants.audit import SYSTEM
 from tenants.models import User
 from tenants.services import tenant_suspend
 from tests.webhooks.conftest import SHIPPING, wait_until
@@ -550,7 +551,7 @@ def test_the_reconciliation_sweep_requeues_work_whose_task_was_lost(live: Live, 
 
 
 def test_a_paused_tenant_hands_the_visitor_to_the_team_with_a_note_and_no_reply(live: Live) -> None:
-    tenant_suspend(tenant=live.tenant)
+    tenant_suspend(tenant=live.tenant, actor=SYSTEM)
     conversation_id, _ = _ask(live)
 
     (note,) = _answered(live, conversation_id)

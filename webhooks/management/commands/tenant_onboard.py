@@ -11,6 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from netia.errors import ApplicationError
+from tenants.audit import Actor
 from webhooks.selectors import papercups_webhook_url
 from webhooks.services import papercups_tenant_onboard
 
@@ -34,6 +35,7 @@ class Command(BaseCommand):
                 papercups_account_id=options["papercups_account_id"],
                 papercups_api_key=options["papercups_api_key"],
                 papercups_base_url=options["papercups_url"],
+                actor=Actor.system("manage.py tenant_onboard"),
             )
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc

@@ -1,0 +1,1 @@
+"""The admin REST API (`/api/v1/admin/`), for Netia staff."""

@@ -1,0 +1,210 @@
+"""The staff console: actions need their permission, a tenant's conversations and leads are read-only and every
+look is audited, and password guessing on the sign-in page is throttled."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth.models import Permission
+from django.test import Client
+from django.urls import reverse
+from django_tenants.utils import tenant_context
+
+from chat.models import Conversation, Lead
+from chat.services import conversation_get_or_create, message_record_visitor
+from netia.tenancy import current_schema
+from staff.selectors import tenant_records_get
+from tenants.models import AuditEvent, User
+
+# (changelist, action) of every custom admin action: each changes something, so each needs "change".
+ACTIONS = [
+    ("admin:tenants_tenant_changelist", "suspend"),
+    ("admin:tenants_tenant_changelist", "resume"),
+    ("admin:tenants_apikey_changelist", "revoke"),
+    ("admin:billing_billingaccount_changelist", "extend_trial"),
+    ("admin:webhooks_papercupsconnection_changelist", "check_connection"),
+    ("admin:webhooks_crispconnection_changelist", "check_connection"),
+    ("admin:webhooks_faileddelivery_changelist", "retry"),
+    ("admin:staff_staffapikey_changelist", "revoke"),
+]
+
+
+def _every_action() -> list[tuple[str, str, Any]]:
+    """(model, action name, function) of every action of every page of the console, third-party ones included."""
+    found = [("*", name, action) for name, action in admin.site.actions]
+    for model, model_admin in admin.site._registry.items():
+        for action in model_admin.actions or ():
+            function = getattr(type(model_admin), action) if isinstance(action, str) else action
+            found.append((model._meta.label, function.__name__, function))
+    return found
+
+
+def test_every_action_in_the_console_declares_the_permission_it_needs():
+    undeclared = [
+        (model, name) for model, name, function in _every_action() if not getattr(function, "allowed_permissions", ())
+    ]
+
+    assert len(_every_action()) > len(ACTIONS)
+    assert undeclared == []
+
+
+@pytest.fixture
+def view_everything(db: None) -> User:
+    """Staff holding every view permission and nothing else."""
+    user = User.objects.create_user("looker@netia.test", "pw-unused-123", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__startswith="view_"))
+    return user
+
+
+def _actions(client: Client, changelist: str) -> list[str]:
+    response = client.get(reverse(changelist))
+    assert response.status_code == 200
+    form = response.context.get("action_form")
+    return [name for name, _ in form.fields["action"].choices if name] if form else []
+
+
+@pytest.mark.parametrize(("changelist", "action"), ACTIONS)
+def test_actions_are_offered_only_to_staff_with_the_change_permission(
+    client, staff_user, view_everything, tenant, changelist, action
+):
+    client.force_login(view_everything)
+    offered_to_viewer = _actions(client, changelist)
+    client.force_login(staff_user)
+    offered_to_superuser = _actions(client, changelist)
+
+    assert action not in offered_to_viewer
+    assert action in offered_to_superuser
+
+
+def test_a_view_only_user_cannot_reach_dj_stripes_resync_page_either(client, staff_user, view_everything, tenant):
+    url = reverse("admin:djstripe_custom_action", args=["_resync_instances", "customer"])
+    client.force_login(view_everything)
+    refused = client.post(url, {})
+    client.force_login(staff_user)
+    reached = client.post(url, {})  # an empty selection: dj-stripe shows its confirmation page again
+
+    assert refused.status_code == 403
+    assert reached.status_code == 200
+    assert "djstripe/admin/confirm_action.html" in [template.name for template in reached.templates]
+
+
+def test_a_view_only_user_posting_suspend_changes_nothing(client, view_everything, tenant):
+    client.force_login(view_everything)
+
+    client.post(reverse("admin:tenants_tenant_changelist"), {"action": "suspend", "_selected_action": [tenant.pk]})
+
+    tenant.refresh_from_db()
+    assert tenant.suspended_at is None
+    assert not AuditEvent.objects.filter(tenant=tenant).exists()
+
+
+def test_console_suspension_is_audited_with_the_staff_user_and_ip(client, staff_user, tenant):
+    client.force_login(staff_user)
+
+    client.post(
+        reverse("admin:tenants_tenant_changelist"),
+        {"action": "suspend", "_selected_action": [tenant.pk]},
+        REMOTE_ADDR="198.51.100.7",
+    )
+
+    event = AuditEvent.objects.get(tenant=tenant)
+    assert (event.action, event.actor_kind, event.actor_user_id, event.actor_label, event.ip) == (
+        "tenant.suspended",
+        "staff",
+        staff_user.pk,
+        "root@netia.test",
+        "198.51.100.7",
+    )
+
+
+# --- A tenant's conversations and leads ------------------------------------------------------------------------------
+@pytest.fixture
+def chat(tenant):
+    """One conversation of tenant A with a lead."""
+    with tenant_context(tenant):
+        conversation, _ = conversation_get_or_create(channel="api", session_id="s1", visitor_name="Joe Visitor")
+        message_record_visitor(conversation=conversation, content="Call me at joe@visitor.test")
+        Lead.objects.create(conversation=conversation, email="joe@visitor.test", name="Joe Visitor")
+    return conversation
+
+
+def test_records_are_read_in_the_tenants_schema_and_the_connection_is_back_in_public(tenant, other_tenant, chat):
+    records = tenant_records_get(tenant=tenant)
+    other = tenant_records_get(tenant=other_tenant)
+
+    assert current_schema() == "public"
+    assert [(c.public_id, c.visitor_name) for c in records.conversations] == [(chat.public_id, "Joe Visitor")]
+    assert [(lead.email, lead.conversation.public_id) for lead in records.leads] == [
+        ("joe@visitor.test", chat.public_id)
+    ]
+    assert (records.conversations_total, records.leads_total) == (1, 1)
+    assert (other.conversations, other.leads) == ([], [])
+
+
+def test_staff_read_a_tenants_conversations_and_each_look_is_audited_once(client, staff_user, tenant, chat):
+    client.force_login(staff_user)
+
+    page = client.get(reverse("admin:staff_tenantrecords_change", args=[tenant.pk]))
+    thread = client.get(reverse("admin:staff_tenantrecords_conversation", args=[tenant.pk, chat.public_id]))
+
+    assert (page.status_code, thread.status_code) == (200, 200)
+    assert "Joe Visitor" in page.content.decode()
+    assert "joe@visitor.test" in page.content.decode()
+    assert "Call me at joe@visitor.test" in thread.content.decode()
+    assert [
+        (e.action, e.details, e.actor_user_id) for e in AuditEvent.objects.filter(tenant=tenant).order_by("id")
+    ] == [
+        ("staff.records_viewed", {"what": "conversations and leads"}, staff_user.pk),
+        ("staff.records_viewed", {"what": "conversation", "conversation_id": str(chat.public_id)}, staff_user.pk),
+    ]
+    with tenant_context(tenant):
+        assert Conversation.objects.count() == 1
+
+
+def test_records_need_their_own_permission_and_unknown_ones_are_404(client, staff_user, viewer, tenant, chat):
+    client.force_login(viewer)  # may view tenants, not their conversations
+    refused = client.get(reverse("admin:staff_tenantrecords_change", args=[tenant.pk]))
+    client.force_login(staff_user)
+    missing = client.get(
+        reverse("admin:staff_tenantrecords_conversation", args=[tenant.pk, "00000000-0000-0000-0000-000000000000"])
+    )
+
+    assert refused.status_code == 403
+    assert missing.status_code == 404
+    assert not AuditEvent.objects.filter(tenant=tenant).exists()
+
+
+def test_nothing_can_be_changed_from_the_records_page(client, staff_user, tenant, chat):
+    client.force_login(staff_user)
+
+    response = client.post(reverse("admin:staff_tenantrecords_change", args=[tenant.pk]), {"name": "Hijacked"})
+
+    tenant.refresh_from_db()
+    assert response.status_code in (200, 403, 405)
+    assert tenant.name == "Acme Test Shop"
+
+
+# --- Sign-in throttling ----------------------------------------------------------------------------------------------
+def _sign_in(client: Client, password: str, **extra: Any):
+    return client.post(
+        reverse("admin:login"), {"username": "root@netia.test", "password": password, "next": "/admin/"}, **extra
+    )
+
+
+def test_password_guessing_is_locked_out_per_client_ip(staff_user, settings):
+    staff_user.set_password("the-right-password-42")
+    staff_user.save()
+    attacker, colleague = Client(), Client()
+
+    guesses = [_sign_in(attacker, f"guess-{n}").status_code for n in range(settings.AXES_FAILURE_LIMIT)]
+    locked = _sign_in(attacker, "the-right-password-42")
+    spoofed = _sign_in(attacker, "the-right-password-42", HTTP_X_FORWARDED_FOR="203.0.113.50")
+    elsewhere = _sign_in(colleague, "the-right-password-42", REMOTE_ADDR="192.0.2.10")
+
+    # The form again with an error, until the limit-th failure locks the address out.
+    assert guesses == [200] * (settings.AXES_FAILURE_LIMIT - 1) + [429]
+    assert (locked.status_code, spoofed.status_code) == (429, 429)
+    assert "Too many failed sign-in attempts" in locked.content.decode()
+    assert elsewhere.status_code == 302
