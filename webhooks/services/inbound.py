@@ -17,7 +17,6 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
-from django_tenants.utils import tenant_context
 
 from chat.leads import ContactInfo, extract_email, extract_phone
 from chat.models import Conversation, Message
