@@ -49,6 +49,8 @@ PRODUCTION_ENV = {
     "LOG_FORMAT": "json",
     "CHAT_RATE_PER_TOKEN": "100000000/m",
     "CHAT_RATE_PER_IP": "100000000/m",
+    # Counted, as every rate, but never reached: runs within the same hour share the per-tenant counters.
+    "CHAT_TENANT_TURNS_PER_HOUR": "100000000",
     "OPENAI_API_KEY": "",
 }
 KNOWLEDGE = {

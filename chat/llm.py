@@ -9,12 +9,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
-import openai
 import structlog
 from django.conf import settings
 
 from netia.metrics import EMBEDDING_REQUESTS, LLM_LATENCY, LLM_REQUESTS, LLM_TOKENS
+
+if TYPE_CHECKING:
+    import openai
 
 logger = structlog.get_logger(__name__)
 
@@ -39,6 +42,10 @@ def llm_configured() -> bool:
 
 @cache
 def _client(api_key: str, base_url: str | None, timeout: float, max_retries: int) -> openai.OpenAI:
+    # Imported on first use: the SDK (~500 modules, ~0.5 s, tens of MB) stays out of the processes of a
+    # deployment answering offline, and out of every web worker until its first LLM call.
+    import openai
+
     return openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries)
 
 
@@ -51,6 +58,8 @@ def client() -> openai.OpenAI:
 
 def complete(*, messages: list[dict[str, str]], model: str, temperature: float, max_tokens: int) -> Completion:
     """One chat completion; raises LLMUnavailable on any failure after the client's retries."""
+    import openai
+
     started = time.perf_counter()
     try:
         response = client().chat.completions.create(
@@ -85,6 +94,8 @@ def complete(*, messages: list[dict[str, str]], model: str, temperature: float, 
 
 def embed(*, texts: list[str], model: str, purpose: str) -> list[list[float]]:
     """One embedding per text, in order; raises LLMUnavailable on any failure after the client's retries."""
+    import openai
+
     try:
         response = client().embeddings.create(model=model, input=texts)
         vectors = [item.embedding for item in sorted(response.data, key=lambda item: item.index)]

@@ -80,3 +80,16 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_a_web_worker_loads_no_llm_sdk_until_it_calls_the_llm(tmp_path):
+    """The OpenAI SDK (~500 modules, ~22 MB per worker) is imported on the first LLM call, not by the web app."""
+    code = (
+        "import sys; from netia.wsgi import application; from django.urls import get_resolver; "
+        "get_resolver().url_patterns; print(sorted({m.split('.')[0] for m in sys.modules} & {'openai', 'django'}))"
+    )
+
+    result = run(code, tmp_path, **PRODUCTION)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[-2] == "['django']"

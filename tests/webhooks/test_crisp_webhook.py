@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import requests
+from django.test import TestCase
 from django_tenants.utils import tenant_context
 
 from chat.models import Conversation, Lead, Message
@@ -16,7 +17,7 @@ from netia.metrics import WEBHOOK_EVENTS
 from tests.fakes.crisp_server import FakeCrisp, HookDelivery, Website, sign_hook
 from tests.webhooks.conftest import SHIPPING, stored
 from webhooks import crisp as crisp_protocol
-from webhooks.models import CrispConnection
+from webhooks.models import CrispConnection, InboundEvent
 
 URL = "/crisp/webhook"
 
@@ -29,14 +30,21 @@ def post_hook(
     raw: bytes | None = None,
     timestamp: str | None = "1700000000000",
     signature: str | None = None,
+    process: bool = True,
 ) -> Any:
-    """Post a hook as Crisp does: the raw body, its timestamp and signature headers."""
+    """Post a hook as Crisp does: the raw body, its timestamp and signature headers. With `process`, the worker
+    then processes what the request stored (Celery is eager); the reply that queues in turn stays queued."""
     body = raw if raw is not None else delivery.body if delivery is not None else b""
     headers = {}
     if timestamp is not None:
         headers["X-Crisp-Request-Timestamp"] = timestamp
         headers["X-Crisp-Signature"] = signature if signature is not None else sign_hook(secret, timestamp, body)
-    return client.post(URL, data=body, content_type="application/json", headers=headers)
+    with TestCase.captureOnCommitCallbacks() as queued:
+        response = client.post(URL, data=body, content_type="application/json", headers=headers)
+    if process:
+        for callback in queued:
+            callback()
+    return response
 
 
 def visitor_hook(crisp: FakeCrisp, website: Website, text: str = "Do you ship to Canada?") -> tuple[str, HookDelivery]:
@@ -58,12 +66,23 @@ def test_a_visitor_message_is_stored_once_and_its_reply_queued_without_calling_o
     session, hook = visitor_hook(crisp, website)
     (question,) = crisp.messages(session)
 
-    with django_capture_on_commit_callbacks() as queued:
-        response = post_hook(client, hook, crisp.signing_secret)
-    again = post_hook(client, hook, crisp.signing_secret)  # Crisp retrying the same hook
+    with django_capture_on_commit_callbacks() as acknowledged:
+        response = post_hook(client, hook, crisp.signing_secret, process=False)
+    again = post_hook(client, hook, crisp.signing_secret, process=False)  # Crisp retrying the same hook
 
     assert (response.status_code, response.json()) == (200, {"status": "accepted"})
     assert (again.status_code, again.json()) == (200, {"status": "duplicate"})
+    assert stored(connected) == ([], [])  # the request only stored the raw hook, once
+    assert InboundEvent.objects.filter(tenant=connected).values_list("key", "event", "processed_at").get() == (
+        f"message:{key(session, question)}",
+        "message:send",
+        None,
+    )
+    assert len(acknowledged) == 1  # its processing, queued once the event is committed
+
+    with django_capture_on_commit_callbacks() as queued:
+        acknowledged[0]()  # the worker (eager Celery) parses the hook
+    assert InboundEvent.objects.get(tenant=connected).outcome == "accepted"
     assert stored(connected) == (
         [(session, "bot", "")],
         [(key(session, question), "visitor", question["content"], False)],
@@ -232,7 +251,10 @@ def test_the_echo_of_the_bots_own_message_is_not_taken_for_an_operator(client, c
 
     response = post_hook(client, crisp.hooks("message:received")[-1], crisp.signing_secret)
 
-    assert (response.status_code, response.json()) == (200, {"status": "ignored"})
+    # Our fingerprint is recognised in the request; the text of a message being sent only by the worker.
+    assert (response.status_code, response.json()) == (200, {"status": "ignored" if honoured else "accepted"})
+    echoes = InboundEvent.objects.filter(event="message:received").values_list("outcome", flat=True)
+    assert list(echoes) == ([] if honoured else ["ignored"])
     assert stored(connected)[0] == [(session, "bot", "")]
     assert [role for _, role, _, _ in stored(connected)[1]] == ["visitor", "bot"]
 

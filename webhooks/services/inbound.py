@@ -1,6 +1,6 @@
-"""Webhook events in (Papercups, Crisp). A Papercups request authenticates, checks the event and stores it raw,
-once (`events`); the worker then parses it: conversations and messages stored once (keyed on the channel's ids),
-the bot's turn queued. Crisp hooks are still recorded in the request (moving them to `events` is one processor).
+"""Webhook events in (Papercups, Crisp). A request authenticates, checks the event and stores it raw, once
+(`events`); the worker then parses it: conversations and messages stored once (keyed on the channel's ids),
+the bot's turn queued.
 
 No outbound call and no LLM anywhere here; the request itself runs one INSERT (plus the tenant lookup when
 it is not cached) and one publish.
@@ -8,6 +8,7 @@ it is not cached) and one publish.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import replace
 
@@ -16,7 +17,6 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
-from django_tenants.utils import tenant_context
 
 from chat.leads import ContactInfo, extract_email, extract_phone
 from chat.models import Conversation, Message
@@ -215,10 +215,12 @@ def channel_conversation_sync(*, channel: str, state: ConversationState, sequenc
 
 # --- Crisp -----------------------------------------------------------------------------------------------------
 def crisp_webhook_receive(*, raw_body: bytes, timestamp: str, signature: str) -> str:
-    """Verify one Crisp hook, store what it says and queue the bot's turn; returns the Outcome.
+    """Verify one Crisp hook, check it, store it raw once and queue its processing; returns the Outcome.
 
     The tenant is the website the hook names. A website that installed the plugin without connecting to a
-    tenant is ignored (200: Crisp would otherwise retry). No outbound call, no LLM here.
+    tenant is ignored (200: Crisp would otherwise retry). A malformed event is refused here (400) and nothing
+    is stored. Messages are keyed on their session and fingerprint; other events on a digest of the body, so a
+    hook Crisp delivers again is stored once. No outbound call, no LLM, no tenant-schema write here.
     """
     if not crisp.configured():
         raise CrispNotConfigured()
@@ -234,16 +236,33 @@ def crisp_webhook_receive(*, raw_body: bytes, timestamp: str, signature: str) ->
         return _subscription_updated(connection=connection, data=hook.data)
     if connection is None or hook.event not in crisp.KNOWN_EVENTS:
         return Outcome.IGNORED
-    tenant = connection.tenant
-    with tenant_context(tenant):
-        if hook.event in (crisp.MESSAGE_SEND, crisp.MESSAGE_RECEIVED):
-            message = crisp.message_parse(hook.data)
-            if message.author in (Author.AGENT, Author.OTHER) and _is_own_echo(message):
-                message = replace(message, author=Author.SELF)
-            return channel_message_receive(tenant=tenant, channel=CRISP, message=message)
+    if hook.event in (crisp.MESSAGE_SEND, crisp.MESSAGE_RECEIVED):
+        message = crisp.message_parse(hook.data)
+        if not message_is_recorded(message):
+            return Outcome.IGNORED
+        key = f"message:{message.external_id}"
+    else:
         if hook.event in (crisp.SET_STATE, crisp.SET_ROUTING):
-            return channel_conversation_sync(channel=CRISP, state=crisp.conversation_state_parse(hook))
-        return _contact_record(session_id=crisp.session_id_get(hook.data), event=hook.event, data=hook.data)
+            crisp.conversation_state_parse(hook)
+        elif not _crisp_contact_parse(event=hook.event, data=hook.data):
+            return Outcome.IGNORED
+        key = f"{hook.event}:{hashlib.sha256(raw_body).hexdigest()}"
+    stored = inbound_event_store(tenant=connection.tenant, channel=CRISP, key=key, event=hook.event, raw_body=raw_body)
+    return Outcome.ACCEPTED if stored is not None else Outcome.DUPLICATE
+
+
+@processor_register(CRISP)
+def crisp_event_process(tenant: Tenant, event: InboundEvent) -> str:
+    """A stored Crisp hook, parsed and recorded in the tenant's schema (the worker; caller in that schema)."""
+    hook = crisp.Hook(website_id="", event=event.payload["event"], data=event.payload["data"])
+    if hook.event in (crisp.MESSAGE_SEND, crisp.MESSAGE_RECEIVED):
+        message = crisp.message_parse(hook.data)
+        if message.author in (Author.AGENT, Author.OTHER) and _is_own_echo(message):
+            message = replace(message, author=Author.SELF)
+        return channel_message_receive(tenant=tenant, channel=CRISP, message=message)
+    if hook.event in (crisp.SET_STATE, crisp.SET_ROUTING):
+        return channel_conversation_sync(channel=CRISP, state=crisp.conversation_state_parse(hook), sequence=event.pk)
+    return _contact_record(session_id=crisp.session_id_get(hook.data), event=hook.event, data=hook.data)
 
 
 def _is_own_echo(message: InboundMessage) -> bool:
@@ -269,14 +288,19 @@ def _subscription_updated(*, connection: CrispConnection | None, data: dict[str,
     return Outcome.ACCEPTED
 
 
+def _crisp_contact_parse(*, event: str, data: dict[str, object]) -> ContactInfo:
+    """The visitor's email, phone or name a `session:set_*` hook reports (raises ValidationFailed if malformed)."""
+    crisp.session_id_get(data)
+    if event == crisp.SET_EMAIL:
+        return ContactInfo(email=extract_email(crisp.text_field(data, "email")))
+    if event == crisp.SET_PHONE:
+        return ContactInfo(phone=extract_phone(crisp.text_field(data, "phone")))
+    return ContactInfo(name=crisp.visitor_name(crisp.text_field(data, "nickname")) or None)
+
+
 def _contact_record(*, session_id: str, event: str, data: dict[str, object]) -> str:
     """The visitor's email, phone or name, as Crisp reports it, for the conversation and its lead."""
-    if event == crisp.SET_EMAIL:
-        contact = ContactInfo(email=extract_email(crisp.text_field(data, "email")))
-    elif event == crisp.SET_PHONE:
-        contact = ContactInfo(phone=extract_phone(crisp.text_field(data, "phone")))
-    else:
-        contact = ContactInfo(name=crisp.visitor_name(crisp.text_field(data, "nickname")) or None)
+    contact = _crisp_contact_parse(event=event, data=data)
     if not contact:
         return Outcome.IGNORED
     conversation, _ = conversation_get_or_create(channel=CRISP, external_id=session_id)
