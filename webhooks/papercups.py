@@ -256,7 +256,9 @@ def conversation_parse(payload: Any, *, bot_user_id: int | None) -> Conversation
         customer_external_id=_uuid_field(payload, "customer_id", required=False),
         closed=status == "closed",
         assignee_external_id="" if assignee is None else str(assignee),
-        assigned_to_human=assignee is not None and assignee != bot_user_id,
+        # Papercups assigns a conversation to the bot on its first reply: an assignee is a human only when it is
+        # not the bot (unknown bot user: assignment says nothing, an agent's reply still hands off).
+        assigned_to_human=assignee is not None and bot_user_id is not None and assignee != bot_user_id,
     )
 
 

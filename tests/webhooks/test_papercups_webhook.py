@@ -26,6 +26,7 @@ from tenants.audit import SYSTEM
 from tenants.models import Tenant
 from tests.fakes.papercups_server import Account, FakePapercups
 from tests.webhooks.conftest import SHIPPING, papercups_connect, stored
+from webhooks import papercups as papercups_module
 from webhooks.channels import ConversationState
 from webhooks.models import InboundEvent
 from webhooks.services import channel_conversation_sync, papercups_webhook_secret_rotate
@@ -514,3 +515,14 @@ def test_the_webhook_secret_in_the_url_never_reaches_the_logs(client, connected,
     assert response.status_code == 400
     assert "POST /papercups/webhook?token=[redacted]" in caplog.text
     assert connected.webhook_secret not in caplog.text
+
+
+def test_an_assignee_is_a_human_only_when_it_is_not_the_bot_user(papercups, account):
+    conversation = papercups.start_conversation(account, "joe@example.com")
+    to_bot = {**conversation, "assignee_id": account.bot.id}
+    to_agent = {**conversation, "assignee_id": account.bot.id + 100}
+
+    assert papercups_module.conversation_parse(to_bot, bot_user_id=account.bot.id).assigned_to_human is False
+    assert papercups_module.conversation_parse(to_agent, bot_user_id=account.bot.id).assigned_to_human is True
+    # Before the connection check learnt the bot's user id, the bot's own auto-assignment must not silence it.
+    assert papercups_module.conversation_parse(to_bot, bot_user_id=None).assigned_to_human is False

@@ -113,6 +113,10 @@ def test_a_tenant_whose_papercups_hangs_with_a_backlog_does_not_delay_another_te
             with tenant_context(backlogged):
                 still_pending = Message.objects.filter(delivery_status="pending").count()
             circuit = ChannelCircuit.objects.get(tenant=backlogged, channel="papercups")
+            print(  # shown with -s
+                f"\nisolation: tenant B answered in {waited:.2f} s; tenant A's hung Papercups saw "
+                f"{unresponsive.accepted} connections for {BACKLOG} deliveries ({circuit.failures} failures)"
+            )
             assert reply["body"] == SHIPPING
             assert waited < 8, f"tenant B waited {waited:.1f} s behind tenant A's backlog"
             assert still_pending == BACKLOG  # A's backlog waits for its channel: nothing given up, nothing lost
