@@ -205,7 +205,7 @@ def conversation_contact_record(*, conversation: Conversation, contact: ContactI
         conversation.visitor_email, changed = contact.email, [*changed, "visitor_email"]
     if changed:
         conversation.save(update_fields=[*changed, "updated_at"])
-    lead, _ = _lead_upsert(conversation=conversation, contact=contact, intent="")
+    lead, _ = lead_upsert(conversation=conversation, contact=contact, intent="")
     return lead
 
 

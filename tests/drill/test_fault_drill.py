@@ -40,7 +40,7 @@ from tests.fakes.base import Reply
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.papercups_server import FakePapercups
 from tests.webhooks.live.conftest import connect, disconnect
-from webhooks.models import FailedDelivery
+from webhooks.models import FailedDelivery, InboundEvent
 from webhooks.services.queueing import RECONCILE_TENANT_TASK
 
 pytestmark = [
@@ -52,6 +52,7 @@ CONVERSATIONS = 150
 WEBHOOKS = 1000
 DUPLICATES = 100
 QUIET = 0.5
+EVENTS_SWEEP_TASK = "webhooks.tasks.inbound_events_sweep"
 
 
 def _worker_env(redis: PrivateRedis, openai: FakeOpenAI, papercups: FakePapercups) -> dict[str, str]:
@@ -176,10 +177,11 @@ def test_1000_webhooks_through_papercups_errors_llm_timeouts_a_killed_worker_and
 
         stop_sweeping = threading.Event()
 
-        def sweep() -> None:  # what Celery beat does every PAPERCUPS_RECONCILE_INTERVAL_SECONDS
+        def sweep() -> None:  # what Celery beat does: the reconciliation and the inbound-events sweep
             while not stop_sweeping.wait(3.0):
                 with contextlib.suppress(Exception):  # Redis may be restarting: the next round queues it
-                    dispatch.enqueue(RECONCILE_TENANT_TASK, tenant_id=tenant.pk)
+                    dispatch.enqueue(RECONCILE_TENANT_TASK, tenant_id=tenant.pk, channel="papercups")
+                    celery_app.send_task(EVENTS_SWEEP_TASK)
 
         ready = time.monotonic()
         sweeper = threading.Thread(target=sweep, daemon=True)
@@ -221,7 +223,8 @@ def test_1000_webhooks_through_papercups_errors_llm_timeouts_a_killed_worker_and
             with tenant_context(tenant):
                 unanswered = Message.objects.filter(role="visitor", answered_by__isnull=True).count()
                 unsent = Message.objects.filter(role="bot", delivery_status__in=["pending", "sending"]).count()
-            return unanswered == 0 and unsent == 0
+            unprocessed = InboundEvent.objects.filter(tenant=tenant, processed_at__isnull=True).count()
+            return unanswered == 0 and unsent == 0 and unprocessed == 0
 
         wait_for(settled, timeout=150, what="every turn answered and delivered")
         stop_sweeping.set()
@@ -240,6 +243,9 @@ def test_1000_webhooks_through_papercups_errors_llm_timeouts_a_killed_worker_and
             "visitor_messages": len(visitors),
             "turns_answered": len(bots),
             "replies_in_papercups": len(in_papercups),
+            "reply_posts_to_papercups": len(papercups.requests_to("POST", "/api/v1/messages")),
+            "delivery_attempts": sum(b.delivery_attempts for b in bots.values()),
+            "llm_requests": len(openai.requests_to("POST", "/v1/chat/completions")),
             "papercups_5xx_injected": papercups.random_faults_taken,
             "llm_timeouts_injected": openai.random_faults_taken,
             "workers_killed": 1,

@@ -197,9 +197,7 @@ def channel_conversation_changed(*, tenant: Tenant, channel: str, state: Convers
 
 
 @transaction.atomic
-def channel_conversation_sync(
-    *, channel: str, state: ConversationState, observed_at: datetime | None = None
-) -> str:
+def channel_conversation_sync(*, channel: str, state: ConversationState, observed_at: datetime | None = None) -> str:
     """Keep the local conversation in step with the channel: closed/reopened, assignee, taken by a human.
 
     `observed_at`: when the channel was read (a Papercups reading, see channel_conversation_changed): a

@@ -280,7 +280,7 @@ def outbox_deliver(*, tenant: Tenant, conversation_id: int, probe: bool = False)
                 retry_in = 0.5
             return DeliveryOutcome(failed=int(given_up), retry_in=retry_in)
         if remote.state.assigned_to_human or remote.state.closed:
-            canceled = _stand_down(conversation=conversation, closed=remote.state.closed)
+            canceled = _stand_down(conversation=conversation, closed=bool(remote.state.closed))
         while (message := outbox.first()) is not None:
             retry_in = _message_deliver(
                 tenant=tenant, adapter=adapter, conversation=conversation, message=message, remote=remote
