@@ -124,10 +124,6 @@ def _unanswered(conversation: Conversation) -> list[Message]:
     return list(pending.order_by("created_at", "id"))
 
 
-class _TurnChanged(Exception):
-    """Raised under the lock in step 3 to roll back an answer whose turn was answered meanwhile."""
-
-
 def _turn_open(
     *, tenant: Tenant, conversation_id: int, deliver: bool, access: BotAccess | None
 ) -> TurnResult | _Plan | None:
@@ -184,32 +180,31 @@ def _turn_close(*, tenant: Tenant, plan: _Plan, answer: engine.Answer, deliver: 
 
     The conversation's row is locked by the UPDATE that also checks the bot still has it (PostgreSQL re-reads
     a row it waited for); its visitor messages are then marked answered only if none was answered meanwhile
-    (a statement after the lock sees every earlier turn's commit), else the answer is rolled back.
+    (a statement after the lock sees every earlier turn's commit), else the answer is withdrawn.
     """
     result = plan.result
     now = timezone.now()
-    try:
-        with transaction.atomic(savepoint=False):
-            locked = Conversation.objects.filter(
-                pk=result.conversation.pk, status=Conversation.Status.BOT, bot_since=plan.bot_since
-            ).update(last_message_at=now)
-            if not locked:  # a human took it, it was closed or reopened: nothing was written
-                logger.info("turn_changed_while_answering", conversation=result.conversation.pk)
-                return None
-            result.conversation.last_message_at = now
-            _record(
-                tenant=tenant,
-                config=plan.config,
-                result=result,
-                answer=answer,
-                intent=plan.intent,
-                question=plan.question,
-                deliver=deliver,
-                answered_at=now,
-            )
-    except _TurnChanged:
-        logger.info("turn_changed_while_answering", conversation=result.conversation.pk)
-        result.reply = result.note = None
+    with transaction.atomic(savepoint=False):
+        locked = Conversation.objects.filter(
+            pk=result.conversation.pk, status=Conversation.Status.BOT, bot_since=plan.bot_since
+        ).update(last_message_at=now)
+        if not locked:  # a human took it, it was closed or reopened: nothing was written
+            logger.info("turn_changed_while_answering", conversation=result.conversation.pk)
+            return None
+        result.conversation.last_message_at = now
+        recorded = _record(
+            tenant=tenant,
+            config=plan.config,
+            result=result,
+            answer=answer,
+            intent=plan.intent,
+            question=plan.question,
+            deliver=deliver,
+            answered_at=now,
+        )
+    if not recorded:
+        logger.info("turn_answered_meanwhile", conversation=result.conversation.pk)
+        result.reply = None
         return None
     return result
 
@@ -224,11 +219,11 @@ def _record(
     question: str,
     deliver: bool,
     answered_at: datetime | None = None,
-) -> None:
+) -> bool:
     """Store the bot's answer, mark the turn answered, meter it (caller holds the conversation's row lock).
 
     `answered_at`: step 3's time, already written as the conversation's last message time; the turn's
-    messages must all be still unanswered (else _TurnChanged).
+    messages must all be still unanswered, else the reply is withdrawn and nothing else is written (False).
     """
     conversation = result.conversation
     text = answer.text
@@ -256,7 +251,10 @@ def _record(
         _mark_answered(result.visitor_messages, result.reply)
         Conversation.objects.filter(pk=conversation.pk).update(last_message_at=result.reply.created_at)
     elif not _mark_answered(result.visitor_messages, result.reply, only_unanswered=True):
-        raise _TurnChanged
+        # Another turn answered some of them meanwhile (it held the lock first): withdraw this answer.
+        Message.objects.filter(answered_by=result.reply).update(answered_by=None)
+        Message.objects.filter(pk=result.reply.pk).delete()
+        return False
     if answer.handoff_reason:
         if deliver:
             result.note = _handoff_note(
@@ -268,6 +266,7 @@ def _record(
     result.handoff, result.handoff_reason = bool(answer.handoff_reason), answer.handoff_reason
     result.sources, result.source = answer.sources, answer.source
     CHAT_REPLIES.labels(channel=conversation.channel, source=answer.source).inc()
+    return True
 
 
 def conversation_reply(

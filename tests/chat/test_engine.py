@@ -276,3 +276,35 @@ def test_a_human_taking_over_while_the_llm_was_thinking_gets_no_bot_answer(tenan
             assert len(fake_openai.completion_requests()) == 1
     finally:
         shared.dec_thread_sharing()
+
+
+def test_a_turn_answered_by_another_worker_while_the_llm_was_thinking_is_not_answered_twice(tenant, fake_openai):
+    shared = connections["default"]  # the fake's thread writes on this test's connection (its data is uncommitted)
+    shared.inc_thread_sharing()
+    try:
+        with tenant_context(tenant):
+            conversation, _ = conversation_get_or_create(channel="papercups", external_id="c-1")
+            question, _ = message_record_visitor(
+                conversation=conversation, content="Do you ship to Canada?", external_id="m-1"
+            )
+
+            # Another worker's reply, committed while this turn's LLM call is in flight.
+            other = Message.objects.create(
+                conversation=conversation, channel="papercups", role="bot", content="Yes, we do."
+            )
+
+            def another_worker_answers(messages):
+                with shared.cursor() as cursor:
+                    cursor.execute("UPDATE chat_message SET answered_by_id = %s WHERE id = %s", [other.pk, question.pk])
+                return "Yes, we ship to Canada."
+
+            fake_openai.set_reply(another_worker_answers)
+            result = conversation_reply(tenant=tenant, conversation_id=conversation.pk, deliver=True)
+
+            question.refresh_from_db()
+            bots = list(Message.objects.filter(role="bot").values_list("content", flat=True))
+            assert result is None
+            assert bots == ["Yes, we do."]  # the other worker's answer only: this one was withdrawn
+            assert question.answered_by.content == "Yes, we do."
+    finally:
+        shared.dec_thread_sharing()
