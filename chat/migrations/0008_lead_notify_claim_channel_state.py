@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0006_crisp_channel_and_bot_avatar'),
+        ('chat', '0007_passage_index_no_fastupdate'),
     ]
 
     operations = [
