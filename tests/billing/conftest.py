@@ -136,7 +136,7 @@ def subscribe_yearly(api: Callable[..., Any], tenant: Tenant, stripe_fake: FakeS
     plan = Plan.objects.get(code="pro-yearly")
 
     def run() -> list[dict[str, Any]]:
-        trial_extend(tenant=tenant, until=timezone.now() - timedelta(minutes=1))
+        trial_extend(tenant=tenant, until=timezone.now() - timedelta(minutes=1), actor=SYSTEM)
         session = api("post", "/checkout", {"plan_id": plan.pk}).json()
         stripe_fake.take_events()
         return stripe_fake.complete_checkout(session["id"])

@@ -187,7 +187,9 @@ def disconnect(tenant: Tenant) -> None:
 def _fresh_tenant(onboard: Callable[..., OnboardingResult], **connection: Any) -> Iterator[Tenant]:
     """A new tenant (cloned schema) with the shipping and opening-hours articles; dropped afterwards."""
     suffix = uuid.uuid4().hex[:8]
-    tenant = onboard(name=f"Live shop {suffix}", owner_email=f"owner-{suffix}@live.test", actor=SYSTEM, **connection).tenant
+    tenant = onboard(
+        name=f"Live shop {suffix}", owner_email=f"owner-{suffix}@live.test", actor=SYSTEM, **connection
+    ).tenant
     try:
         _articles(tenant)
         yield tenant
