@@ -176,7 +176,7 @@ class ChannelCircuitAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.action(description="Resume now (forget the failures, send what is pending)")
+    @admin.action(description="Resume now (forget the failures, send what is pending)", permissions=["change"])
     def resume(self, request: HttpRequest, queryset: QuerySet[ChannelCircuit]) -> None:
         resumed = sum(resume_now(tenant=c.tenant, channel=c.channel) for c in queryset.select_related("tenant"))
         self.message_user(request, f"Queued {resumed} conversation(s) for delivery.", messages.SUCCESS)
