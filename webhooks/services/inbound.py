@@ -46,6 +46,8 @@ from webhooks.services.queueing import refresh_queue, reply_queue
 
 logger = structlog.get_logger(__name__)
 CRISP = Conversation.Channel.CRISP.value
+# Conversation.metadata key: the id of the last channel conversation event applied (see channel_conversation_sync).
+SEQUENCE_KEY = "channel_event_sequence"
 
 
 class CrispNotConfigured(ServiceUnavailable):
@@ -197,12 +199,15 @@ def channel_conversation_changed(*, tenant: Tenant, channel: str, state: Convers
 
 
 @transaction.atomic
-def channel_conversation_sync(*, channel: str, state: ConversationState, observed_at: datetime | None = None) -> str:
+def channel_conversation_sync(
+    *, channel: str, state: ConversationState, observed_at: datetime | None = None, sequence: int | None = None
+) -> str:
     """Keep the local conversation in step with the channel: closed/reopened, assignee, taken by a human.
 
     `observed_at`: when the channel was read (a Papercups reading, see channel_conversation_changed): a
     reading older than the last one applied changes nothing, so events processed out of order or
-    concurrently never put an older state over a newer one. Unassigning (our own handoff does that) never
+    concurrently never put an older state over a newer one. `sequence` (a stored Crisp hook's id: arrival
+    order) does the same for hooks that carry the state themselves. Unassigning (our own handoff does that) never
     gives the conversation back to the bot.
     """
     conversation, _ = conversation_get_or_create(
@@ -213,6 +218,12 @@ def channel_conversation_sync(*, channel: str, state: ConversationState, observe
         if conversation.channel_state_at is not None and observed_at <= conversation.channel_state_at:
             return Outcome.IGNORED
         Conversation.objects.filter(pk=conversation.pk).update(channel_state_at=observed_at)
+    if sequence is not None:
+        applied = conversation.metadata.get(SEQUENCE_KEY)
+        if isinstance(applied, int) and sequence < applied:
+            return Outcome.IGNORED
+        conversation.metadata[SEQUENCE_KEY] = sequence
+        conversation.save(update_fields=["metadata", "updated_at"])
     assignee = state.assignee_external_id
     if assignee is not None and conversation.assignee_external_id != assignee:
         conversation.assignee_external_id = assignee
