@@ -50,6 +50,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Every queue in CELERY_TASK_QUEUES (replies, then retries, then background): no -Q on purpose.
 worker: install
 	$(BIN)/celery -A netia worker -l info
 

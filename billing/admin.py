@@ -22,8 +22,23 @@ from billing import stripe_client
 from billing.models import BillingAccount, BillingNotification, Plan, UsagePeriod
 from billing.selectors import plan_for_account, usage_summary_get
 from billing.services import trial_extend
+from billing.services.stripe_sync import RECONCILE_TENANT_TASK
+from netia.dispatch import enqueue_safely
 from netia.ratelimits import client_ip
 from tenants.admin import console_actor, tenant_admin_inline_add
+
+
+class DuplicateFilter(admin.SimpleListFilter):
+    """Accounts whose last reconciliation found more than one ongoing Stripe subscription."""
+
+    title = "subscriptions in Stripe"
+    parameter_name = "duplicates"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "More than one ongoing")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[BillingAccount]) -> QuerySet[BillingAccount]:
+        return queryset.filter(ongoing_subscriptions__1__isnull=False) if self.value() == "yes" else queryset
 
 
 def _stripe_links(account: BillingAccount) -> str:
@@ -98,9 +113,10 @@ class BillingAccountAdmin(admin.ModelAdmin):
         "trial_ends_at",
         "period_usage",
         "current_period_end",
+        "subscriptions_in_stripe",
         "stripe_links",
     ]
-    list_filter = ["tenant__subscription_status", "stripe_status", "plan"]
+    list_filter = ["tenant__subscription_status", "stripe_status", "plan", DuplicateFilter]
     search_fields = ["tenant__name", "tenant__owner_email", "=stripe_customer_id", "=stripe_subscription_id"]
     list_select_related = ["tenant", "plan"]
     readonly_fields = [
@@ -113,13 +129,17 @@ class BillingAccountAdmin(admin.ModelAdmin):
         "current_period_end",
         "cancel_at_period_end",
         "past_due_since",
+        "price_interval",
+        "price_interval_count",
+        "ongoing_subscriptions",
         "synced_at",
+        "reconciled_at",
         "stripe_links",
         "created_at",
         "updated_at",
     ]
     fields = ["tenant", "trial_ends_at", *readonly_fields[1:]]
-    actions = ["extend_trial"]
+    actions = ["extend_trial", "reconcile"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[BillingAccount]:
         latest = UsagePeriod.objects.filter(tenant=OuterRef("tenant")).order_by("-period_start")
@@ -156,6 +176,19 @@ class BillingAccountAdmin(admin.ModelAdmin):
     @admin.display(description="Stripe")
     def stripe_links(self, account: BillingAccount) -> str:
         return _stripe_links(account)
+
+    @admin.display(description="ongoing in Stripe")
+    def subscriptions_in_stripe(self, account: BillingAccount) -> str:
+        count = len(account.ongoing_subscriptions or [])
+        if account.reconciled_at is None:
+            return "not reconciled yet"
+        return f"{count} (more than one: billing error)" if count > 1 else str(count)
+
+    @admin.action(description="Reconcile with Stripe now (re-read the subscriptions)", permissions=["change"])
+    def reconcile(self, request: HttpRequest, queryset: QuerySet[BillingAccount]) -> None:
+        for account in queryset.select_related("tenant"):
+            enqueue_safely(RECONCILE_TENANT_TASK, tenant_id=account.tenant_id)
+        self.message_user(request, f"Queued {queryset.count()} reconciliation(s).", messages.SUCCESS)
 
     @admin.action(description=f"Extend trial by {settings.BILLING_TRIAL_DAYS} days from now", permissions=["change"])
     def extend_trial(self, request: HttpRequest, queryset: QuerySet[BillingAccount]) -> None:
@@ -206,11 +239,11 @@ class UsagePeriodAdmin(admin.ModelAdmin):
 
 @admin.register(BillingNotification)
 class BillingNotificationAdmin(admin.ModelAdmin):
-    list_display = ["tenant", "kind", "key", "created_at", "sent_at"]
+    list_display = ["tenant", "kind", "key", "created_at", "claimed_at", "sent_at"]
     list_filter = ["kind", ("sent_at", admin.EmptyFieldListFilter)]
     list_select_related = ["tenant"]
     search_fields = ["tenant__name", "key"]
-    readonly_fields = ["tenant", "kind", "key", "context", "created_at", "sent_at"]
+    readonly_fields = ["tenant", "kind", "key", "context", "created_at", "claimed_at", "sent_at"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -85,6 +85,17 @@ class BillingAccount(models.Model):
     current_period_start = models.DateTimeField(null=True, blank=True)
     current_period_end = models.DateTimeField(null=True, blank=True)
     cancel_at_period_end = models.BooleanField(default=False)
+    price_interval = models.CharField(
+        max_length=8, blank=True, help_text="The subscribed price's billing interval (day, week, month, year)."
+    )
+    price_interval_count = models.PositiveSmallIntegerField(default=1)
+    ongoing_subscriptions = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Ids of the tenant's ongoing Stripe subscriptions at the last reconciliation (more than one is "
+        "a billing error staff must resolve).",
+    )
+    reconciled_at = models.DateTimeField(null=True, blank=True, help_text="Last re-read of Stripe's subscriptions.")
     past_due_since = models.DateTimeField(
         null=True, blank=True, help_text="When Netia first saw the subscription past due (starts the grace period)."
     )
@@ -127,12 +138,14 @@ class BillingNotification(models.Model):
         PAYMENT_FAILED = "payment_failed", "Payment failed"
         USAGE_WARNING = "usage_warning", "80% of the AI replies used"
         USAGE_LIMIT = "usage_limit", "AI reply limit reached"
+        DUPLICATE_SUBSCRIPTIONS = "duplicate_subscriptions", "Staff alert: more than one ongoing subscription"
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="billing_notifications")
     kind = models.CharField(max_length=32, choices=Kind.choices)
     key = models.CharField(max_length=200, help_text="What it is about: the trial end, invoice, or period and limit.")
     context = models.JSONField(default=dict, blank=True, help_text="Values shown in the email.")
     created_at = models.DateTimeField(auto_now_add=True)
+    claimed_at = models.DateTimeField(null=True, blank=True, help_text="When a task took it for sending.")
     sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -143,3 +156,7 @@ class BillingNotification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} for {self.tenant}"
+
+
+# Billing emails that go to Netia's staff (BILLING_STAFF_EMAILS) rather than to the tenant's owner.
+STAFF_KINDS = frozenset({BillingNotification.Kind.DUPLICATE_SUBSCRIPTIONS})

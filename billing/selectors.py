@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from billing.models import BillingAccount, Plan, UsagePeriod
@@ -109,21 +109,43 @@ def plan_list_purchasable() -> QuerySet[Plan]:
     return Plan.objects.select_related("price").filter(is_active=True, price__isnull=False, price__active=True)
 
 
-def billing_period_for(*, account: BillingAccount, now: datetime | None = None) -> tuple[datetime, datetime]:
-    """The billing period containing `now`: the Stripe subscription's while one is live, else the UTC month.
+def _advance(moment: datetime, interval: str, count: int) -> datetime:
+    """`moment` moved by one billing interval (Stripe's calendar arithmetic; an unknown interval is a month)."""
+    if interval == "day":
+        return moment + timedelta(days=count)
+    if interval == "week":
+        return moment + timedelta(weeks=count)
+    return _add_months(moment, count * (12 if interval == "year" else 1))
 
-    When Stripe's renewal has not reached us yet (`now` past the stored period end), the next period starts
-    exactly where the stored one ended, as Stripe's do, so the renewal webhook later lands on the same row.
+
+def _calendar_month(now: datetime) -> tuple[datetime, datetime]:
+    month_start = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return month_start, _add_months(month_start, 1)
+
+
+def billing_period_for(*, account: BillingAccount, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The usage period containing `now`: plans allow so many AI replies per month, so it is a month.
+
+    With a live Stripe subscription billed monthly it is the subscription's period; billed yearly (or every
+    few months) it is the month of that period containing `now`, counted from the period's start (a yearly
+    price is twelve monthly allowances, not one year-long one); billed weekly or daily, and without a
+    subscription, it is the UTC calendar month. When Stripe's renewal has not reached us yet (`now` past the
+    stored period end), the next period starts exactly where the stored one ended, as Stripe's do.
     """
     now = now or timezone.now()
     start, end = account.current_period_start, account.current_period_end
-    if account.stripe_status in LIVE_STRIPE_STATUSES and start is not None and end is not None and start <= now:
-        while now >= end:
-            start, end = end, _add_months(end, 1)
+    interval, count = account.price_interval, max(1, account.price_interval_count)
+    live = account.stripe_status in LIVE_STRIPE_STATUSES and start is not None and end is not None
+    if not live or interval in ("day", "week") or start is None or end is None or start > now:
+        return _calendar_month(now)
+    while now >= end:
+        start, end = end, _advance(end, interval, count)
+    if interval in ("", "month") and count == 1:
         return start, end
-    utc_now = now.astimezone(UTC)
-    month_start = utc_now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    return month_start, _add_months(month_start, 1)
+    months = 0
+    while _add_months(start, months + 1) <= now:
+        months += 1
+    return _add_months(start, months), min(_add_months(start, months + 1), end)
 
 
 def usage_summary_get(
@@ -169,6 +191,12 @@ def bot_access_get(*, tenant: Tenant, now: datetime | None = None) -> BotAccess:
     if usage.ai_replies_limit is not None and usage.ai_replies >= usage.ai_replies_limit:
         return BotAccess(allowed=False, reason=AccessReason.PLAN_LIMIT_REACHED)
     return BotAccess(allowed=True)
+
+
+def tenants_with_stripe_customer() -> QuerySet[Tenant]:
+    """Tenants that have a Stripe customer (the billing reconciliation visits them)."""
+    with_customer = Q(billing_account__stripe_customer_id__gt="") | Q(djstripe_customers__isnull=False)
+    return Tenant.objects.filter(with_customer).distinct().order_by("pk")
 
 
 def plan_quota_check(*, tenant: Tenant, resource: str, used: int) -> None:

@@ -135,6 +135,31 @@ def subscription_retrieve(*, subscription_id: str) -> stripe.Subscription:
     return stripe.Subscription.retrieve(subscription_id, **_options())
 
 
+def subscription_list(*, customer_id: str) -> list[stripe.Subscription]:
+    """Every subscription of a customer whatever its status (canceled included), all pages."""
+    with _stripe_errors("subscription_list"):
+        page = stripe.Subscription.list(customer=customer_id, status="all", limit=100, **_options())
+        return list(page.auto_paging_iter())
+
+
+def checkout_sessions_open(*, customer_id: str) -> list[str]:
+    """Ids of the customer's Checkout Sessions that can still be completed."""
+    with _stripe_errors("checkout_session_list"):
+        page = stripe.checkout.Session.list(customer=customer_id, status="open", limit=100, **_options())
+        return [session.id for session in page.auto_paging_iter()]
+
+
+def checkout_session_expire(*, session_id: str) -> None:
+    """Expire an open Checkout Session, so it can no longer create a subscription (one already closed is fine)."""
+    try:
+        stripe.checkout.Session.expire(session_id, **_options())
+    except stripe.InvalidRequestError as exc:
+        logger.info("checkout_session_not_expired", session=session_id, error=exc.user_message)
+    except stripe.StripeError:
+        with _stripe_errors("checkout_session_expire"):
+            raise
+
+
 def webhook_endpoint_create(*, url: str, endpoint_uuid: str) -> stripe.WebhookEndpoint:
     """Register Netia's webhook URL with Stripe for the events Netia handles; the answer carries the secret."""
     with _stripe_errors("webhook_endpoint_create"):

@@ -10,8 +10,9 @@ from django.db.models import Q
 
 from billing.selectors import bot_access_get
 from chat.models import Conversation, Message
+from chat.replies import TurnResult, conversation_reply
 from chat.selectors import conversation_get_by_token, conversation_token_salt
-from chat.services import TurnResult, conversation_reply, message_record_visitor
+from chat.services import message_record_visitor
 from netia.db import insert_unless_conflict
 from netia.errors import Conflict, PaymentRequired, ValidationFailed
 from netia.fields import max_length

@@ -159,6 +159,9 @@ class Conversation(models.Model):
     # Set when the conversation returns to the bot (a visitor reopening it, an agent handing it back): visitor
     # messages from before, written while a human had the chat, are not the bot's to answer.
     bot_since = models.DateTimeField(null=True, blank=True)
+    # When the channel's state (status, assignee) last applied here was read: an older reading, e.g. from a
+    # webhook delivered late, never overwrites it.
+    channel_state_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-last_message_at", "-id"]
@@ -196,6 +199,7 @@ class Message(models.Model):
         SENDING = "sending", "Sending"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
+        CANCELED = "canceled", "Not sent: a human took the conversation or it was closed"
 
     id = models.BigAutoField(primary_key=True)
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -262,6 +266,9 @@ class Lead(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
     notes = models.TextField(blank=True)
     notified_at = models.DateTimeField(null=True, blank=True)
+    notify_claimed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a task took the owner's email about this lead (sent once)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

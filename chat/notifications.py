@@ -1,28 +1,54 @@
-"""Emails to the tenant's owner about the chats (a new or updated lead), sent by a task after commit."""
+"""Emails to the tenant's owner about the chats: one per lead, sent by a task after commit.
+
+The lead is claimed (one UPDATE, committed) before the mail server is called and marked notified after, so
+no row lock is held while talking SMTP and a duplicate task finds the lead claimed or done. The email has
+a fixed Message-ID per lead: a resend after a worker died mid-send is recognisable as the same email.
+"""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
+from django.db.models import Q, QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from chat.models import Lead
+from netia import claims
 from tenants.models import Tenant
 
+_CLAIM = {"claimed_field": "notify_claimed_at", "done_field": "notified_at"}
 
-def lead_notification_send(*, schema_name: str, lead_id: int) -> None:
-    """Email the owner about a lead and record when. An OSError from the mail server propagates (the task
-    retries) and leaves the lead unmarked."""
+
+def lead_notification_send(*, schema_name: str, lead_id: int) -> bool:
+    """Email the owner about a lead unless that was done (or is being done); True if this call sent it.
+
+    An OSError from the mail server propagates (the task retries) and gives the claim back.
+    """
     tenant = Tenant.objects.get(schema_name=schema_name)
     with schema_context(schema_name):
+        rows = Lead.objects.filter(pk=lead_id)
+        if not claims.claim(rows, lease=settings.NOTIFICATION_CLAIM_SECONDS, **_CLAIM):
+            return False
         lead = Lead.objects.select_related("conversation").get(pk=lead_id)
         context = {"tenant": tenant, "lead": lead, "contact": lead.contact_info}
         message = EmailMultiAlternatives(
             subject=f"New lead from your website chat: {lead}",
             body=render_to_string("chat/email/lead.txt", context),
             to=[tenant.owner_email],
+            headers={"Message-ID": f"<lead-{schema_name}-{lead_id}@netia>"},
         )
         message.attach_alternative(render_to_string("chat/email/lead.html", context), "text/html")
-        message.send()
-        Lead.objects.filter(pk=lead_id).update(notified_at=timezone.now())
+        claims.perform(rows, message.send, **_CLAIM)
+    return True
+
+
+def lead_notifications_due(*, older_than: float) -> QuerySet[Lead]:
+    """Leads with contact details whose email is neither sent nor being sent, last changed `older_than` seconds
+    ago or more (caller in the tenant's schema): what the sweep queues again."""
+    with_contact = Q(email__gt="") | Q(phone__gt="") | Q(name__gt="")
+    rows = Lead.objects.filter(with_contact, updated_at__lt=timezone.now() - timedelta(seconds=older_than))
+    return claims.unclaimed(rows, lease=settings.NOTIFICATION_CLAIM_SECONDS, **_CLAIM)

@@ -41,3 +41,16 @@ BILLING_EVENTS = Counter(
     "Stripe webhook events Netia acted on, by type and outcome (applied, or ignored: no tenant).",
     ["type", "outcome"],
 )
+TASK_PUBLISH_FAILURES = Counter(
+    "netia_task_publish_failures_total",
+    "Background tasks that could not be queued (broker down); a periodic sweep queues their work again.",
+    ["task"],
+)
+SWEEP_REQUEUED = Counter(
+    "netia_sweep_requeued_total", "Work a periodic sweep found without a task and queued again, by kind.", ["kind"]
+)
+CHANNEL_CIRCUITS_OPENED = Counter(
+    "netia_channel_paused_total",
+    "Times a tenant's channel account was paused after failing repeatedly (per-tenant backoff), by channel.",
+    ["channel"],
+)

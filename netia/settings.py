@@ -17,6 +17,7 @@ from pathlib import Path
 import environ
 from csp.constants import NONCE
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -211,9 +212,30 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # A message a worker took and never acknowledged (the worker died) is delivered again after this long;
+    # the periodic sweeps usually queue the work again much sooner.
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_SECONDS", default=3600),
+    # Queues are read in the order declared below (fresh replies first), not round-robin.
+    "queue_order_strategy": "priority",
+}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+# Every worker (`make worker`, the image, the tests' workers) consumes all three queues, in this order:
+# fresh visitor turns and their first delivery, then work retried after a failure, then everything else.
+CELERY_TASK_QUEUES = [Queue(name, Exchange(name), routing_key=name) for name in ("replies", "retries", "background")]
+CELERY_TASK_DEFAULT_QUEUE = "background"
+CELERY_TASK_ROUTES = {
+    "webhooks.tasks.channel_reply": {"queue": "replies"},
+    "webhooks.tasks.channel_deliver": {"queue": "replies"},
+    "webhooks.tasks.channel_conversation_refresh": {"queue": "replies"},
+    # A stored webhook event: parsing it is the first step of a fresh visitor turn.
+    "webhooks.tasks.inbound_event_process": {"queue": "replies"},
+}
+# No task runs unbounded: the soft limit raises inside the task (it can record the failure), the hard one
+# kills the worker process; tasks with their own limits set them lower.
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=120)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=150)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Idempotent (one email per trial), so running it hourly only bounds how late the reminder can be.
     "billing-trial-reminders": {"task": "billing.tasks.trial_reminders_send", "schedule": 3600.0},
@@ -338,6 +360,14 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # --- Email ------------------------------------------------------------------------------------------------
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Netia <no-reply@netia.localhost>")
+# Seconds an SMTP connection or reply may take (Django waits forever by default).
+EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)
+# An email task holds its claim on the email this long; a claim older than that (the worker died) is taken again.
+NOTIFICATION_CLAIM_SECONDS = env.float("NOTIFICATION_CLAIM_SECONDS", default=300.0)
+# Emails neither sent nor being sent this long after they were recorded are queued again by the sweep.
+NOTIFICATION_SWEEP_GRACE_SECONDS = env.float("NOTIFICATION_SWEEP_GRACE_SECONDS", default=300.0)
+CELERY_BEAT_SCHEDULE["email-sweep-leads"] = {"task": "chat.tasks.lead_notifications_sweep", "schedule": 600.0}
+CELERY_BEAT_SCHEDULE["email-sweep-billing"] = {"task": "billing.tasks.billing_notifications_sweep", "schedule": 600.0}
 
 # --- Static files, i18n -----------------------------------------------------------------------------------
 STATIC_URL = "static/"
@@ -414,6 +444,11 @@ PAPERCUPS_RECONCILE_INTERVAL_SECONDS = env.float("PAPERCUPS_RECONCILE_INTERVAL_S
 PAPERCUPS_RECONCILE_WINDOW_SECONDS = env.float("PAPERCUPS_RECONCILE_WINDOW_SECONDS", default=900.0)
 # Work older than this with no task taking care of it (a lost task) is queued again by the reconciliation.
 PAPERCUPS_SWEEP_GRACE_SECONDS = env.float("PAPERCUPS_SWEEP_GRACE_SECONDS", default=120.0)
+# A visitor turn no task managed to answer for this long is handed to the tenant's team (and shown to staff).
+PAPERCUPS_TURN_GIVE_UP_SECONDS = env.float("PAPERCUPS_TURN_GIVE_UP_SECONDS", default=3600.0)
+# After this many retryable failures in a row, a tenant's channel account is paused (per-tenant backoff,
+# PAPERCUPS_RETRY_* timing) and probed once at the end of the pause.
+CHANNEL_CIRCUIT_FAILURES = env.int("CHANNEL_CIRCUIT_FAILURES", default=3)
 # django-ratelimit rate, per client IP, of webhook:verify handshakes (each compares every tenant's secret).
 PAPERCUPS_VERIFY_RATE = env.str("PAPERCUPS_VERIFY_RATE", default="30/m")
 # Processed webhook events (webhooks.InboundEvent) are kept this many days (staff can look at them), then deleted.
@@ -469,6 +504,13 @@ BILLING_TRIAL_REMINDER_DAYS = env.int("BILLING_TRIAL_REMINDER_DAYS", default=3)
 BILLING_PAST_DUE_GRACE_DAYS = env.int("BILLING_PAST_DUE_GRACE_DAYS", default=7)
 # Where Stripe Checkout and the customer portal send the owner back to when the API call names no URL.
 BILLING_RETURN_URL = env.str("BILLING_RETURN_URL", default="") or f"{NETIA_PUBLIC_URL}/portal/billing"
+# Staff addresses alerted by the billing reconciliation (e.g. a tenant with two ongoing subscriptions).
+BILLING_STAFF_EMAILS = env.list("BILLING_STAFF_EMAILS", default=[])
+# The daily reconciliation re-reads every tenant's Stripe subscriptions (`manage.py billing_reconcile` on demand).
+CELERY_BEAT_SCHEDULE["billing-reconcile"] = {
+    "task": "billing.tasks.billing_reconcile_all",
+    "schedule": env.float("BILLING_RECONCILE_INTERVAL_SECONDS", default=86400.0),
+}
 
 # --- Logging and errors -----------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

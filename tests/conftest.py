@@ -107,3 +107,16 @@ def fake_openai(settings: Any) -> Iterator[Any]:
         settings.OPENAI_MAX_RETRIES = 0
         settings.OPENAI_TIMEOUT = 5.0
         yield server
+
+
+@pytest.fixture
+def smtp(settings: Any) -> Iterator[Any]:
+    """A real local SMTP server, with Django's SMTP backend pointed at it."""
+    from tests.fakes.smtp_server import FakeSmtp
+
+    with FakeSmtp() as server:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", server.port
+        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+        settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+        yield server

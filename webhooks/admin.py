@@ -1,4 +1,5 @@
-"""Staff console for the channels: each tenant's Papercups and Crisp connection, and deliveries Netia gave up on."""
+"""Staff console for the channels: each tenant's Papercups and Crisp connection, deliveries Netia gave up
+on, and the channel accounts paused because they keep failing."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 
 from netia.admin import is_set_filter
-from webhooks.models import CrispConnection, FailedDelivery, PapercupsConnection
+from webhooks.models import ChannelCircuit, CrispConnection, FailedDelivery, PapercupsConnection
 from webhooks.selectors import papercups_connection_state_get
-from webhooks.services import crisp_connection_check, failed_delivery_retry, papercups_connection_check
+from webhooks.services import crisp_connection_check, failed_delivery_retry, papercups_connection_check, resume_now
 
 _CONNECTION_FIELDS = (
     "name",
@@ -159,3 +160,23 @@ class FailedDeliveryAdmin(admin.ModelAdmin):
     def retry(self, request: HttpRequest, queryset: QuerySet[FailedDelivery]) -> None:
         queued = sum(failed_delivery_retry(failed=failed) for failed in queryset.select_related("tenant"))
         self.message_user(request, f"Queued {queued} of {queryset.count()} delivery(ies) again.", messages.SUCCESS)
+
+
+@admin.register(ChannelCircuit)
+class ChannelCircuitAdmin(admin.ModelAdmin):
+    """Per-tenant backoff: a channel account failing again and again is paused, then probed."""
+
+    list_display = ["tenant", "channel", "failures", "open_until", "last_error", "updated_at"]
+    list_filter = ["channel", is_set_filter("open_until", title="paused", set_label="Paused", unset_label="Not paused")]
+    search_fields = ["tenant__name"]
+    list_select_related = ["tenant"]
+    readonly_fields = [f.name for f in ChannelCircuit._meta.fields]
+    actions = ["resume"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Resume now (forget the failures, send what is pending)", permissions=["change"])
+    def resume(self, request: HttpRequest, queryset: QuerySet[ChannelCircuit]) -> None:
+        resumed = sum(resume_now(tenant=c.tenant, channel=c.channel) for c in queryset.select_related("tenant"))
+        self.message_user(request, f"Queued {resumed} conversation(s) for delivery.", messages.SUCCESS)

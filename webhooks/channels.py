@@ -55,6 +55,15 @@ class ConversationState:
 
 
 @dataclass(frozen=True)
+class RemoteConversation:
+    """A conversation as the channel holds it right now, read before the bot posts into it."""
+
+    state: ConversationState
+    # Our messages already in the conversation: Netia message public id -> the channel's message id.
+    sent: dict[str, str]
+
+
+@dataclass(frozen=True)
 class OutboundMessage:
     """A bot message to post into a channel conversation."""
 
@@ -83,10 +92,11 @@ class ChannelAdapter(Protocol):
         """Post the message; return the channel's id for it. Raises DeliveryFailed."""
         ...
 
-    def find_sent(self, message: OutboundMessage) -> str | None:
-        """The channel's id of `message` if an earlier attempt already posted it, else None.
+    def conversation_read(self, *, conversation_external_id: str) -> RemoteConversation:
+        """The conversation as the channel holds it now (state, and our messages already posted in it).
 
-        Called before re-sending a message whose previous attempt has no known outcome. Raises DeliveryFailed.
+        Read before posting: a human may have taken the conversation or closed it without Netia being told,
+        and an attempt whose outcome is unknown may have been posted already. Raises DeliveryFailed.
         """
         ...
 

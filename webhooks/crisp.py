@@ -41,7 +41,14 @@ from netia.errors import ValidationFailed
 from netia.metrics import CHANNEL_QUOTA_LIMITED
 from tenants.models import Tenant
 from webhooks import transport
-from webhooks.channels import Author, ConversationState, DeliveryFailed, InboundMessage, OutboundMessage
+from webhooks.channels import (
+    Author,
+    ConversationState,
+    DeliveryFailed,
+    InboundMessage,
+    OutboundMessage,
+    RemoteConversation,
+)
 from webhooks.models import CrispConnection
 
 MESSAGE_SEND = "message:send"  # from the visitor
@@ -535,6 +542,32 @@ class CrispAdapter:
             if not Message.objects.filter(channel=self.channel, external_id=key).exists():
                 return key
         return None
+
+    def conversation_read(self, *, conversation_external_id: str) -> RemoteConversation:
+        """Before a delivery pass: our messages whose earlier attempt has no known outcome, looked up in Crisp.
+
+        The state is not read: Crisp's signed, retried hooks (`session:set_state`, `session:set_routing`, an
+        operator's message) already keep the local conversation in step, and every read would spend the
+        plugin's daily quota. So the state reported here says nothing new (closed and assignee unknown).
+        """
+        state = ConversationState(conversation_external_id, "", closed=None, assignee_external_id=None)
+        unsure = Message.objects.filter(
+            channel=self.channel,
+            conversation__external_id=conversation_external_id,
+            delivery_status=Message.Delivery.SENDING,
+        )
+        sent: dict[str, str] = {}
+        for message in unsure:
+            outbound = OutboundMessage(
+                netia_message_id=message.public_id,
+                conversation_external_id=conversation_external_id,
+                content=message.content,
+                private=message.private,
+            )
+            found = self.find_sent(outbound)
+            if found is not None:
+                sent[str(message.public_id)] = found
+        return RemoteConversation(state=state, sent=sent)
 
     def hand_off(self, *, conversation_external_id: str) -> None:
         """Mark the conversation unresolved (it waits for the team) and route it to the chosen operator, if any."""

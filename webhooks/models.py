@@ -66,6 +66,7 @@ class FailedDelivery(models.Model):
     class Kind(models.TextChoices):
         MESSAGE = "message", "Message"
         HANDOFF = "handoff", "Handoff (unassign the bot, raise priority)"
+        TURN = "turn", "Visitor turn the bot never managed to answer (handed to the team)"
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="failed_deliveries")
     channel = models.CharField(max_length=16)
@@ -93,6 +94,11 @@ class FailedDelivery(models.Model):
                 fields=["tenant", "conversation_id"],
                 condition=Q(kind="handoff"),
                 name="faileddelivery_unique_handoff",
+            ),
+            models.UniqueConstraint(
+                fields=["tenant", "conversation_id"],
+                condition=Q(kind="turn"),
+                name="faileddelivery_unique_turn",
             ),
         ]
         indexes = [models.Index(fields=["retried_at", "failed_at"])]
@@ -131,3 +137,25 @@ class InboundEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} {self.event} {self.key}"
+
+
+class ChannelCircuit(models.Model):
+    """A tenant's channel account that keeps failing: calls to it pause until `open_until` (per-tenant backoff).
+
+    Consecutive retryable failures (unreachable, timeouts, 5xx) are counted; past a threshold the channel is
+    left alone for a growing while, one probe tries it again, and a success resumes every pending delivery.
+    Other tenants' channels are unaffected.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="channel_circuits")
+    channel = models.CharField(max_length=16)
+    failures = models.PositiveIntegerField(default=0, help_text="Retryable failures in a row.")
+    open_until = models.DateTimeField(null=True, blank=True, help_text="No call to the channel before this.")
+    last_error = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "channel"], name="channelcircuit_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.channel} of {self.tenant}: {self.failures} failures"

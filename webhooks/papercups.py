@@ -40,6 +40,7 @@ from webhooks.channels import (
     DeliveryFailed,
     InboundMessage,
     OutboundMessage,
+    RemoteConversation,
 )
 
 VERIFY = "webhook:verify"
@@ -49,7 +50,9 @@ CONVERSATION_UPDATED = "conversation:updated"
 KNOWN_EVENTS = frozenset({VERIFY, MESSAGE_CREATED, CONVERSATION_CREATED, CONVERSATION_UPDATED})
 # Metadata key carrying our message's public id on everything we post (finds resends, marks echoes).
 NETIA_ID_KEY = "netia_message_id"
-_MAX_LIST_PAGES = 10
+# GET /api/v1/conversations pages: Papercups' maximum page size, and how many pages one reconciliation reads.
+CONVERSATION_PAGE = 50
+_MAX_PAGES = 20
 
 
 # --- Errors -----------------------------------------------------------------------------------------------------
@@ -253,7 +256,9 @@ def conversation_parse(payload: Any, *, bot_user_id: int | None) -> Conversation
         customer_external_id=_uuid_field(payload, "customer_id", required=False),
         closed=status == "closed",
         assignee_external_id="" if assignee is None else str(assignee),
-        assigned_to_human=assignee is not None and assignee != bot_user_id,
+        # Papercups assigns a conversation to the bot on its first reply: an assignee is a human only when it is
+        # not the bot (unknown bot user: assignment says nothing, an agent's reply still hands off).
+        assigned_to_human=assignee is not None and bot_user_id is not None and assignee != bot_user_id,
     )
 
 
@@ -301,16 +306,28 @@ class PapercupsClient:
     def __repr__(self) -> str:
         return f"PapercupsClient({self.base_url!r})"
 
-    def _request(self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None) -> Any:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        authorization: str | None = None,
+    ) -> Any:
         """One call through the SSRF guard (netia.outbound). Errors say what happened in Netia's words; what
-        the server said goes to our logs only."""
+        the server said goes to our logs only. `authorization` replaces the Bearer API key (the dashboard API's
+        session token)."""
         try:
             response = outbound.request(
                 method,
                 f"{self.base_url}{path}",
                 params=params,
                 json=body,
-                headers={"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"},
+                headers={
+                    "Authorization": authorization if authorization is not None else f"Bearer {self._api_key}",
+                    "Accept": "application/json",
+                },
                 timeout=self.timeout,
             )
         except outbound.OutboundError as error:
@@ -391,31 +408,50 @@ class PapercupsClient:
         data = self._data(body, "PUT /conversations")
         return data if isinstance(data, dict) else {}
 
-    def message_list(
-        self, *, conversation_id: str | None = None, since: datetime | None = None, limit: int = 100
-    ) -> list[dict[str, Any]]:
-        """GET /api/v1/messages (newest first), following the `next` cursor when the server paginates.
+    def conversation_get(self, *, conversation_id: str) -> dict[str, Any]:
+        """GET /api/v1/conversations/:id: the conversation (expanded: its messages included)."""
+        data = self._data(self._request("GET", f"/api/v1/conversations/{conversation_id}"), "GET /conversations/:id")
+        if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
+            raise PapercupsError(
+                "GET /api/v1/conversations/:id answered without a conversation.",
+                problem="unexpected_response",
+                retryable=True,
+            )
+        return data
 
-        With `since`, paging stops once a page reaches older messages (the rows returned may still include some).
-        """
+    def conversation_page(self, *, after: str | None = None, limit: int = CONVERSATION_PAGE) -> tuple[list[Any], str]:
+        """One page of GET /api/v1/conversations (most recent activity first, messages included) and the
+        cursor of the next page ("" after the last)."""
         params: dict[str, Any] = {"limit": limit}
-        if conversation_id:
-            params["conversation_id"] = conversation_id
-        rows: list[dict[str, Any]] = []
-        for _ in range(_MAX_LIST_PAGES):
-            body = self._request("GET", "/api/v1/messages", params=params)
-            page = self._data(body, "GET /messages")
-            if not isinstance(page, list):
-                raise PapercupsError(
-                    "GET /api/v1/messages answered without a list.", problem="unexpected_response", retryable=True
-                )
-            rows.extend(row for row in page if isinstance(row, dict))
-            cursor = body.get("next")
-            oldest = _timestamp(page[-1].get("created_at")) if page and isinstance(page[-1], dict) else None
-            if not cursor or not page or (since is not None and oldest is not None and oldest < since):
-                break
-            params["after"] = cursor
-        return rows
+        if after:
+            params["after"] = after
+        body = self._request("GET", "/api/v1/conversations", params=params)
+        page = self._data(body, "GET /conversations")
+        if not isinstance(page, list):
+            raise PapercupsError(
+                "GET /api/v1/conversations answered without a list.", problem="unexpected_response", retryable=True
+            )
+        cursor = body.get("next") if isinstance(body, dict) else None
+        return page, cursor if isinstance(cursor, str) else ""
+
+    def webhook_subscribe(self, *, email: str, password: str, webhook_url: str, scope: str) -> dict[str, Any]:
+        """Create a webhook subscription with a scope, which only Papercups' dashboard API can: log in as a
+        dashboard user (`POST /api/session`), then `POST /api/event_subscriptions` with that session's token
+        (`Authorization: <token>`, no "Bearer"). Papercups runs the verify handshake before answering."""
+        login = self._request(
+            "POST", "/api/session", body={"user": {"email": email, "password": password}}, authorization=""
+        )
+        token = self._data(login, "POST /api/session").get("token") if isinstance(login, dict) else None
+        if not isinstance(token, str) or not token:
+            raise PapercupsError(
+                "POST /api/session answered without a token.", problem="unexpected_response", retryable=False
+            )
+        subscription = {"webhook_url": webhook_url, "scope": scope}
+        body = self._request(
+            "POST", "/api/event_subscriptions", body={"event_subscription": subscription}, authorization=token
+        )
+        data = self._data(body, "POST /api/event_subscriptions")
+        return data if isinstance(data, dict) else {}
 
 
 def client_for(tenant: Tenant, *, timeout: float | None = None) -> PapercupsClient:
@@ -465,46 +501,74 @@ class PapercupsAdapter:
             raise _delivery_failed(error) from None
         return str(data["id"])
 
-    def find_sent(self, message: OutboundMessage) -> str | None:
+    def conversation_read(self, *, conversation_external_id: str) -> RemoteConversation:
+        """GET /api/v1/conversations/:id: who has it, whether it is closed, and which of our messages it holds.
+
+        Works without the `conversation:updated` webhook scope (which dashboard-made webhooks never have).
+        """
         self._require_key()
         try:
-            rows = self.client.message_list(conversation_id=message.conversation_external_id)
+            data = self.client.conversation_get(conversation_id=conversation_external_id)
+            state = conversation_parse(data, bot_user_id=self.bot_user_id)
         except PapercupsError as error:
             raise _delivery_failed(error) from None
-        wanted = str(message.netia_message_id)
-        for row in rows:
-            metadata = row.get("metadata")
-            if isinstance(metadata, dict) and str(metadata.get(NETIA_ID_KEY, "")) == wanted:
-                return str(row.get("id"))
-        return None
+        except ValidationFailed as error:
+            raise DeliveryFailed(f"Papercups sent a conversation Netia cannot read: {error}", retryable=True) from None
+        sent: dict[str, str] = {}
+        for row in data["messages"]:
+            metadata = row.get("metadata") if isinstance(row, dict) else None
+            if isinstance(metadata, dict) and metadata.get(NETIA_ID_KEY) and isinstance(row.get("id"), str):
+                sent[str(metadata[NETIA_ID_KEY])] = row["id"]
+        return RemoteConversation(state=state, sent=sent)
 
     def hand_off(self, *, conversation_external_id: str) -> None:
-        """Unassign the bot (its first reply made Papercups assign the conversation to it), raise priority."""
+        """Unassign the bot (its first reply made Papercups assign the conversation to it), raise priority and
+        mark the conversation unread: the private note we leave counts as an agent message, which marks it
+        read and would hide it from the agents exactly when a human is needed."""
         self._require_key()
         try:
             self.client.conversation_update(
-                conversation_id=conversation_external_id, changes={"assignee_id": None, "priority": "priority"}
+                conversation_id=conversation_external_id,
+                changes={"assignee_id": None, "priority": "priority", "read": False},
             )
         except PapercupsError as error:
             raise _delivery_failed(error) from None
 
     def recent_messages(self, *, since: datetime) -> list[InboundMessage]:
+        """Messages since `since`, read from GET /api/v1/conversations page by page (newest activity first),
+        stopping at the first conversation with no activity since then."""
         self._require_key()
+        messages: list[tuple[datetime, int, InboundMessage]] = []
+        cursor: str | None = None
         try:
-            rows = self.client.message_list(since=since)
+            for _ in range(_MAX_PAGES):
+                page, cursor = self.client.conversation_page(after=cursor)
+                reached_older = self._collect(page, since=since, into=messages)
+                if reached_older or not cursor or not page:
+                    break
         except PapercupsError as error:
             raise _delivery_failed(error) from None
-        messages = []
-        for position, row in enumerate(rows):
-            try:
-                message = message_parse(row, bot_user_id=self.bot_user_id)
-            except ValidationFailed:
-                continue
-            if message.created_at is not None and message.created_at >= since:
-                messages.append((message.created_at, -position, message))
-        # The API lists newest first; equal timestamps (seconds) keep the API's order, reversed.
         messages.sort(key=lambda item: (item[0], item[1]))
         return [message for _, _, message in messages]
+
+    def _collect(self, page: list[Any], *, since: datetime, into: list[tuple[datetime, int, InboundMessage]]) -> bool:
+        """Add the page's messages created since `since`; True once a conversation older than that is reached."""
+        for conversation in page:
+            if not isinstance(conversation, dict):
+                continue
+            last_activity = _timestamp(conversation.get("last_activity_at"))
+            if last_activity is not None and last_activity < since:
+                return True
+            rows = conversation.get("messages")
+            for row in rows if isinstance(rows, list) else []:
+                try:
+                    message = message_parse(row, bot_user_id=self.bot_user_id)
+                except ValidationFailed:
+                    continue
+                if message.created_at is not None and message.created_at >= since:
+                    # Papercups lists a conversation's messages unsorted: order by time, then position.
+                    into.append((message.created_at, len(into), message))
+        return False
 
 
 # --- Widget -------------------------------------------------------------------------------------------------------

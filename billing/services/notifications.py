@@ -9,15 +9,17 @@ from typing import Any
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from billing.models import BillingAccount, BillingNotification
+from billing.models import STAFF_KINDS, BillingAccount, BillingNotification
 from billing.stripe_client import stripe_timestamp
-from netia import dispatch
+from netia import claims, dispatch
 from tenants.models import Tenant
 
 SEND_TASK = "billing.tasks.billing_notification_send"
+_CLAIM = {"claimed_field": "claimed_at", "done_field": "sent_at"}
 
 
 def notify_once(*, tenant: Tenant, kind: str, key: str, context: dict[str, Any]) -> BillingNotification | None:
@@ -40,40 +42,49 @@ _SUBJECTS = {
     BillingNotification.Kind.PAYMENT_FAILED: "Your Netia payment failed",
     BillingNotification.Kind.USAGE_WARNING: "You have used 80% of your Netia AI replies",
     BillingNotification.Kind.USAGE_LIMIT: "You have used all your Netia AI replies",
+    BillingNotification.Kind.DUPLICATE_SUBSCRIPTIONS: "Netia billing: a tenant has more than one subscription",
 }
 
 
 def billing_notification_send(*, notification_id: int) -> bool:
-    """Send a recorded billing email unless already sent; True if this call sent it.
+    """Send a recorded billing email unless it was sent (or is being sent); True if this call sent it.
 
-    The row stays locked while the mail server is talked to, so a duplicate task waits and then skips.
-    An OSError from the mail server propagates (the task retries) and leaves the email unsent.
+    The notification is claimed (one committed UPDATE) before the mail server is called and marked sent
+    after: no row lock is held while talking SMTP. An OSError from the mail server propagates (the task
+    retries) and gives the claim back. Staff alerts go to BILLING_STAFF_EMAILS, the rest to the owner.
     """
-    with transaction.atomic():
-        notification = BillingNotification.objects.select_for_update().select_related("tenant").get(pk=notification_id)
-        if notification.sent_at is not None:
-            return False
-        tenant = notification.tenant
-        context = {
-            **notification.context,
-            "tenant": tenant,
-            "billing_url": settings.BILLING_RETURN_URL,
-            "trial_ends_at": _parse_time(notification.context.get("trial_ends_at")),
-            "period_end": _parse_time(notification.context.get("period_end")),
-            "next_attempt": stripe_timestamp(notification.context.get("next_attempt")),
-            "amount": _money(notification.context.get("amount_due"), notification.context.get("currency", "")),
-        }
-        template = f"billing/email/{notification.kind}"
-        message = EmailMultiAlternatives(
-            subject=_SUBJECTS[BillingNotification.Kind(notification.kind)],
-            body=render_to_string(f"{template}.txt", context),
-            to=[tenant.owner_email],
-        )
-        message.attach_alternative(render_to_string(f"{template}.html", context), "text/html")
-        message.send()
-        notification.sent_at = timezone.now()
-        notification.save(update_fields=["sent_at"])
-    return True
+    rows = BillingNotification.objects.filter(pk=notification_id)
+    if not claims.claim(rows, lease=settings.NOTIFICATION_CLAIM_SECONDS, **_CLAIM):
+        return False
+    notification = BillingNotification.objects.select_related("tenant").get(pk=notification_id)
+    tenant = notification.tenant
+    context = {
+        **notification.context,
+        "tenant": tenant,
+        "billing_url": settings.BILLING_RETURN_URL,
+        "trial_ends_at": _parse_time(notification.context.get("trial_ends_at")),
+        "period_end": _parse_time(notification.context.get("period_end")),
+        "next_attempt": stripe_timestamp(notification.context.get("next_attempt")),
+        "amount": _money(notification.context.get("amount_due"), notification.context.get("currency", "")),
+    }
+    kind = BillingNotification.Kind(notification.kind)
+    recipients = list(settings.BILLING_STAFF_EMAILS) if kind in STAFF_KINDS else [tenant.owner_email]
+    template = f"billing/email/{notification.kind}"
+    message = EmailMultiAlternatives(
+        subject=_SUBJECTS[kind],
+        body=render_to_string(f"{template}.txt", context),
+        to=recipients,
+        headers={"Message-ID": f"<billing-{notification.pk}@netia>"},
+    )
+    message.attach_alternative(render_to_string(f"{template}.html", context), "text/html")
+    claims.perform(rows, message.send if recipients else lambda: None, **_CLAIM)
+    return bool(recipients)
+
+
+def billing_notifications_due(*, older_than: float) -> QuerySet[BillingNotification]:
+    """Notifications neither sent nor being sent, recorded `older_than` seconds ago or more (for the sweep)."""
+    rows = BillingNotification.objects.filter(created_at__lt=timezone.now() - timedelta(seconds=older_than))
+    return claims.unclaimed(rows, lease=settings.NOTIFICATION_CLAIM_SECONDS, **_CLAIM)
 
 
 def _parse_time(value: Any) -> datetime | None:

@@ -20,10 +20,12 @@ from djstripe.models import Customer, Event, Price, Subscription
 
 from billing import stripe_client
 from billing.models import BillingAccount, BillingNotification, Plan
+from billing.selectors import billing_account_get
 from billing.services.accounts import account_for_update
 from billing.services.notifications import notify_once
 from billing.services.plans import plan_code
 from billing.stripe_client import ONGOING_STATUSES, stripe_timestamp
+from netia import dispatch
 from netia.metrics import BILLING_EVENTS
 from tenants.audit import Actor, audit_record
 from tenants.models import AuditEvent, Tenant
@@ -64,6 +66,16 @@ def _period_of(data: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
     return stripe_timestamp(data.get("current_period_start")), stripe_timestamp(data.get("current_period_end"))
 
 
+def _interval_of(data: dict[str, Any]) -> tuple[str, int]:
+    """The billing interval of the subscription's (first) price, e.g. ("year", 1); ("", 1) if unknown."""
+    for item in (data.get("items") or {}).get("data") or []:
+        price = item.get("price")
+        recurring = price.get("recurring") if isinstance(price, dict) else None
+        if isinstance(recurring, dict) and recurring.get("interval"):
+            return str(recurring["interval"]), int(recurring.get("interval_count") or 1)
+    return "", 1
+
+
 def _plan_of(data: dict[str, Any]) -> Plan | None:
     """The Plan of the subscription's price: mapped to it, else named by its `netia_plan` metadata (a
     superseded price a plan no longer points at keeps its subscribers on that plan). None if neither."""
@@ -99,6 +111,8 @@ def billing_account_sync(*, tenant: Tenant, now: datetime | None = None) -> Bill
                 "current_period_start": None,
                 "current_period_end": None,
                 "cancel_at_period_end": False,
+                "price_interval": "",
+                "price_interval_count": 1,
             }
         else:
             data = current.stripe_data
@@ -112,6 +126,7 @@ def billing_account_sync(*, tenant: Tenant, now: datetime | None = None) -> Bill
                 "current_period_end": end,
                 "cancel_at_period_end": bool(data.get("cancel_at_period_end")),
             }
+            fields["price_interval"], fields["price_interval_count"] = _interval_of(data)
             if current.customer_id:
                 fields["stripe_customer_id"] = current.customer_id
         if status == Tenant.SubscriptionStatus.PAST_DUE:
@@ -164,29 +179,53 @@ def _subscription_refresh(*, subscription_id: str) -> None:
     Subscription.sync_from_stripe_data(data, api_key=settings.STRIPE_SECRET_KEY)
 
 
+INVOICE_FOLLOWUP_TASK = "billing.tasks.billing_invoice_event_followup"
+RECONCILE_TENANT_TASK = "billing.tasks.billing_reconcile_tenant"
+
+
 def stripe_event_apply(*, event: Event) -> Tenant | None:
     """Apply a processed dj-stripe Event to the tenant it concerns; returns that tenant (None: not ours).
 
     Runs inside dj-stripe's webhook transaction, after dj-stripe synced the event's object, and only
-    for a new event id (replays are answered by dj-stripe without calling handlers).
+    for a new event id (replays are answered by dj-stripe without calling handlers). Makes no Stripe call
+    itself: an invoice event (which does not sync its subscription) queues `stripe_invoice_followup`.
     """
     obj = event.data.get("object", {})
-    if event.type.startswith("customer.subscription."):
-        tenant = _tenant_of_customer(obj.get("customer"))
-    elif event.type in ("invoice.paid", "invoice.payment_failed"):
-        tenant = _tenant_of_customer(obj.get("customer"))
-        parent = (obj.get("parent") or {}).get("subscription_details") or {}
-        subscription_id = parent.get("subscription") or obj.get("subscription")
-        if tenant is not None and isinstance(subscription_id, str):
-            _subscription_refresh(subscription_id=subscription_id)
-    else:
+    if not (event.type.startswith("customer.subscription.") or event.type in INVOICE_EVENTS):
         return None
+    tenant = _tenant_of_customer(obj.get("customer"))
     if tenant is None:
         logger.info("stripe_event_without_tenant", event_id=event.id, type=event.type)
         BILLING_EVENTS.labels(type=event.type, outcome="no_tenant").inc()
         return None
     billing_account_sync(tenant=tenant)
     BILLING_EVENTS.labels(type=event.type, outcome="applied").inc()
+    if event.type in INVOICE_EVENTS:
+        dispatch.enqueue_on_commit(INVOICE_FOLLOWUP_TASK, event_id=event.id)
+    return tenant
+
+
+INVOICE_EVENTS = ("invoice.paid", "invoice.payment_failed")
+
+
+def stripe_invoice_followup(*, event_id: str) -> Tenant | None:
+    """After an invoice event: re-read its subscription from Stripe (no transaction open), recompute the
+    tenant's status, and email the owner about a failed payment while the subscription is still unpaid.
+
+    Stripe errors propagate (the task retries); the daily reconciliation catches up in any case.
+    """
+    event = Event.objects.filter(id=event_id).first()
+    if event is None:
+        return None
+    obj = event.data.get("object", {})
+    tenant = _tenant_of_customer(obj.get("customer"))
+    if tenant is None:
+        return None
+    parent = (obj.get("parent") or {}).get("subscription_details") or {}
+    subscription_id = parent.get("subscription") or obj.get("subscription")
+    if isinstance(subscription_id, str):
+        _subscription_refresh(subscription_id=subscription_id)
+    billing_account_sync(tenant=tenant)
     # Only while the subscription is still unpaid: a failure reported after the card went through is news
     # to no one.
     overdue = tenant.subscription_status in (Tenant.SubscriptionStatus.PAST_DUE, Tenant.SubscriptionStatus.UNPAID)
@@ -203,3 +242,36 @@ def stripe_event_apply(*, event: Event) -> Tenant | None:
             },
         )
     return tenant
+
+
+def billing_account_reconcile(*, tenant: Tenant) -> BillingAccount:
+    """Re-read the tenant's subscriptions from Stripe, sync them, recompute the status (daily and on demand).
+
+    No transaction is open during the Stripe calls. More than one ongoing subscription is a billing error
+    (the tenant pays twice): it is recorded on the account and staff are emailed once per set of ids.
+    """
+    customer_ids = set(
+        Customer.objects.filter(subscriber=tenant, livemode=settings.STRIPE_LIVE_MODE).values_list("id", flat=True)
+    )
+    account = billing_account_get(tenant=tenant)
+    if account.stripe_customer_id:
+        customer_ids.add(account.stripe_customer_id)
+    remote: list[Any] = []
+    for customer_id in sorted(customer_ids):
+        remote.extend(stripe_client.subscription_list(customer_id=customer_id))
+    for subscription in remote:
+        Subscription.sync_from_stripe_data(subscription, api_key=settings.STRIPE_SECRET_KEY)
+    account = billing_account_sync(tenant=tenant)
+    ongoing = sorted(s.id for s in remote if s.status in ONGOING_STATUSES)
+    now = timezone.now()
+    BillingAccount.objects.filter(pk=account.pk).update(ongoing_subscriptions=ongoing, reconciled_at=now)
+    account.ongoing_subscriptions, account.reconciled_at = ongoing, now
+    if len(ongoing) > 1:
+        logger.warning("billing_duplicate_subscriptions", tenant=tenant.pk, subscriptions=ongoing)
+        notify_once(
+            tenant=tenant,
+            kind=BillingNotification.Kind.DUPLICATE_SUBSCRIPTIONS,
+            key=",".join(ongoing),
+            context={"subscriptions": ongoing},
+        )
+    return account

@@ -115,3 +115,30 @@ def subscribe(api: Callable[..., Any], tenant: Tenant, pro_plan: Plan, stripe_fa
         return stripe_fake.complete_checkout(session["id"])
 
     return run
+
+
+@pytest.fixture
+def subscribe_yearly(api: Callable[..., Any], tenant: Tenant, stripe_fake: FakeStripe) -> Callable[..., Any]:
+    """Like `subscribe`, to a "Pro yearly" plan billed once a year."""
+    stripe_fake.seed_product_with_price(
+        "Pro yearly",
+        19000,
+        "eur",
+        "year",
+        {
+            "netia_plan": "pro-yearly",
+            "ai_replies_per_month": "1000",
+            "knowledge_articles_max": "200",
+            "team_seats": "5",
+        },
+    )
+    call_command("billing_sync_plans", stdout=StringIO())
+    plan = Plan.objects.get(code="pro-yearly")
+
+    def run() -> list[dict[str, Any]]:
+        trial_extend(tenant=tenant, until=timezone.now() - timedelta(minutes=1), actor=SYSTEM)
+        session = api("post", "/checkout", {"plan_id": plan.pk}).json()
+        stripe_fake.take_events()
+        return stripe_fake.complete_checkout(session["id"])
+
+    return run

@@ -250,3 +250,25 @@ def test_missing_or_public_credentials_are_401(client, tenant):
 
     assert (missing.status_code, chat_token.status_code) == (401, 401)
     assert missing.json()["error"]["code"] == "unauthenticated"
+
+
+def test_checkout_refuses_when_stripe_has_a_subscription_whose_webhooks_never_came(api, tenant, pro_plan, stripe_fake):
+    session = api("post", "/checkout", {"plan_id": pro_plan.pk}).json()
+    stripe_fake.complete_checkout(session["id"])  # paid; the webhooks are lost
+
+    response = api("post", "/checkout", {"plan_id": pro_plan.pk})
+
+    assert response.status_code == 409
+    assert response.json()["error"]["details"] == {"reason": "already_subscribed"}
+    account = BillingAccount.objects.get(tenant=tenant)
+    assert (account.stripe_status, account.plan.code) == ("trialing", "pro")  # synced from Stripe on the way
+    assert len(stripe_fake.objects("checkout.session")) == 1
+
+
+def test_a_new_checkout_expires_the_earlier_open_one(api, pro_plan, stripe_fake):
+    first = api("post", "/checkout", {"plan_id": pro_plan.pk}).json()
+    second = api("post", "/checkout", {"plan_id": pro_plan.pk}).json()
+
+    assert [s["status"] for s in (stripe_fake.get(first["id"]), stripe_fake.get(second["id"]))] == ["expired", "open"]
+    with pytest.raises(ValueError, match="expired, not open"):
+        stripe_fake.complete_checkout(first["id"])  # the old page can no longer create a subscription

@@ -13,9 +13,9 @@ from billing.models import BillingAccount, UsagePeriod
 from billing.selectors import BotAccess, bot_access_get, usage_summary_get
 from billing.services import current_period, trial_extend
 from chat.models import Conversation, Message
+from chat.replies import conversation_reply
 from chat.services import (
     conversation_get_or_create,
-    conversation_reply,
     knowledge_article_create,
     message_record_visitor,
 )

@@ -14,7 +14,7 @@ from django.db import connection
 from django.utils import timezone
 
 from billing.models import BillingAccount, BillingNotification, Plan, UsagePeriod
-from billing.selectors import billing_period_for
+from billing.selectors import billing_period_for, bot_access_get
 from billing.services import current_period, usage_ai_reply_record
 from tenants.models import Tenant
 from tests.billing.factories import PlanFactory
@@ -63,6 +63,52 @@ def test_a_renewal_not_yet_received_continues_where_the_period_ended(tenant):
     assert current == (datetime(2028, 1, 31, 10, tzinfo=UTC), datetime(2028, 2, 29, 10, tzinfo=UTC))
     assert next_one == (datetime(2028, 2, 29, 10, tzinfo=UTC), datetime(2028, 3, 29, 10, tzinfo=UTC))
     assert canceled == (datetime(2028, 2, 1, tzinfo=UTC), datetime(2028, 3, 1, tzinfo=UTC))
+
+
+def test_a_yearly_price_is_twelve_monthly_allowances_not_one_year_long_one(tenant):
+    _plan(tenant, 3)
+    BillingAccount.objects.filter(tenant=tenant).update(
+        stripe_status="active",
+        current_period_start=datetime(2028, 1, 31, 10, tzinfo=UTC),
+        current_period_end=datetime(2029, 1, 31, 10, tzinfo=UTC),
+        price_interval="year",
+        stripe_subscription_id="sub_yearly",
+    )
+    Tenant.objects.filter(pk=tenant.pk).update(subscription_status="active")
+    tenant.refresh_from_db()
+    account = BillingAccount.objects.get(tenant=tenant)
+    february = datetime(2028, 2, 20, tzinfo=UTC)
+    march = datetime(2028, 3, 5, tzinfo=UTC)
+
+    periods = [billing_period_for(account=account, now=now) for now in (datetime(2028, 2, 10, tzinfo=UTC), march)]
+    UsagePeriod.objects.create(  # February's allowance used up
+        tenant=tenant, period_start=periods[0][0], period_end=periods[0][1], ai_replies=3
+    )
+
+    assert periods == [
+        (datetime(2028, 1, 31, 10, tzinfo=UTC), datetime(2028, 2, 29, 10, tzinfo=UTC)),
+        (datetime(2028, 2, 29, 10, tzinfo=UTC), datetime(2028, 3, 31, 10, tzinfo=UTC)),
+    ]
+    assert bot_access_get(tenant=tenant, now=february).reason == "plan_limit_reached"
+    assert bot_access_get(tenant=tenant, now=march).allowed is True  # a new month of the yearly plan
+
+
+def test_a_yearly_subscription_from_stripe_meters_by_month(subscribe_yearly, webhooks, tenant, stripe_fake):
+    webhooks.post_all(subscribe_yearly())
+    account = BillingAccount.objects.get(tenant=tenant)
+
+    usage_ai_reply_record(tenant=tenant)
+
+    period = UsagePeriod.objects.get(tenant=tenant)
+    assert (account.price_interval, account.price_interval_count) == ("year", 1)
+    assert account.current_period_start is not None
+    assert account.current_period_end is not None
+    assert (account.current_period_end - account.current_period_start).days in (365, 366)
+    assert (period.period_start, period.period_end.month) == (
+        account.current_period_start,
+        account.current_period_start.month % 12 + 1,
+    )
+    assert 28 <= (period.period_end - period.period_start).days <= 31
 
 
 # --- limit emails -------------------------------------------------------------------------------------------------

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django_tenants.utils import tenant_context
 from prometheus_client import REGISTRY
 
 from chat.models import Conversation, Lead, Message
 from chat.services import bot_configuration_update, knowledge_article_create
+from chat.tasks import lead_notifications_sweep, lead_notify
 from tenants.models import Tenant
+from tests.probes import TransactionProbe
 
 URL = "/api/v1/chat"
 
@@ -223,6 +227,51 @@ def test_contact_details_create_one_lead_per_conversation_and_notify_the_owner(
     assert [m.to for m in mailoutbox] == [["owner@acme.test"]]
     assert "ana@example.com" in mailoutbox[0].body
     assert mailoutbox[0].alternatives[0][1] == "text/html"
+
+
+def test_a_lead_is_emailed_once_however_often_its_details_grow_or_its_task_runs(
+    client, acme, smtp, django_capture_on_commit_callbacks
+):
+    probe = TransactionProbe()
+    smtp.on_data = lambda mail: probe("smtp")
+    with django_capture_on_commit_callbacks(execute=True):
+        first = post(client, acme.chat_token, {"session_id": "s", "message": "I'm Ana, my email is ana@example.com"})
+        token = first.json()["conversation_token"]
+        post(client, acme.chat_token, {"conversation_token": token, "message": "and my phone is +1 415 555 2671"})
+    with tenant_context(acme):
+        lead = Lead.objects.get()
+    lead_notify.delay(schema_name=acme.schema_name, lead_id=lead.pk)  # a duplicate delivery of the task
+
+    (mail,) = smtp.messages
+    assert (mail.recipients, mail.message["Message-ID"]) == (
+        ["owner@acme.test"],
+        f"<lead-{acme.schema_name}-{lead.pk}@netia>",
+    )
+    assert "ana@example.com" in mail.message.get_body(("plain",)).get_content()
+    assert probe.seen == [("smtp", 0)]  # no transaction (no lock on the lead) while the mail server talks
+
+
+def test_a_lead_email_the_mail_server_kept_refusing_is_sent_once_by_the_sweep(
+    client, acme, smtp, settings, django_capture_on_commit_callbacks
+):
+    smtp.fail_next(times=100)  # every try of the task (retries included) is refused
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(client, acme.chat_token, {"session_id": "s", "message": "ana@example.com here"})
+    with tenant_context(acme):
+        lead = Lead.objects.get()
+        refused = (lead.notified_at, lead.notify_claimed_at)
+        Lead.objects.update(updated_at=lead.updated_at - timedelta(hours=1))
+    settings.NOTIFICATION_SWEEP_GRACE_SECONDS = 60
+    smtp.clear_failures()
+
+    queued = lead_notifications_sweep()
+
+    assert response.status_code == 200
+    assert refused == (None, None)  # the claim was given back for the retry
+    assert queued == 1
+    (mail,) = smtp.messages
+    assert mail.recipients == ["owner@acme.test"]
+    assert lead_notifications_sweep() == 0
 
 
 def test_handoff_request_moves_to_human_and_silences_the_bot(client, acme):

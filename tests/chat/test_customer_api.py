@@ -7,8 +7,9 @@ from django_tenants.utils import tenant_context
 
 from billing.models import Plan
 from chat.models import BotConfiguration, KnowledgeArticle, Lead
+from chat.replies import conversation_reply
 from chat.retrieval import passages_search
-from chat.services import conversation_get_or_create, conversation_reply, message_record_visitor
+from chat.services import conversation_get_or_create, message_record_visitor
 from tenants.audit import SYSTEM
 from tenants.services import api_key_create, api_key_revoke
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from django.db import connections
 from django_tenants.utils import tenant_context
 
 from chat.engine import is_open
 from chat.models import BotConfiguration, Conversation, Message
+from chat.replies import conversation_reply
 from chat.retrieval import passages_search, split_passages
 from chat.services import (
     bot_configuration_update,
     conversation_get_or_create,
-    conversation_reply,
     conversation_set_status,
     knowledge_article_create,
     knowledge_article_delete,
@@ -22,6 +23,7 @@ from chat.services import (
     message_record_visitor,
 )
 from netia.errors import ValidationFailed
+from tests.probes import TransactionProbe
 
 
 def test_split_passages_respects_the_target_and_keeps_every_sentence():
@@ -207,3 +209,102 @@ def test_messages_written_while_a_human_had_the_chat_are_not_answered_after_reop
 
         assert [m.external_id for m in result.visitor_messages] == ["v2"]
         assert Message.objects.get(external_id="v1").answered_by is None
+
+
+# --- No transaction open while the LLM answers --------------------------------------------------------------
+def test_the_chat_api_asks_the_llm_with_no_transaction_open(client, tenant, fake_openai):
+    with tenant_context(tenant):
+        knowledge_article_create(tenant=tenant, title="Shipping", content="We ship to Canada in 3 days.")
+    probe = TransactionProbe()
+
+    def answer(messages):
+        probe("llm")
+        return "We ship to Canada in 3 days."
+
+    fake_openai.set_reply(answer)
+
+    response = client.post(
+        "/api/v1/chat",
+        {"session_id": "s1", "message": "Do you ship to Canada?"},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {tenant.chat_token}",
+    )
+
+    assert (response.status_code, response.json()["reply"]) == (200, "We ship to Canada in 3 days.")
+    assert probe.seen == [("llm", 0)]
+
+
+def test_a_channel_turn_asks_the_llm_with_no_transaction_open(tenant, fake_openai):
+    probe = TransactionProbe()
+
+    def answer(messages):
+        probe("llm")
+        return "Hello!"
+
+    fake_openai.set_reply(answer)
+    with tenant_context(tenant):
+        conversation, _ = conversation_get_or_create(channel="papercups", external_id="c-1")
+        message_record_visitor(conversation=conversation, content="Do you ship to Canada?", external_id="m-1")
+
+        result = conversation_reply(tenant=tenant, conversation_id=conversation.pk, deliver=True)
+
+    assert (result.reply.content, result.reply.delivery_status) == ("Hello!", "pending")
+    assert probe.seen == [("llm", 0)]
+
+
+def test_a_human_taking_over_while_the_llm_was_thinking_gets_no_bot_answer(tenant, fake_openai):
+    shared = connections["default"]  # the fake's thread writes on this test's connection (its data is uncommitted)
+    shared.inc_thread_sharing()
+    try:
+        with tenant_context(tenant):
+            conversation, _ = conversation_get_or_create(channel="papercups", external_id="c-1")
+            question, _ = message_record_visitor(
+                conversation=conversation, content="Do you ship to Canada?", external_id="m-1"
+            )
+
+            def agent_takes_over(messages):
+                with shared.cursor() as cursor:
+                    cursor.execute("UPDATE chat_conversation SET status = 'human' WHERE id = %s", [conversation.pk])
+                return "Yes, we do."
+
+            fake_openai.set_reply(agent_takes_over)
+            result = conversation_reply(tenant=tenant, conversation_id=conversation.pk, deliver=True)
+
+            question.refresh_from_db()
+            assert (result, question.answered_by) == (None, None)
+            assert Message.objects.filter(role="bot").count() == 0
+            assert len(fake_openai.completion_requests()) == 1
+    finally:
+        shared.dec_thread_sharing()
+
+
+def test_a_turn_answered_by_another_worker_while_the_llm_was_thinking_is_not_answered_twice(tenant, fake_openai):
+    shared = connections["default"]  # the fake's thread writes on this test's connection (its data is uncommitted)
+    shared.inc_thread_sharing()
+    try:
+        with tenant_context(tenant):
+            conversation, _ = conversation_get_or_create(channel="papercups", external_id="c-1")
+            question, _ = message_record_visitor(
+                conversation=conversation, content="Do you ship to Canada?", external_id="m-1"
+            )
+
+            # Another worker's reply, committed while this turn's LLM call is in flight.
+            other = Message.objects.create(
+                conversation=conversation, channel="papercups", role="bot", content="Yes, we do."
+            )
+
+            def another_worker_answers(messages):
+                with shared.cursor() as cursor:
+                    cursor.execute("UPDATE chat_message SET answered_by_id = %s WHERE id = %s", [other.pk, question.pk])
+                return "Yes, we ship to Canada."
+
+            fake_openai.set_reply(another_worker_answers)
+            result = conversation_reply(tenant=tenant, conversation_id=conversation.pk, deliver=True)
+
+            question.refresh_from_db()
+            bots = list(Message.objects.filter(role="bot").values_list("content", flat=True))
+            assert result is None
+            assert bots == ["Yes, we do."]  # the other worker's answer only: this one was withdrawn
+            assert question.answered_by.content == "Yes, we do."
+    finally:
+        shared.dec_thread_sharing()

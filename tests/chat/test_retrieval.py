@@ -10,11 +10,11 @@ from django_tenants.utils import tenant_context
 from chat.engine import NO_MATCH_REPLIES
 from chat.models import Conversation, Message
 from chat.prompts import HANDOFF_MARKER
+from chat.replies import conversation_reply
 from chat.retrieval import knowledge_search
 from chat.services import (
     bot_configuration_update,
     conversation_get_or_create,
-    conversation_reply,
     knowledge_article_create,
 )
 

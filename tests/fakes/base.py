@@ -6,6 +6,7 @@ import contextlib
 import functools
 import http.client
 import json
+import random
 import threading
 import traceback
 import urllib.error
@@ -152,7 +153,11 @@ class FakeServer:
         self.requests: list[RecordedRequest] = []
         self.errors: list[str] = []
         self._routes: list[tuple[str, str, Route]] = []
+        # Called with each request before it is answered, while the client waits (tests look around then).
+        self.on_request: Callable[[RecordedRequest], Any] | None = None
         self._faults: list[Fault] = []
+        self._random_faults: list[tuple[str, str, float, random.Random, Fault]] = []
+        self.random_faults_taken = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
@@ -249,6 +254,8 @@ class FakeServer:
         self._routes.insert(0, (method.upper(), path_prefix, handler))
 
     def dispatch(self, request: RecordedRequest) -> Reply:
+        if self.on_request is not None:
+            self.on_request(request)
         fault = self._take_fault(request)
         if fault is not None and fault.reply is not None:
             return replace(fault.reply, delay=fault.reply.delay + fault.delay)
@@ -287,13 +294,36 @@ class FakeServer:
         with self._lock:
             self._faults.append(Fault(method.upper(), path_prefix, times, reply, delay))
 
+    def inject_random_fault(
+        self,
+        method: str,
+        path_prefix: str,
+        *,
+        rate: float,
+        reply: Reply | None = None,
+        delay: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        """From now on, answer each matching request with `reply` and/or `delay` s late with probability `rate`
+        (a seeded draw per request: the same run of requests fails the same way)."""
+        draw = random.Random(seed)
+        with self._lock:
+            self._random_faults.append(
+                (method.upper(), path_prefix, rate, draw, Fault(method, path_prefix, 1, reply, delay))
+            )
+
     def clear_faults(self) -> None:
-        """Forget every fault not yet consumed."""
+        """Forget every fault not yet consumed (random ones included)."""
         with self._lock:
             self._faults.clear()
+            self._random_faults.clear()
 
     def _take_fault(self, request: RecordedRequest) -> Fault | None:
         with self._lock:
+            for method, prefix, rate, draw, random_fault in self._random_faults:
+                if method == request.method and request.path.startswith(prefix) and draw.random() < rate:
+                    self.random_faults_taken += 1
+                    return random_fault
             for fault in self._faults:
                 if fault.method == request.method and request.path.startswith(fault.path_prefix):
                     fault.remaining -= 1

@@ -1,6 +1,8 @@
 """A Papercups simulator on a real local socket, following PAPERCUPS_NOTES.md beside this file.
 
-It serves the part of ``/api/v1`` a bot uses (Bearer personal API key) and sends webhooks as real HTTP POSTs.
+It serves the part of ``/api/v1`` a bot uses (Bearer personal API key), including the cursor-paginated
+conversation list (``last_activity_at`` DESC, at most 50 a page, messages included), the dashboard API's login
+and event subscriptions (a session token without "Bearer"), and sends webhooks as real HTTP POSTs.
 Behaviour of the real server (papercups @ 6a6f5adc) reproduced on purpose, quirks included:
 
 - errors come in three shapes: ``{"error": {"code": 401, ...}}`` from the auth plug,
@@ -240,9 +242,13 @@ class FakePapercups(FakeServer):
         self._user_ids = itertools.count(1)
         self._seq = itertools.count(1)
         self._db = threading.RLock()
+        self._passwords: dict[int, str] = {}
+        self._sessions: dict[str, User] = {}
         for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
             self.route(method, "/", lambda _request: _json(404, PHOENIX_NOT_FOUND))
             self.route(method, "/api/v1/", self._api)
+        self.route("POST", "/api/session", self._session_create)
+        self.route("POST", "/api/event_subscriptions", self._event_subscription_create)
 
     # -- accounts and users --------------------------------------------------------------------
     def add_account(
@@ -299,6 +305,11 @@ class FakePapercups(FakeServer):
             key = new_api_key()
             self._keys[key] = user
             return key
+
+    def set_password(self, user: User, password: str) -> None:
+        """Let `user` log in to the dashboard API (`POST /api/session`) with this password."""
+        with self._db:
+            self._passwords[user.id] = password
 
     def revoke_api_key(self, key: str) -> None:
         """Make `key` unknown (requests with it get 401)."""
@@ -456,6 +467,16 @@ class FakePapercups(FakeServer):
         self._deliver(events)
         return copy.deepcopy(payload)
 
+    def agent_updates(self, account: Account, conversation_id: str, **changes: Any) -> dict[str, Any]:
+        """An agent changes the conversation in the dashboard (assignee, status, priority); conversation:updated
+        goes only to subscriptions with that scope."""
+        with self._db:
+            conversation = self._own_conversation(account, conversation_id)
+            self._commit_conversation(conversation, _cast_conversation(conversation, changes))
+            payload = self._conversation_basic(conversation)
+        self._deliver([(account.id, CONVERSATION_UPDATED, payload)])
+        return copy.deepcopy(payload)
+
     def private_note(
         self, account: Account, conversation_id: str, body: str, *, user_id: int | None = None
     ) -> dict[str, Any]:
@@ -489,6 +510,72 @@ class FakePapercups(FakeServer):
         with self._db:
             return self._customer_basic(self._customers[customer_id])
 
+    # -- dashboard session API (`/api`, not `/api/v1`): logging in, webhooks with a scope ------------------
+    def _session_create(self, request: RecordedRequest) -> Reply:
+        """``SessionController.create``: Pow's email/password login; a session token for ``Authorization``."""
+        body = _json_body(request) if request.body else None
+        credentials = body.get("user") if isinstance(body, dict) else None
+        if not isinstance(credentials, dict):
+            return _json(400, BAD_REQUEST)
+        with self._db:
+            user = next(
+                (
+                    u
+                    for a in self.accounts.values()
+                    for u in a.users
+                    if u.email == credentials.get("email") and self._passwords.get(u.id) == credentials.get("password")
+                ),
+                None,
+            )
+            if user is None:
+                return _json(401, {"error": {"status": 401, "message": "Invalid email or password"}})
+            token = secrets.token_urlsafe(24)
+            self._sessions[token] = user
+        data = {"user_id": user.id, "email": user.email, "account_id": user.account_id, "token": token}
+        return _json(200, {"data": {**data, "renew_token": secrets.token_urlsafe(24)}})
+
+    def _event_subscription_create(self, request: RecordedRequest) -> Reply:
+        """``EventSubscriptionController.create``: the session token alone (no "Bearer"); the row is stored,
+        then the verify handshake runs and its result is saved as ``verified``."""
+        with self._db:
+            user = self._sessions.get(request.headers.get("authorization", ""))
+        if user is None:
+            return _json(401, NOT_AUTHENTICATED)
+        body = _json_body(request)
+        params = body.get("event_subscription") if isinstance(body, dict) else None
+        if not isinstance(params, dict):
+            return _json(400, BAD_REQUEST)
+        if not isinstance(params.get("webhook_url"), str) or not params["webhook_url"]:
+            return _json(
+                422,
+                {
+                    "error": {
+                        "status": 422,
+                        "message": "Unprocessable Entity",
+                        "errors": {"webhook_url": ["can't be blank"]},
+                    }
+                },
+            )
+        scope = params.get("scope") if isinstance(params.get("scope"), str) else None
+        subscription = Subscription(str(uuid.uuid4()), user.account_id, params["webhook_url"], scope)
+        with self._db:
+            self.accounts[user.account_id].subscriptions.append(subscription)
+        subscription.verified = self.verify_webhook_url(subscription.webhook_url)
+        now = self._naive_now()
+        view = {
+            "id": subscription.id,
+            "object": "event_subscription",
+            "created_at": now,
+            "updated_at": now,
+            "webhook_url": subscription.webhook_url,
+            "verified": subscription.verified,
+            "account_id": subscription.account_id,
+            "scope": subscription.scope,
+        }
+        reply = _json(201, {"data": view})
+        reply.headers["location"] = f"/api/event_subscriptions/{subscription.id}"
+        return reply
+
     # -- REST ----------------------------------------------------------------------------------
     def _api(self, request: RecordedRequest) -> Reply:
         """Every ``/api/v1/*`` request: route, authenticate, handle under the lock, then deliver webhooks."""
@@ -518,6 +605,7 @@ class FakePapercups(FakeServer):
             ("GET", "messages", 1): self._list_messages,
             ("POST", "messages", 1): self._create_message,
             ("GET", "messages", 2): self._show_message,
+            ("GET", "conversations", 1): self._list_conversations,
             ("GET", "conversations", 2): self._show_conversation,
             ("PUT", "conversations", 2): self._update_conversation,
             ("PATCH", "conversations", 2): self._update_conversation,
@@ -598,6 +686,40 @@ class FakePapercups(FakeServer):
         reply = _json(201, {"data": self._message_expanded(message)})
         reply.headers["location"] = f"/api/messages/{message['id']}"
         return reply
+
+    def _list_conversations(self, call: _Call) -> Reply:
+        """``Conversations.list_conversations_by_account_paginated``: the key's account, not archived, most
+        recent activity first (``last_activity_at`` DESC, NULLs first as PostgreSQL sorts them, then id DESC),
+        expanded (messages included), cursor-paginated with ``limit`` (at most 50) and ``after``."""
+        params = {name: values[0] for name, values in call.request.query.items()}
+        try:
+            limit = min(_cast_integer(params.get("limit", "50")) or 50, CONVERSATION_PAGE_MAX)
+        except ValueError:
+            limit = CONVERSATION_PAGE_MAX
+        rows = [
+            c
+            for c in self._conversations.values()
+            if c["account_id"] == call.user.account_id
+            and c["archived_at"] is None
+            and all(str(c[name]) == params[name] for name in ("status", "priority", "inbox_id") if name in params)
+        ]
+        rows.sort(key=_activity_key, reverse=True)
+        total = len(rows)
+        if params.get("after"):
+            cursor = _cursor_decode(params["after"])
+            if cursor is None:
+                raise _HttpError(400, BAD_REQUEST)
+            rows = [c for c in rows if _activity_key(c) < cursor]
+        page = rows[:limit]
+        more = len(rows) > limit
+        body = {
+            "data": [self._conversation_expanded(c) for c in page],
+            "next": _cursor_encode(page[-1]) if page and more else None,
+            "previous": _cursor_encode(page[0]) if page and params.get("after") else None,
+            "limit": limit,
+            "total": total,
+        }
+        return _json(200, body)
 
     def _show_conversation(self, call: _Call) -> Reply:
         conversation = self._authorized_conversation(call)
@@ -710,6 +832,8 @@ class FakePapercups(FakeServer):
             self._commit_conversation(conversation, changes)
             payload = self._conversation_basic(conversation)
             events.append((conversation["account_id"], CONVERSATION_UPDATED, payload))
+        # ``Workers.MessageCreatedActions`` (an Oban job, no webhook): ``Conversations.mark_activity``.
+        conversation["last_activity_at"] = utc_timestamp(self._now())
         return events
 
     def _commit_conversation(self, conversation: dict[str, Any], changes: dict[str, Any]) -> None:
@@ -1079,6 +1203,28 @@ def _ilike(pattern: str) -> re.Pattern[str]:
     """SQL ``ILIKE``: ``%`` any run, ``_`` one character, case-insensitive."""
     wildcards = {"%": ".*", "_": "."}
     return re.compile("".join(wildcards.get(c, re.escape(c)) for c in pattern), re.IGNORECASE | re.DOTALL)
+
+
+CONVERSATION_PAGE_MAX = 50  # ChatApi.Repo's cursor pagination `maximum_limit`
+
+
+def _activity_key(conversation: dict[str, Any]) -> tuple[bool, str, str]:
+    """The list's sort key, descending: NULL activity first (PostgreSQL's DESC), then activity, then id."""
+    return (conversation["last_activity_at"] is None, conversation["last_activity_at"] or "", conversation["id"])
+
+
+def _cursor_encode(conversation: dict[str, Any]) -> str:
+    """An opaque cursor (Paginator's are base64 terms) for the rows after this one."""
+    key = [conversation["last_activity_at"], conversation["id"]]
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
+
+
+def _cursor_decode(cursor: str) -> tuple[bool, str, str] | None:
+    try:
+        activity, conversation_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, TypeError):
+        return None
+    return (activity is None, activity or "", str(conversation_id))
 
 
 def _json(status: int, body: Any) -> Reply:

@@ -37,7 +37,11 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import stripe as S
+import stripe.params as P
+
 from .base import FakeServer, RecordedRequest, Reply, parse_form
+from .stripe_schema import ListOf, SchemaError, expand_check, params_check
 
 API_VERSION = "2026-08-26.dahlia"
 """The version stripe 15.6.2 pins; dj-stripe 2.11's default (2026-05-27.dahlia) renders the same shapes."""
@@ -55,49 +59,8 @@ SUBSCRIPTION_STATUSES = (
     "paused",
 )
 _ALPHABET = string.ascii_letters + string.digits
-_LIST_PARAMS = frozenset({"limit", "starting_after", "ending_before", "created"})
 _DOC_URL = "https://docs.stripe.com/error-codes/"
 _SECONDS_PER = {"day": 86_400, "week": 7 * 86_400}
-
-# Lists dj-stripe's `djstripe_sync_models` (all models) and `sync_subscriber` walk that Netia never fills:
-# the fake answers them with an empty list (whatever the filters) and a retrieve with Stripe's 404.
-_EMPTY_LISTS = (
-    "/v1/accounts",
-    "/v1/application_fees",
-    "/v1/balance_transactions",
-    "/v1/charges",
-    "/v1/country_specs",
-    "/v1/coupons",
-    "/v1/disputes",
-    "/v1/entitlements/active_entitlements",
-    "/v1/entitlements/features",
-    "/v1/file_links",
-    "/v1/files",
-    "/v1/identity/verification_reports",
-    "/v1/identity/verification_sessions",
-    "/v1/invoiceitems",
-    "/v1/issuing/authorizations",
-    "/v1/issuing/cardholders",
-    "/v1/issuing/cards",
-    "/v1/issuing/disputes",
-    "/v1/issuing/transactions",
-    "/v1/payment_intents",
-    "/v1/payouts",
-    "/v1/plans",
-    "/v1/promotion_codes",
-    "/v1/radar/early_fraud_warnings",
-    "/v1/refunds",
-    "/v1/reviews",
-    "/v1/setup_intents",
-    "/v1/shipping_rates",
-    "/v1/sigma/scheduled_query_runs",
-    "/v1/subscription_schedules",
-    "/v1/tax_codes",
-    "/v1/tax_ids",
-    "/v1/tax_rates",
-    "/v1/transfers",
-    "/v1/pricing_tables",
-)
 
 
 class StripeApiError(Exception):
@@ -264,12 +227,13 @@ def _list_object(url: str, data: list[Obj], has_more: bool = False) -> Obj:
 
 @dataclass
 class _Route:
-    """One API route: method, path pattern, handler and its accepted top-level parameters (None: any)."""
+    """One API route: method, path pattern, handler, its params TypedDict and the resource it answers."""
 
     method: str
     pattern: re.Pattern[str]
     handler: Callable[[_Call], Obj]
-    params: frozenset[str] | None
+    params: type
+    resource: type | ListOf
 
 
 @dataclass
@@ -551,11 +515,12 @@ class FakeStripe(FakeServer):
             match = route.pattern.fullmatch(request.path)
             if route.method != request.method or match is None:
                 continue
-            for name in params:
-                if route.params is not None and name not in route.params:
-                    raise StripeApiError(
-                        400, f"Received unknown parameter: {name}", code="parameter_unknown", param=name
-                    )
+            try:
+                params_check(params, route.params)
+                for path in expand:
+                    expand_check(str(path), route.resource)
+            except SchemaError as error:
+                raise StripeApiError(400, error.message, code=error.code, param=error.param) from None
             self._request_context = {"id": request_id, "idempotency_key": idem}
             try:
                 body = route.handler(_Call(params=params, ids=match.groupdict(), path=request.path, livemode=livemode))
@@ -592,171 +557,173 @@ class FakeStripe(FakeServer):
         return key, "_live_" in key
 
     def _register_api(self) -> None:
-        """The route table: (method, path pattern, handler, accepted parameters)."""
-        table: list[tuple[str, str, Callable[[_Call], Obj], str]] = [
-            ("GET", "/v1/account", lambda call: copy.deepcopy(self.account), ""),
-            (
-                "POST",
-                "/v1/customers",
-                self._customer_create,
-                "address balance cash_balance description email "
-                "invoice_prefix invoice_settings metadata name next_invoice_sequence payment_method phone "
-                "preferred_locales shipping source tax tax_exempt tax_id_data test_clock validate",
-            ),
-            ("GET", "/v1/customers", self._customer_list, "email test_clock"),
-            ("GET", "/v1/customers/(?P<id>[^/]+)", self._customer_retrieve, ""),
-            (
-                "POST",
-                "/v1/customers/(?P<id>[^/]+)",
-                self._customer_update,
-                "address balance cash_balance "
-                "default_source description email invoice_prefix invoice_settings metadata name "
-                "next_invoice_sequence phone preferred_locales shipping source tax tax_exempt validate",
-            ),
-            ("DELETE", "/v1/customers/(?P<id>[^/]+)", self._customer_delete, ""),
-            ("GET", "/v1/customers/(?P<id>[^/]+)/sources", self._customer_sources, "object"),
-            ("GET", "/v1/customers/(?P<id>[^/]+)/tax_ids", self._customer_sources, ""),
-            ("GET", "/v1/customers/(?P<id>[^/]+)/payment_methods", self._customer_payment_methods, "type"),
-            (
-                "POST",
-                "/v1/products",
-                self._product_create,
-                "id active default_price_data description images "
-                "marketing_features metadata name package_dimensions shippable statement_descriptor tax_code "
-                "type unit_label url",
-            ),
-            ("GET", "/v1/products", self._product_list, "active ids shippable url type"),
-            ("GET", "/v1/products/(?P<id>[^/]+)", self._product_retrieve, ""),
-            (
-                "POST",
-                "/v1/products/(?P<id>[^/]+)",
-                self._product_update,
-                "active default_price description "
-                "images marketing_features metadata name package_dimensions shippable statement_descriptor "
-                "tax_code unit_label url",
-            ),
-            ("DELETE", "/v1/products/(?P<id>[^/]+)", self._product_delete, ""),
-            ("GET", "/v1/products/(?P<id>[^/]+)/features", self._product_features, ""),
-            (
-                "POST",
-                "/v1/prices",
-                self._price_create,
-                "active billing_scheme currency currency_options "
-                "custom_unit_amount lookup_key metadata nickname product product_data recurring tax_behavior "
-                "tiers tiers_mode transfer_lookup_key transform_quantity unit_amount unit_amount_decimal",
-            ),
-            ("GET", "/v1/prices", self._price_list, "active currency lookup_keys product recurring type"),
-            ("GET", "/v1/prices/(?P<id>[^/]+)", self._price_retrieve, ""),
-            (
-                "POST",
-                "/v1/prices/(?P<id>[^/]+)",
-                self._price_update,
-                "active currency_options lookup_key metadata nickname tax_behavior transfer_lookup_key",
-            ),
-            (
-                "POST",
-                "/v1/subscriptions",
-                self._subscription_create,
-                "add_invoice_items application_fee_percent "
-                "automatic_tax backdate_start_date billing_cycle_anchor billing_mode cancel_at "
-                "cancel_at_period_end collection_method currency customer days_until_due "
-                "default_payment_method "
-                "default_source default_tax_rates description discounts invoice_settings items metadata "
-                "off_session on_behalf_of payment_behavior payment_settings pending_invoice_item_interval "
-                "proration_behavior transfer_data trial_end trial_from_plan trial_period_days trial_settings",
-            ),
+        """The route table: method, path pattern, handler, and the stripe-python types that say what Stripe
+        accepts there (the method's params TypedDict) and what it answers (the resource, for `expand`)."""
+        one, many = r"(?P<id>[^/]+)", ListOf
+        table: list[tuple[str, str, Callable[[_Call], Obj], type, type | ListOf]] = [
+            ("GET", "/v1/account", lambda call: copy.deepcopy(self.account), P.AccountRetrieveCurrentParams, S.Account),
+            # dj-stripe's model sync walks the platform's connected accounts (it has none).
+            ("GET", "/v1/accounts", lambda call: self._list(call, []), P.AccountListParams, many(S.Account)),
+            ("POST", "/v1/customers", self._customer_create, P.CustomerCreateParams, S.Customer),
+            ("GET", "/v1/customers", self._customer_list, P.CustomerListParams, many(S.Customer)),
+            ("GET", f"/v1/customers/{one}", self._customer_retrieve, P.CustomerRetrieveParams, S.Customer),
+            ("POST", f"/v1/customers/{one}", self._customer_update, P.CustomerModifyParams, S.Customer),
+            ("DELETE", f"/v1/customers/{one}", self._customer_delete, P.CustomerDeleteParams, S.Customer),
+            ("GET", f"/v1/customers/{one}/sources", self._customer_sources, P.CustomerListSourcesParams, many(S.Card)),
+            ("GET", f"/v1/customers/{one}/tax_ids", self._customer_sources, P.CustomerListTaxIdsParams, many(S.TaxId)),
             (
                 "GET",
-                "/v1/subscriptions",
-                self._subscription_list,
-                "automatic_tax collection_method customer "
-                "current_period_end current_period_start price status test_clock",
+                f"/v1/customers/{one}/payment_methods",
+                self._customer_payment_methods,
+                P.CustomerListPaymentMethodsParams,
+                many(S.PaymentMethod),
             ),
-            ("GET", "/v1/subscriptions/(?P<id>[^/]+)", self._subscription_retrieve, ""),
+            ("POST", "/v1/products", self._product_create, P.ProductCreateParams, S.Product),
+            ("GET", "/v1/products", self._product_list, P.ProductListParams, many(S.Product)),
+            ("GET", f"/v1/products/{one}", self._product_retrieve, P.ProductRetrieveParams, S.Product),
+            ("POST", f"/v1/products/{one}", self._product_update, P.ProductModifyParams, S.Product),
+            ("DELETE", f"/v1/products/{one}", self._product_delete, P.ProductDeleteParams, S.Product),
             (
-                "POST",
-                "/v1/subscriptions/(?P<id>[^/]+)",
-                self._subscription_update,
-                "add_invoice_items "
-                "automatic_tax billing_cycle_anchor cancel_at cancel_at_period_end cancellation_details "
-                "collection_method days_until_due default_payment_method default_source default_tax_rates "
-                "description discounts invoice_settings items metadata off_session pause_collection "
-                "payment_behavior payment_settings proration_behavior proration_date trial_end "
-                "trial_from_plan",
+                "GET",
+                f"/v1/products/{one}/features",
+                self._product_features,
+                P.ProductListFeaturesParams,
+                many(S.ProductFeature),
             ),
+            ("POST", "/v1/prices", self._price_create, P.PriceCreateParams, S.Price),
+            ("GET", "/v1/prices", self._price_list, P.PriceListParams, many(S.Price)),
+            ("GET", f"/v1/prices/{one}", self._price_retrieve, P.PriceRetrieveParams, S.Price),
+            ("POST", f"/v1/prices/{one}", self._price_update, P.PriceModifyParams, S.Price),
+            ("POST", "/v1/subscriptions", self._subscription_create, P.SubscriptionCreateParams, S.Subscription),
+            ("GET", "/v1/subscriptions", self._subscription_list, P.SubscriptionListParams, many(S.Subscription)),
+            (
+                "GET",
+                f"/v1/subscriptions/{one}",
+                self._subscription_retrieve,
+                P.SubscriptionRetrieveParams,
+                S.Subscription,
+            ),
+            ("POST", f"/v1/subscriptions/{one}", self._subscription_update, P.SubscriptionModifyParams, S.Subscription),
             (
                 "DELETE",
-                "/v1/subscriptions/(?P<id>[^/]+)",
+                f"/v1/subscriptions/{one}",
                 self._subscription_cancel,
-                "cancellation_details invoice_now prorate",
+                P.SubscriptionCancelParams,
+                S.Subscription,
             ),
-            ("GET", "/v1/subscription_items", self._subscription_item_list, "subscription"),
-            ("GET", "/v1/subscription_items/(?P<id>[^/]+)", self._subscription_item_retrieve, ""),
             (
                 "GET",
-                "/v1/invoices",
-                self._invoice_list,
-                "collection_method customer due_date status subscription",
+                "/v1/subscription_items",
+                self._subscription_item_list,
+                P.SubscriptionItemListParams,
+                many(S.SubscriptionItem),
             ),
-            ("GET", "/v1/invoices/(?P<id>[^/]+)", self._invoice_retrieve, ""),
-            ("GET", "/v1/invoices/(?P<id>[^/]+)/lines", self._invoice_lines, ""),
+            (
+                "GET",
+                f"/v1/subscription_items/{one}",
+                self._subscription_item_retrieve,
+                P.SubscriptionItemRetrieveParams,
+                S.SubscriptionItem,
+            ),
+            ("GET", "/v1/invoices", self._invoice_list, P.InvoiceListParams, many(S.Invoice)),
+            ("GET", f"/v1/invoices/{one}", self._invoice_retrieve, P.InvoiceRetrieveParams, S.Invoice),
+            (
+                "GET",
+                f"/v1/invoices/{one}/lines",
+                self._invoice_lines,
+                P.InvoiceListLinesParams,
+                many(S.InvoiceLineItem),
+            ),
             (
                 "POST",
                 "/v1/checkout/sessions",
                 self._checkout_create,
-                "adaptive_pricing after_expiration "
-                "allow_promotion_codes automatic_tax billing_address_collection cancel_url "
-                "client_reference_id "
-                "consent_collection currency custom_fields custom_text customer customer_creation "
-                "customer_email "
-                "customer_update discounts expires_at invoice_creation line_items locale metadata mode "
-                "payment_intent_data payment_method_collection payment_method_configuration "
-                "payment_method_types "
-                "phone_number_collection redirect_on_completion return_url saved_payment_method_options "
-                "setup_intent_data subscription_data success_url tax_id_collection ui_mode",
+                P.checkout.SessionCreateParams,
+                S.checkout.Session,
             ),
             (
                 "GET",
                 "/v1/checkout/sessions",
                 self._checkout_list,
-                "customer customer_details payment_intent payment_link status subscription",
+                P.checkout.SessionListParams,
+                many(S.checkout.Session),
             ),
-            ("GET", "/v1/checkout/sessions/(?P<id>[^/]+)", self._checkout_retrieve, ""),
-            ("GET", "/v1/checkout/sessions/(?P<id>[^/]+)/line_items", self._checkout_line_items, ""),
-            ("POST", "/v1/checkout/sessions/(?P<id>[^/]+)/expire", self._checkout_expire, ""),
+            (
+                "GET",
+                f"/v1/checkout/sessions/{one}",
+                self._checkout_retrieve,
+                P.checkout.SessionRetrieveParams,
+                S.checkout.Session,
+            ),
+            (
+                "GET",
+                f"/v1/checkout/sessions/{one}/line_items",
+                self._checkout_line_items,
+                P.checkout.SessionListLineItemsParams,
+                many(S.LineItem),
+            ),
+            (
+                "POST",
+                f"/v1/checkout/sessions/{one}/expire",
+                self._checkout_expire,
+                P.checkout.SessionExpireParams,
+                S.checkout.Session,
+            ),
             (
                 "POST",
                 "/v1/billing_portal/sessions",
                 self._portal_create,
-                "configuration customer flow_data locale on_behalf_of return_url",
+                P.billing_portal.SessionCreateParams,
+                S.billing_portal.Session,
             ),
-            ("GET", "/v1/events", self._event_list, "delivery_success type types"),
-            ("GET", "/v1/events/(?P<id>[^/]+)", self._event_retrieve, ""),
-            ("GET", "/v1/payment_methods", self._payment_method_list, "customer type"),
-            ("GET", "/v1/payment_methods/(?P<id>[^/]+)", self._payment_method_retrieve, ""),
+            ("GET", "/v1/events", self._event_list, P.EventListParams, many(S.Event)),
+            ("GET", f"/v1/events/{one}", self._event_retrieve, P.EventRetrieveParams, S.Event),
+            ("GET", "/v1/payment_methods", self._payment_method_list, P.PaymentMethodListParams, many(S.PaymentMethod)),
+            (
+                "GET",
+                f"/v1/payment_methods/{one}",
+                self._payment_method_retrieve,
+                P.PaymentMethodRetrieveParams,
+                S.PaymentMethod,
+            ),
             (
                 "POST",
                 "/v1/webhook_endpoints",
                 self._webhook_endpoint_create,
-                "api_version connect description enabled_events metadata url",
+                P.WebhookEndpointCreateParams,
+                S.WebhookEndpoint,
             ),
-            ("GET", "/v1/webhook_endpoints", self._webhook_endpoint_list, ""),
-            ("GET", "/v1/webhook_endpoints/(?P<id>[^/]+)", self._webhook_endpoint_retrieve, ""),
+            (
+                "GET",
+                "/v1/webhook_endpoints",
+                self._webhook_endpoint_list,
+                P.WebhookEndpointListParams,
+                many(S.WebhookEndpoint),
+            ),
+            (
+                "GET",
+                f"/v1/webhook_endpoints/{one}",
+                self._webhook_endpoint_retrieve,
+                P.WebhookEndpointRetrieveParams,
+                S.WebhookEndpoint,
+            ),
             (
                 "POST",
-                "/v1/webhook_endpoints/(?P<id>[^/]+)",
+                f"/v1/webhook_endpoints/{one}",
                 self._webhook_endpoint_update,
-                "description disabled enabled_events metadata url",
+                P.WebhookEndpointModifyParams,
+                S.WebhookEndpoint,
             ),
-            ("DELETE", "/v1/webhook_endpoints/(?P<id>[^/]+)", self._webhook_endpoint_delete, ""),
+            (
+                "DELETE",
+                f"/v1/webhook_endpoints/{one}",
+                self._webhook_endpoint_delete,
+                P.WebhookEndpointDeleteParams,
+                S.WebhookEndpoint,
+            ),
         ]
-        table += [("GET", path, self._empty_list, "*") for path in _EMPTY_LISTS]
-        table += [("GET", path + "/(?P<id>[^/]+)", self._absent, "") for path in _EMPTY_LISTS]
-        for method, pattern, handler, params in table:
-            accepted: frozenset[str] | None = None if params == "*" else frozenset(params.split())
-            if accepted is not None and method == "GET" and not pattern.endswith("(?P<id>[^/]+)"):
-                accepted |= _LIST_PARAMS if pattern != "/v1/account" else frozenset()
-            self._api_routes.append(_Route(method, re.compile(pattern), handler, accepted))
+        for method, pattern, handler, params, resource in table:
+            self._api_routes.append(_Route(method, re.compile(pattern), handler, params, resource))
 
     # -- store plumbing ------------------------------------------------------------------------------
     def _token(self, length: int) -> str:
@@ -2088,15 +2055,6 @@ class FakeStripe(FakeServer):
         endpoint = self._get(call.ids["id"], "webhook_endpoint", "webhook endpoint")
         del self._objects[endpoint["id"]]
         return {"id": endpoint["id"], "object": "webhook_endpoint", "deleted": True}
-
-    def _empty_list(self, call: _Call) -> Obj:
-        """A list endpoint for objects Netia never creates."""
-        return self._list(call, [])
-
-    def _absent(self, call: _Call) -> Obj:
-        """Retrieving one of those objects: Stripe's 404, which dj-stripe treats as 'gone, skip it'."""
-        label = call.path.split("/")[-2].removesuffix("s").replace("_", " ")
-        raise _missing(label, call.ids["id"])
 
     # -- hosted pages (what a browser sees at the `url` of a session) --------------------------------
     def _page(self, status: int, title: str, body: str) -> Reply:

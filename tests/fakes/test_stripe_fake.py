@@ -113,6 +113,52 @@ def test_unknown_parameter_is_rejected_like_stripe(fake: FakeStripe) -> None:
     assert fake.objects("customer") == []
 
 
+def test_nested_parameters_enums_and_expand_paths_are_checked_against_stripe_pythons_types(fake: FakeStripe) -> None:
+    _, price = fake.seed_product_with_price("Pro", 1900, "eur", "month", {})
+    customer = stripe.Customer.create(email="a@acme.test")
+
+    with pytest.raises(stripe.InvalidRequestError) as nested:
+        _checkout(fake, price["id"], subscription_data={"trial_days": 3})  # the field is trial_period_days
+    with pytest.raises(stripe.InvalidRequestError) as enum:
+        _checkout(fake, price["id"], billing_address_collection="sometimes")
+    with pytest.raises(stripe.InvalidRequestError) as integer:
+        _checkout(fake, price["id"], subscription_data={"trial_period_days": "three"})
+    with pytest.raises(stripe.InvalidRequestError) as listed_status:
+        stripe.Subscription.list(customer=customer.id, status="live")
+    with pytest.raises(stripe.InvalidRequestError) as not_expandable:
+        stripe.Subscription.list(customer=customer.id, expand=["data.status"])
+    with pytest.raises(stripe.InvalidRequestError) as unknown_field:
+        stripe.Customer.retrieve(customer.id, expand=["subscription"])
+
+    assert (nested.value.http_status, nested.value.code, nested.value.param) == (
+        400,
+        "parameter_unknown",
+        "subscription_data[trial_days]",
+    )
+    assert (enum.value.param, enum.value.user_message) == (
+        "billing_address_collection",
+        "Invalid billing_address_collection: must be one of auto, required",
+    )
+    assert (integer.value.param, integer.value.user_message) == (
+        "subscription_data[trial_period_days]",
+        "Invalid integer: three",
+    )
+    assert listed_status.value.param == "status"
+    assert not_expandable.value.user_message == "This property cannot be expanded (data.status)."
+    assert unknown_field.value.user_message == "This property cannot be expanded (subscription)."
+    assert fake.objects("checkout.session") == []
+    # What the SDK declares expandable, or Stripe documents as includable, is accepted.
+    assert stripe.Subscription.list(customer=customer.id, expand=["data.items.data.price.product"]).data == []
+    assert stripe.Customer.retrieve(customer.id, expand=["subscriptions", "sources"]).subscriptions.data == []
+
+
+def test_only_stripes_real_routes_are_served(fake: FakeStripe) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as gone:
+        stripe.Charge.list()
+
+    assert (gone.value.http_status, gone.value.user_message.split(" (")[0]) == (404, "Unrecognized request URL")
+
+
 def test_price_list_expands_products(fake: FakeStripe) -> None:
     pro, pro_price = fake.seed_product_with_price("Pro", 1900, "eur", "month", {"plan": "pro"})
     basic, basic_price = fake.seed_product_with_price("Basic", 900, "eur", "month", {"plan": "basic"})

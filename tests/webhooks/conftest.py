@@ -13,7 +13,7 @@ from chat.models import Conversation, Message
 from tenants.audit import SYSTEM
 from tenants.models import Tenant
 from tests.fakes.crisp_server import FakeCrisp, Website
-from tests.fakes.papercups_server import FakePapercups
+from tests.fakes.papercups_server import Account, FakePapercups
 from webhooks.services import crisp_connection_set
 
 SHIPPING = "We ship to Canada in 3 to 5 business days for 12 dollars."
@@ -75,3 +75,19 @@ def stored(tenant: Tenant) -> tuple[list[tuple[str, str, str]], list[tuple[str, 
         )
         messages = list(Message.objects.order_by("id").values_list("external_id", "role", "content", "private"))
     return conversations, messages
+
+
+@pytest.fixture
+def account(papercups: FakePapercups, tenant: Tenant) -> Account:
+    """The simulated Papercups account of the session's tenant A."""
+    return papercups.add_account(str(tenant.papercups_account_id), bot_email="bot@acme.test")
+
+
+def papercups_connect(tenant: Tenant, account: Account, papercups: FakePapercups) -> Tenant:
+    """Connect tenant A to its simulated account (no webhook registered: tests post the events themselves);
+    Papercups modules' `connected` fixture."""
+    tenant.papercups_api_key = account.api_key
+    tenant.papercups_base_url = papercups.url
+    tenant.papercups_bot_user_id = account.bot.id
+    tenant.save()
+    return tenant

@@ -4,6 +4,7 @@ reconciliation within the plugin's quota, and how each failure is classified for
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -170,3 +171,36 @@ def test_failures_are_classified_for_the_retries(connected, crisp, website, sett
     with pytest.raises(protocol.CrispError) as direct:
         protocol.client().message_send(website.website_id, session, {"type": "text"})
     assert (direct.value.problem, direct.value.retryable) == (problem, retryable)
+
+
+def test_the_read_before_a_delivery_looks_up_only_attempts_with_no_known_outcome(connected, crisp, website):
+    session = crisp.start_session(website)
+    with tenant_context(connected):
+        adapter = protocol.CrispAdapter(connected)
+        conversation = Conversation.objects.create(channel="crisp", external_id=session)
+
+        def bot_message(content: str, status: str) -> Message:
+            return Message.objects.create(
+                conversation=conversation, channel="crisp", role="bot", content=content, delivery_status=status
+            )
+
+        reached, lost = bot_message("We ship to Canada.", "sending"), bot_message("Anything else?", "sending")
+        bot_message("Not tried yet", "pending")
+        adapter.send(replace(outbound(session, reached.content), netia_message_id=reached.public_id))
+        crisp.requests.clear()
+        remote = adapter.conversation_read(conversation_external_id=session)
+        Message.objects.filter(delivery_status="sending").update(delivery_status="sent")
+        asked = len(crisp.requests)
+        quiet = adapter.conversation_read(conversation_external_id=session)
+
+    fingerprint = protocol.fingerprint_for(reached.public_id)
+    assert remote.sent == {str(reached.public_id): f"{fingerprint}@{session}"}
+    assert str(lost.public_id) not in remote.sent
+    # Crisp's hooks keep the state: the read reports nothing about it (the quota is spent only on lookups).
+    assert (remote.state.closed, remote.state.assignee_external_id, remote.state.assigned_to_human) == (
+        None,
+        None,
+        False,
+    )
+    assert asked >= 2  # one lookup per attempt with no known outcome
+    assert (quiet.sent, len(crisp.requests)) == ({}, asked)  # nothing unsure: no call at all

@@ -10,40 +10,35 @@ import hashlib
 import hmac
 import json
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import connection
 from django.test import TestCase
+from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from chat.models import Conversation, Message
-from chat.services import knowledge_article_create
+from chat.services import knowledge_article_create, message_record_visitor
 from netia.metrics import WEBHOOK_EVENTS
 from tenants.audit import SYSTEM
 from tenants.models import Tenant
 from tests.fakes.papercups_server import Account, FakePapercups
-from tests.webhooks.conftest import SHIPPING, stored
+from tests.webhooks.conftest import SHIPPING, papercups_connect, stored
+from webhooks import papercups as papercups_module
+from webhooks.channels import ConversationState
 from webhooks.models import InboundEvent
-from webhooks.services import papercups_webhook_secret_rotate
+from webhooks.services import channel_conversation_sync, papercups_webhook_secret_rotate
 
 URL = "/papercups/webhook"
 NOT_FOUND = {"error": {"code": "not_found", "message": "Not found.", "details": {}}}
 
 
 @pytest.fixture
-def account(papercups: FakePapercups, tenant: Tenant) -> Account:
-    """The simulated Papercups account of the session's tenant A."""
-    return papercups.add_account(str(tenant.papercups_account_id), bot_email="bot@acme.test")
-
-
-@pytest.fixture
 def connected(tenant: Tenant, account: Account, papercups: FakePapercups) -> Tenant:
-    tenant.papercups_api_key = account.api_key
-    tenant.papercups_base_url = papercups.url
-    tenant.papercups_bot_user_id = account.bot.id
-    tenant.save()
-    return tenant
+    """Tenant A connected to its simulated Papercups account."""
+    return papercups_connect(tenant, account, papercups)
 
 
 def sign(secret: str, raw: bytes, timestamp: int | None = None) -> tuple[str, str]:
@@ -458,24 +453,49 @@ def test_empty_or_authorless_messages_are_ignored(client, connected, papercups, 
 
 
 # --- Conversations kept in step -------------------------------------------------------------------------------------
-def test_conversation_events_keep_status_and_assignee_in_step(client, connected, papercups, account):
+def test_conversation_events_are_read_back_so_status_and_assignee_follow_papercups(
+    client, connected, papercups, account, django_capture_on_commit_callbacks
+):
+    """A `conversation:updated` payload carries no version and events come in any order: each event makes Netia
+    read the conversation back, so the same stale payload every time still tracks Papercups."""
     agent = papercups.add_agent(account)
     conversation = papercups.start_conversation(account, "joe@example.com")
+    stale = {"event": "conversation:updated", "payload": conversation}
 
-    def update(**changes: Any) -> list[tuple[str, str, str]]:
-        payload = {**conversation, **changes}
-        post(client, {"event": "conversation:updated", "payload": payload}, token=connected.webhook_secret)
+    def change(**changes: Any) -> list[tuple[str, str, str]]:
+        papercups.agent_updates(account, conversation["id"], **changes)
+        with django_capture_on_commit_callbacks(execute=True):
+            assert post(client, stale, token=connected.webhook_secret).json() == {"status": "accepted"}
         return stored(connected)[0]
 
     created = post(client, {"event": "conversation:created", "payload": conversation}, token=connected.webhook_secret)
     assert (created.json(), stored(connected)[0]) == ({"status": "accepted"}, [(conversation["id"], "bot", "")])
-    assert update(assignee_id=account.bot.id) == [(conversation["id"], "bot", str(account.bot.id))]
-    assert update(status="closed") == [(conversation["id"], "closed", "")]
-    assert update(status="open") == [(conversation["id"], "bot", "")]
-    assert update(assignee_id=agent.id) == [(conversation["id"], "human", str(agent.id))]
-    assert update(assignee_id=None) == [(conversation["id"], "human", "")]  # unassigning never re-enables the bot
+    bot, human = str(account.bot.id), str(agent.id)
+    assert change(assignee_id=account.bot.id) == [(conversation["id"], "bot", bot)]
+    assert change(status="closed") == [(conversation["id"], "closed", bot)]
+    assert change(status="open") == [(conversation["id"], "bot", bot)]
+    assert change(assignee_id=agent.id) == [(conversation["id"], "human", human)]
+    assert change(assignee_id=None) == [(conversation["id"], "human", "")]  # unassigning never re-enables the bot
     with tenant_context(connected):
         assert Conversation.objects.get().handoff_reason == "assigned_to_agent"
+    reads = papercups.requests_to("GET", f"/api/v1/conversations/{conversation['id']}")
+    assert len(reads) == 5
+
+
+def test_an_older_reading_of_a_conversation_never_overwrites_a_newer_one(connected):
+    now = timezone.now()
+    closed = ConversationState(external_id="c-1", customer_external_id="", closed=True)
+    open_ = ConversationState(external_id="c-1", customer_external_id="", closed=False)
+    with tenant_context(connected):
+        applied = channel_conversation_sync(channel="papercups", state=closed, observed_at=now)
+        late = channel_conversation_sync(channel="papercups", state=open_, observed_at=now - timedelta(seconds=1))
+        closed_status = Conversation.objects.get().status
+        conversation = Conversation.objects.get()
+        message_record_visitor(conversation=conversation, content="Hello again?", external_id="m-2")  # reopens
+        stale_close = channel_conversation_sync(channel="papercups", state=closed, observed_at=now)
+
+        assert (applied, late, closed_status) == ("accepted", "ignored", "closed")
+        assert (stale_close, Conversation.objects.get().status) == ("ignored", "bot")
 
 
 def test_a_conversation_with_an_unknown_status_is_refused(client, connected, papercups, account):
@@ -495,3 +515,14 @@ def test_the_webhook_secret_in_the_url_never_reaches_the_logs(client, connected,
     assert response.status_code == 400
     assert "POST /papercups/webhook?token=[redacted]" in caplog.text
     assert connected.webhook_secret not in caplog.text
+
+
+def test_an_assignee_is_a_human_only_when_it_is_not_the_bot_user(papercups, account):
+    conversation = papercups.start_conversation(account, "joe@example.com")
+    to_bot = {**conversation, "assignee_id": account.bot.id}
+    to_agent = {**conversation, "assignee_id": account.bot.id + 100}
+
+    assert papercups_module.conversation_parse(to_bot, bot_user_id=account.bot.id).assigned_to_human is False
+    assert papercups_module.conversation_parse(to_agent, bot_user_id=account.bot.id).assigned_to_human is True
+    # Before the connection check learnt the bot's user id, the bot's own auto-assignment must not silence it.
+    assert papercups_module.conversation_parse(to_bot, bot_user_id=None).assigned_to_human is False

@@ -297,3 +297,35 @@ def crisp_widget_snippet(*, tenant: Tenant) -> WidgetSnippet:
         locale = bot_configuration_get().language
     config = {"website_id": connection.website_id, "locale": locale}
     return WidgetSnippet(config=config, html=crisp.widget_snippet(website_id=connection.website_id, locale=locale))
+
+
+@dataclass(frozen=True)
+class WebhookSubscription:
+    """The scoped webhook Papercups created for the tenant (`verified`: the handshake with Netia passed)."""
+
+    id: str
+    scope: str
+    verified: bool
+
+
+def papercups_webhook_subscribe(*, tenant: Tenant, email: str, password: str) -> WebhookSubscription:
+    """Optional setup step: register the tenant's webhook URL with the `conversation:updated` scope, which the
+    Papercups dashboard cannot set (its webhooks never receive that event). Needs a Papercups dashboard login
+    of the tenant's account: the password is used for this one call, never stored or logged.
+
+    Without it Netia still notices a human taking over (it reads the conversation before every reply); with
+    it, takeovers, closing and reopening are mirrored at once. Raises PapercupsConnectionFailed.
+    """
+    client = papercups.client_for(tenant)
+    try:
+        data = client.webhook_subscribe(
+            email=email, password=password, webhook_url=papercups_webhook_url(tenant=tenant), scope=SCOPED_EVENTS
+        )
+    except papercups.PapercupsError as error:
+        raise PapercupsConnectionFailed(error.message, extra={"problem": error.problem}) from None
+    return WebhookSubscription(
+        id=str(data.get("id", "")), scope=str(data.get("scope") or ""), verified=data.get("verified") is True
+    )
+
+
+SCOPED_EVENTS = papercups.CONVERSATION_UPDATED

@@ -28,8 +28,6 @@ from webhooks.models import InboundEvent
 logger = structlog.get_logger(__name__)
 
 PROCESS_TASK = "webhooks.tasks.inbound_event_process"
-# Publishing from a webhook must not outlast the provider's patience: one quick retry, then the sweep.
-PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 SWEEP_BATCH = 500
 
 # channel -> processor(tenant, event) -> outcome; each channel module registers its own (in the tenant's schema).
@@ -66,7 +64,7 @@ def inbound_event_store(*, tenant: Tenant, channel: str, key: str, event: str, r
     if row is None:
         return None
     event_id = int(row[0])
-    dispatch.enqueue_on_commit(PROCESS_TASK, robust=True, retry_policy=PUBLISH_RETRY, event_id=event_id)
+    dispatch.enqueue_on_commit(PROCESS_TASK, event_id=event_id)
     return event_id
 
 
@@ -103,8 +101,8 @@ def inbound_events_sweep(*, now: Any = None) -> dict[str, int]:
         .order_by("received_at")
         .values_list("pk", flat=True)[:SWEEP_BATCH]
     )
-    for event_id in pending:
-        dispatch.enqueue(PROCESS_TASK, retry_policy=PUBLISH_RETRY, event_id=event_id)
+    for event_id in pending:  # behind fresh work: these come back after a failure or a lost task
+        dispatch.enqueue_safely(PROCESS_TASK, queue=dispatch.RETRIES_QUEUE, event_id=event_id)
     retention = now - timedelta(days=settings.INBOUND_EVENT_RETENTION_DAYS)
     deleted, _ = InboundEvent.objects.filter(processed_at__lt=retention).delete()
     if pending or deleted:

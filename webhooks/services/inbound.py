@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import replace
+from datetime import datetime
 
 import structlog
 from django.conf import settings
@@ -41,19 +42,17 @@ from webhooks.selectors import (
     tenant_get_by_papercups_account,
 )
 from webhooks.services.events import inbound_event_store, processor_register
-from webhooks.services.queueing import reply_queue
+from webhooks.services.queueing import refresh_queue, reply_queue
 
 logger = structlog.get_logger(__name__)
 CRISP = Conversation.Channel.CRISP.value
+# Conversation.metadata key: the id of the last channel conversation event applied (see channel_conversation_sync).
+SEQUENCE_KEY = "channel_event_sequence"
 
 
 class CrispNotConfigured(ServiceUnavailable):
     code = "crisp_not_configured"
     default_message = "The Crisp channel is not set up on this Netia deployment."
-
-
-# Conversation.metadata key: the id of the last channel conversation event applied (see channel_conversation_sync).
-SEQUENCE_KEY = "channel_event_sequence"
 
 
 class Outcome:
@@ -129,7 +128,9 @@ def papercups_event_process(tenant: Tenant, event: InboundEvent) -> str:
         return channel_message_receive(tenant=tenant, channel=channel, message=message)
     if envelope.event in (papercups.CONVERSATION_CREATED, papercups.CONVERSATION_UPDATED):
         state = papercups.conversation_parse(envelope.payload, bot_user_id=bot_user_id)
-        return channel_conversation_sync(channel=channel, state=state, sequence=event.pk)
+        return channel_conversation_changed(
+            tenant=tenant, channel=channel, state=state, created=envelope.event == papercups.CONVERSATION_CREATED
+        )
     return Outcome.IGNORED
 
 
@@ -182,18 +183,41 @@ def channel_message_receive(*, tenant: Tenant, channel: str, message: InboundMes
     return Outcome.ACCEPTED
 
 
+def channel_conversation_changed(*, tenant: Tenant, channel: str, state: ConversationState, created: bool) -> str:
+    """The channel says a conversation was created or changed: know it locally; after a change, read it back.
+
+    A change event is only a hint: its payload carries no version, and events arrive in any order (and
+    concurrently), so an old one could reopen a closed conversation. The conversation is read from the
+    channel by a task and that reading applied, unless a newer one was applied already.
+    """
+    conversation, new = conversation_get_or_create(
+        channel=channel, external_id=state.external_id, external_customer_id=state.customer_external_id
+    )
+    if not created or not new:
+        refresh_queue(tenant=tenant, channel=channel, conversation_external_id=conversation.external_id)
+    return Outcome.ACCEPTED
+
+
 @transaction.atomic
-def channel_conversation_sync(*, channel: str, state: ConversationState, sequence: int | None = None) -> str:
+def channel_conversation_sync(
+    *, channel: str, state: ConversationState, observed_at: datetime | None = None, sequence: int | None = None
+) -> str:
     """Keep the local conversation in step with the channel: closed/reopened, assignee, taken by a human.
 
-    Unassigning (our own handoff does that) never gives the conversation back to the bot. `sequence` (the
-    stored event's id: arrival order) keeps workers processing events in parallel from applying an older
-    state over a newer one: an event older than the last one applied is ignored.
+    `observed_at`: when the channel was read (a Papercups reading, see channel_conversation_changed): a
+    reading older than the last one applied changes nothing, so events processed out of order or
+    concurrently never put an older state over a newer one. `sequence` (a stored Crisp hook's id: arrival
+    order) does the same for hooks that carry the state themselves. Unassigning (our own handoff does that) never
+    gives the conversation back to the bot.
     """
     conversation, _ = conversation_get_or_create(
         channel=channel, external_id=state.external_id, external_customer_id=state.customer_external_id
     )
     conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    if observed_at is not None:
+        if conversation.channel_state_at is not None and observed_at <= conversation.channel_state_at:
+            return Outcome.IGNORED
+        Conversation.objects.filter(pk=conversation.pk).update(channel_state_at=observed_at)
     if sequence is not None:
         applied = conversation.metadata.get(SEQUENCE_KEY)
         if isinstance(applied, int) and sequence < applied:

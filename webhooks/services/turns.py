@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
-from chat.models import Conversation, Message
-from chat.services import conversation_reply
+from chat.models import Message
+from chat.replies import conversation_reply
 from tenants.models import Tenant
 from webhooks.services.queueing import delivery_queue
 
@@ -42,11 +41,9 @@ def channel_conversation_answer(
         return Turn.NOTHING
     if fallback is None:
         fallback = timezone.now() - oldest >= timedelta(seconds=settings.PAPERCUPS_REPLY_RETRY_SECONDS)
-    with transaction.atomic():
-        result = conversation_reply(tenant=tenant, conversation_id=conversation_id, deliver=True, fallback=fallback)
-        if result is None:
-            return Turn.NOTHING
-        if result.handoff:
-            Conversation.objects.filter(pk=conversation_id).update(handoff_sync_pending=True)
-        delivery_queue(tenant=tenant, conversation_id=conversation_id)
+    # No transaction around it: the engine commits before asking the LLM and records the answer briefly after.
+    result = conversation_reply(tenant=tenant, conversation_id=conversation_id, deliver=True, fallback=fallback)
+    if result is None:
+        return Turn.NOTHING
+    delivery_queue(tenant=tenant, conversation_id=conversation_id)
     return Turn.ANSWERED

@@ -168,42 +168,90 @@ def _fast_channel_settings(settings: Any, server: LiveServer) -> None:
     settings.PAPERCUPS_TIMEOUT_SECONDS = 2.0
 
 
+def _articles(tenant: Tenant) -> None:
+    with tenant_context(tenant):
+        knowledge_article_create(tenant=tenant, title="Shipping", content=SHIPPING)
+        knowledge_article_create(
+            tenant=tenant, title="Opening hours", content="We are open Monday to Friday from 9:00 to 18:00."
+        )
+
+
+def disconnect(tenant: Tenant) -> None:
+    """Drop a tenant made for one test, schema and owner included."""
+    owner = tenant.owner_email
+    Tenant.objects.get(pk=tenant.pk).delete(force_drop=True)
+    User.objects.filter(email=owner).delete()
+
+
 @contextlib.contextmanager
 def _fresh_tenant(onboard: Callable[..., OnboardingResult], **connection: Any) -> Iterator[Tenant]:
     """A new tenant (cloned schema) with the shipping and opening-hours articles; dropped afterwards."""
     suffix = uuid.uuid4().hex[:8]
-    owner = f"owner-{suffix}@live.test"
-    tenant = onboard(name=f"Live shop {suffix}", owner_email=owner, actor=SYSTEM, **connection).tenant
+    tenant = onboard(
+        name=f"Live shop {suffix}", owner_email=f"owner-{suffix}@live.test", actor=SYSTEM, **connection
+    ).tenant
     try:
-        with tenant_context(tenant):
-            knowledge_article_create(tenant=tenant, title="Shipping", content=SHIPPING)
-            knowledge_article_create(
-                tenant=tenant, title="Opening hours", content="We are open Monday to Friday from 9:00 to 18:00."
-            )
+        _articles(tenant)
         yield tenant
     finally:
-        Tenant.objects.get(pk=tenant.pk).delete(force_drop=True)
-        User.objects.filter(email=owner).delete()
+        disconnect(tenant)
+
+
+def connect(
+    papercups: FakePapercups, *, scope: str | None, company: str = "Acme", register: bool = True
+) -> tuple[Tenant, Account, PapercupsUser]:
+    """A fresh tenant connected to a fresh simulated account with an agent, its webhook registered with `scope`
+    (unless not `register`: the caller then posts the events itself). The caller drops it (`disconnect`)."""
+    account = papercups.add_account(company_name=company, bot_email=f"bot@{company.lower()}.test")
+    agent = papercups.add_agent(account, email=f"ana@{company.lower()}.test", display_name="Ana")
+    suffix = uuid.uuid4().hex[:8]
+    tenant = papercups_tenant_onboard(
+        name=f"Live shop {suffix}",
+        owner_email=f"owner-{suffix}@live.test",
+        papercups_account_id=account.id,
+        papercups_api_key=account.api_key,
+        papercups_base_url=papercups.url,
+        actor=SYSTEM,
+    ).tenant
+    assert papercups_connection_check(tenant=tenant).ok is True
+    tenant.refresh_from_db()
+    _articles(tenant)
+    if register:
+        assert papercups.register_webhook(account, papercups_webhook_url(tenant=tenant), scope=scope)
+    return tenant, account, agent
 
 
 @pytest.fixture
-def live(db: None, netia_server: LiveServer, worker: Worker, papercups: FakePapercups, settings: Any) -> Iterator[Live]:
-    """A fresh tenant connected to a fresh simulated account, its webhook registered (with conversation:updated)."""
+def live_settings(netia_server: LiveServer, settings: Any) -> Any:
     _fast_channel_settings(settings, netia_server)
-    account = papercups.add_account(company_name="Acme", bot_email="bot@acme.test")
-    agent = papercups.add_agent(account, email="ana@acme.test", display_name="Ana")
-    connection = {
-        "papercups_account_id": account.id,
-        "papercups_api_key": account.api_key,
-        "papercups_base_url": papercups.url,
-    }
-    with _fresh_tenant(papercups_tenant_onboard, **connection) as tenant:
-        assert papercups_connection_check(tenant=tenant).ok is True
-        tenant.refresh_from_db()
-        assert papercups.register_webhook(account, papercups_webhook_url(tenant=tenant), scope="conversation:updated")
-        yield Live(tenant, account, agent, papercups, worker, netia_server)
+    return settings
+
+
+def _live(request: Any, scope: str | None) -> Iterator[Live]:
+    papercups: FakePapercups = request.getfixturevalue("papercups")
+    worker: Worker = request.getfixturevalue("worker")
+    server: LiveServer = request.getfixturevalue("netia_server")
+    request.getfixturevalue("live_settings")
+    tenant, account, agent = connect(papercups, scope=scope)
+    try:
+        yield Live(tenant, account, agent, papercups, worker, server)
         worker.wait_idle()
         assert papercups.errors == []
+    finally:
+        disconnect(tenant)
+
+
+@pytest.fixture
+def live(db: None, request: Any) -> Iterator[Live]:
+    """A fresh tenant connected to a fresh simulated account, its webhook registered with `conversation:updated`
+    (the optional scoped subscription, made through Papercups' API)."""
+    yield from _live(request, scope="conversation:updated")
+
+
+@pytest.fixture
+def live_unscoped(db: None, request: Any) -> Iterator[Live]:
+    """The same, with the webhook as Papercups' dashboard makes it: no scope, so no `conversation:updated` ever."""
+    yield from _live(request, scope=None)
 
 
 @dataclass

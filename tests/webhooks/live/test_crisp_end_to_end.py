@@ -230,6 +230,6 @@ def test_a_dropped_hook_is_recovered_by_the_reconciliation_once(crisp_live: Cris
         ("bot", f"{reply['fingerprint']}@{session}"),
     ]
     assert [retval for _, retval in _runs(crisp_live, "channel_reconcile_tenant")] == [
-        {"recorded": 1, "replies_queued": 1, "deliveries_queued": 0},
-        {"recorded": 0, "replies_queued": 0, "deliveries_queued": 0},
+        {"recorded": 1, "replies_queued": 1, "deliveries_queued": 0, "given_up": 0},
+        {"recorded": 0, "replies_queued": 0, "deliveries_queued": 0, "given_up": 0},
     ]

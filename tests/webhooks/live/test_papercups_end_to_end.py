@@ -194,8 +194,8 @@ def test_papercups_failing_with_500_then_201_still_gives_one_reply(live: Live) -
         "",
     )
     assert [r.path for r in live.message_posts()] == ["/api/v1/messages", "/api/v1/messages"]
-    (check,) = live.papercups.requests_to("GET", "/api/v1/messages")  # looked before sending again
-    assert check.query == {"conversation_id": [conversation_id], "limit": ["100"]}
+    # Read before each attempt: who has the conversation, and is the failed attempt there after all?
+    assert len(live.papercups.requests_to("GET", f"/api/v1/conversations/{conversation_id}")) >= 2
     assert [state for state, _ in _runs(live, "channel_deliver")] == ["RETRY", "SUCCESS"]
 
 
@@ -271,7 +271,9 @@ def test_after_a_worker_died_before_the_request_left_the_retry_sends_once(live: 
         bot.refresh_from_db()
     (reply,) = live.bot_messages(conversation_id)
     assert (bot.delivery_status, bot.delivery_attempts, bot.external_id) == ("sent", 2, reply["id"])
-    assert len(live.papercups.requests_to("GET", "/api/v1/messages")) == 1
+    calls = [(r.method, r.path) for r in live.papercups.requests if r.path.startswith("/api/v1/")]
+    read = ("GET", f"/api/v1/conversations/{conversation_id}")
+    assert calls.index(read) < calls.index(("POST", "/api/v1/messages"))  # looked before sending
     assert len(live.message_posts()) == 1
 
 
@@ -290,7 +292,8 @@ def test_handoff_posts_the_notice_unassigns_the_bot_raises_priority_and_leaves_a
         "Last visitor message: Can I talk to a human please?"
     )
     in_papercups = live.papercups.conversation(conversation_id)
-    assert (in_papercups["assignee_id"], in_papercups["priority"]) == (None, "priority")
+    # Unassigned, raised, and unread again: the private note had marked it read, hiding it from the agents.
+    assert (in_papercups["assignee_id"], in_papercups["priority"], in_papercups["read"]) == (None, "priority", False)
     calls = [(r.method, r.path) for r in live.papercups.requests if r.method in ("POST", "PUT")]
     assert calls == [
         ("POST", "/api/v1/messages"),
@@ -298,7 +301,7 @@ def test_handoff_posts_the_notice_unassigns_the_bot_raises_priority_and_leaves_a
         ("PUT", f"/api/v1/conversations/{conversation_id}"),
     ]
     (put,) = live.papercups.requests_to("PUT", "/api/v1/conversations/")
-    assert put.json() == {"conversation": {"assignee_id": None, "priority": "priority"}}
+    assert put.json() == {"conversation": {"assignee_id": None, "priority": "priority", "read": False}}
     local, messages = _local(live, conversation_id)
     assert (local.status, local.handoff_reason, local.handoff_sync_pending, local.assignee_external_id) == (
         "human",
@@ -333,9 +336,13 @@ def test_reconciliation_answers_a_dropped_webhook_once(live: Live) -> None:
     assert [(m.role, m.external_id) for m in messages] == [("visitor", visitor["id"]), ("bot", reply["id"])]
     reconciled = [retval for _, retval in _runs(live, "channel_reconcile_tenant")]
     assert reconciled == [
-        {"recorded": 1, "replies_queued": 1, "deliveries_queued": 0},
-        {"recorded": 0, "replies_queued": 0, "deliveries_queued": 0},
+        {"recorded": 1, "replies_queued": 1, "deliveries_queued": 0, "given_up": 0},
+        {"recorded": 0, "replies_queued": 0, "deliveries_queued": 0, "given_up": 0},
     ]
+    # Read from the paginated conversation list, never from GET /api/v1/messages (the account's whole history).
+    assert live.papercups.requests_to("GET", "/api/v1/messages") == []
+    listings = [r for r in live.papercups.requests_to("GET", "/api/v1/conversations") if r.path.endswith("s")]
+    assert {r.query["limit"][0] for r in listings} == {"50"}
 
 
 def test_reconciliation_neither_re_answers_a_covered_message_nor_talks_over_an_agent(live: Live) -> None:
@@ -472,8 +479,8 @@ def test_closing_and_reopening_in_papercups_is_mirrored(live: Live) -> None:
         headers={"Authorization": f"Bearer {agent_key}"},
         timeout=5,
     ).raise_for_status()
-    live.worker.wait_idle()  # the worker has processed the stored conversation:updated
-    closed = _local(live, conversation_id)[0]
+    live.worker.wait_idle()  # the worker has processed the stored conversation:updated (and read it back)
+    closed = wait_until(lambda: (c := _local(live, conversation_id)[0]).status == "closed" and c)
     live.papercups.visitor_says(live.account, conversation_id, "When are you open?")
     _answered(live, conversation_id, count=2)
 
@@ -545,8 +552,8 @@ def test_the_reconciliation_sweep_requeues_work_whose_task_was_lost(live: Live, 
     assert reply["body"] == SHIPPING
     assert [m["body"] for m in live.bot_messages(stranded["id"])] == ["Hello!"]
     assert [retval for _, retval in _runs(live, "channel_reconcile_tenant")] == [
-        {"recorded": 0, "replies_queued": 1, "deliveries_queued": 1},
-        {"recorded": 0, "replies_queued": 0, "deliveries_queued": 0},
+        {"recorded": 0, "replies_queued": 1, "deliveries_queued": 1, "given_up": 0},
+        {"recorded": 0, "replies_queued": 0, "deliveries_queued": 0, "given_up": 0},
     ]
 
 
