@@ -161,8 +161,8 @@ def _light_broker(name: str) -> tuple[redis.Redis, tuple[str, list[Any], str]] |
 def enqueue_light(name: str, *, queue: str | None = None, **kwargs: Any) -> None:
     """`enqueue(name, **kwargs)` as one LPUSH of the Celery message on the task's queue (raises if Redis fails).
 
-    `queue` overrides the task's route. Falls back to `enqueue` when tasks run eagerly or the broker is not Redis. Sends Celery's
-    `after_task_publish` signal like a normal publish (only when something listens to it).
+    `queue` overrides the task's route. Falls back to `enqueue` when tasks run eagerly or the broker is not
+    Redis. Sends Celery's `after_task_publish` signal like a normal publish (only when something listens to it).
     """
     broker = _light_broker(name)
     if broker is None:
@@ -172,7 +172,7 @@ def enqueue_light(name: str, *, queue: str | None = None, **kwargs: Any) -> None
     queue = queue or route
     task_id = str(uuid.uuid4())
     body = ((), kwargs, _EMBED)
-    headers = {
+    headers: dict[str, Any] = {
         "lang": "py",
         "task": name,
         "id": task_id,

@@ -36,7 +36,7 @@ def broker() -> Iterator[redis.Redis]:
 
 def _pop(client: redis.Redis) -> dict[str, Any]:
     raw = client.rpop(QUEUE)
-    assert raw is not None, "nothing was published"
+    assert isinstance(raw, bytes), "nothing was published"
     message = json.loads(raw)
     message["body"] = json.loads(base64.b64decode(message["body"]))
     return message
