@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import structlog
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django_structlog.middlewares import RequestMiddleware
 
 from netia.errors import PayloadTooLarge, error_body
+from netia.proxies import client_ip_get
 from netia.tenancy import use_public_schema
 
 # Paths whose bodies are JSON sent by programs; the admin and portal keep Django's own limits.
@@ -52,3 +55,14 @@ class BodySizeLimitMiddleware:
                     status=413,
                 )
         return self.get_response(request)
+
+
+class RequestLogMiddleware(RequestMiddleware):
+    """django-structlog's request logging (request id, user, `request_started`/`request_finished`), with the
+    client address from `netia.proxies`: the one rate limits use (forwarded headers only from trusted proxies),
+    instead of django-ipware's scan of every forwarding header on each request (a tenth of the webhook ack's CPU).
+    """
+
+    @classmethod
+    def bind_ip(cls, request: HttpRequest) -> None:
+        structlog.contextvars.bind_contextvars(ip=client_ip_get(request))

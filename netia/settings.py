@@ -127,7 +127,8 @@ MIDDLEWARE = [
     # Resolves the portal's tenant from the session's membership and denies /portal/ to everyone else.
     "dashboard.middleware.PortalMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_structlog.middlewares.RequestMiddleware",
+    # django-structlog's, binding the client address netia.proxies resolves.
+    "netia.middleware.RequestLogMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
     # Last, as django-axes requires: turns a locked-out sign-in into its 429 page.
     "axes.middleware.AxesMiddleware",

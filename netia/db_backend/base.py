@@ -6,7 +6,8 @@ enter the tenant) and every `tenant_context` exit one more. This wrapper remembe
 really has: a switch to the path already in force issues nothing, any other path is set once before the next
 statement. What the session has is forgotten whenever it may have been undone or lost: a rollback or a
 rollback to a savepoint (a `SET` inside an aborted transaction is reverted; django-tenants clears it there),
-a failed `SET`, a closed connection, and a new connection (`connect()`).
+a failed `SET`, a closed connection, and a new connection (`connect()`). The health check of a reused
+connection (CONN_HEALTH_CHECKS) costs no round trip while the server has said nothing (`is_usable`).
 
 The session-level `SET` needs a session of its own: behind PgBouncer that means session pooling (see
 docs/scaling.md), never transaction pooling.
@@ -14,6 +15,7 @@ docs/scaling.md), never transaction pooling.
 
 from __future__ import annotations
 
+import select
 from typing import Any
 
 from django_tenants.postgresql_backend.base import DatabaseWrapper as TenantDatabaseWrapper
@@ -26,6 +28,21 @@ class DatabaseWrapper(TenantDatabaseWrapper):
 
     def _forget_session_path(self) -> None:
         self._session_search_path = None
+
+    def is_usable(self) -> bool:
+        """CONN_HEALTH_CHECKS' test of a reused connection, without a round trip while the session is quiet.
+
+        A server that ends the session (a restart, `pg_terminate_backend`, an idle timeout) sends its error
+        and closes the socket, which then reads as ready: only then (or if anything else is waiting) is the
+        connection asked with Django's `SELECT 1`. A quiet socket is a live session, as the next query finds.
+        """
+        if self.connection is None or self.connection.closed:
+            return False
+        try:
+            readable, _, _ = select.select([self.connection.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return True if not readable else bool(super().is_usable())
 
     def connect(self) -> None:
         # A new session starts with the server's default path, whatever the previous one had.

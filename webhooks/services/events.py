@@ -64,7 +64,7 @@ def inbound_event_store(*, tenant: Tenant, channel: str, key: str, event: str, r
     if row is None:
         return None
     event_id = int(row[0])
-    dispatch.enqueue_on_commit(PROCESS_TASK, event_id=event_id)
+    dispatch.enqueue_light_on_commit(PROCESS_TASK, event_id=event_id)  # one LPUSH: the ack's hot path
     return event_id
 
 
