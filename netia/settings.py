@@ -232,6 +232,13 @@ CELERY_TASK_ROUTES = {
     "webhooks.tasks.channel_conversation_refresh": {"queue": "replies"},
     # A stored webhook event: parsing it is the first step of a fresh visitor turn.
     "webhooks.tasks.inbound_event_process": {"queue": "replies"},
+    # The recovery sweeps queue again the work that was lost: on `background` (read last) sustained reply
+    # traffic would starve them, and with them the work they recover.
+    "webhooks.tasks.inbound_events_sweep": {"queue": "retries"},
+    "webhooks.tasks.channel_reconcile_all": {"queue": "retries"},
+    "webhooks.tasks.channel_reconcile_tenant": {"queue": "retries"},
+    "chat.tasks.lead_notifications_sweep": {"queue": "retries"},
+    "billing.tasks.billing_notifications_sweep": {"queue": "retries"},
 }
 # No task runs unbounded: the soft limit raises inside the task (it can record the failure), the hard one
 # kills the worker process; tasks with their own limits set them lower.
