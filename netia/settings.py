@@ -374,6 +374,10 @@ EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)
 NOTIFICATION_CLAIM_SECONDS = env.float("NOTIFICATION_CLAIM_SECONDS", default=300.0)
 # Emails neither sent nor being sent this long after they were recorded are queued again by the sweep.
 NOTIFICATION_SWEEP_GRACE_SECONDS = env.float("NOTIFICATION_SWEEP_GRACE_SECONDS", default=300.0)
+# An email is given up (recorded on its row, logged, counted) once the mail server refused its recipient for
+# good, after this many failed attempts, or when it is older than this (a "trial ends in 3 days" days late).
+NOTIFICATION_MAX_ATTEMPTS = env.int("NOTIFICATION_MAX_ATTEMPTS", default=12)
+NOTIFICATION_MAX_AGE_SECONDS = env.float("NOTIFICATION_MAX_AGE_SECONDS", default=86400.0)
 CELERY_BEAT_SCHEDULE["email-sweep-leads"] = {"task": "chat.tasks.lead_notifications_sweep", "schedule": 600.0}
 CELERY_BEAT_SCHEDULE["email-sweep-billing"] = {"task": "billing.tasks.billing_notifications_sweep", "schedule": 600.0}
 
