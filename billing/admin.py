@@ -239,11 +239,22 @@ class UsagePeriodAdmin(admin.ModelAdmin):
 
 @admin.register(BillingNotification)
 class BillingNotificationAdmin(admin.ModelAdmin):
-    list_display = ["tenant", "kind", "key", "created_at", "claimed_at", "sent_at"]
-    list_filter = ["kind", ("sent_at", admin.EmptyFieldListFilter)]
+    list_display = ["tenant", "kind", "key", "created_at", "claimed_at", "sent_at", "attempts", "gave_up_at", "error"]
+    list_filter = ["kind", ("sent_at", admin.EmptyFieldListFilter), ("gave_up_at", admin.EmptyFieldListFilter)]
     list_select_related = ["tenant"]
     search_fields = ["tenant__name", "key"]
-    readonly_fields = ["tenant", "kind", "key", "context", "created_at", "claimed_at", "sent_at"]
+    readonly_fields = [
+        "tenant",
+        "kind",
+        "key",
+        "context",
+        "created_at",
+        "claimed_at",
+        "sent_at",
+        "attempts",
+        "gave_up_at",
+        "error",
+    ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -147,6 +147,11 @@ class BillingNotification(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     claimed_at = models.DateTimeField(null=True, blank=True, help_text="When a task took it for sending.")
     sent_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="Failed attempts at sending it.")
+    error = models.CharField(max_length=500, blank=True, help_text="The mail server's last refusal.")
+    gave_up_at = models.DateTimeField(
+        null=True, blank=True, help_text="Given up: refused for good, too many failures, or too old to send."
+    )
 
     class Meta:
         ordering = ["-created_at"]

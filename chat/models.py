@@ -269,6 +269,11 @@ class Lead(models.Model):
     notify_claimed_at = models.DateTimeField(
         null=True, blank=True, help_text="When a task took the owner's email about this lead (sent once)."
     )
+    notify_attempts = models.PositiveIntegerField(default=0, help_text="Failed attempts at the owner's email.")
+    notify_error = models.CharField(max_length=500, blank=True, help_text="The mail server's last refusal.")
+    notify_gave_up_at = models.DateTimeField(
+        null=True, blank=True, help_text="The email was given up: refused for good, too many failures, or too old."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

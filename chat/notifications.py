@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import structlog
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db.models import Q, QuerySet
@@ -18,22 +19,31 @@ from django_tenants.utils import schema_context
 
 from chat.models import Lead
 from netia import claims
+from netia.metrics import EMAILS_GIVEN_UP
 from tenants.models import Tenant
 
+logger = structlog.get_logger(__name__)
+
 _CLAIM = {"claimed_field": "notify_claimed_at", "done_field": "notified_at"}
+_FAILED = {"attempts_field": "notify_attempts", "gave_up_field": "notify_gave_up_at", "error_field": "notify_error"}
 
 
 def lead_notification_send(*, schema_name: str, lead_id: int) -> bool:
     """Email the owner about a lead unless that was done (or is being done); True if this call sent it.
 
-    An OSError from the mail server propagates (the task retries) and gives the claim back.
+    An OSError from the mail server propagates (the task retries) and gives the claim back, unless the email
+    is given up: the recipient refused for good, NOTIFICATION_MAX_ATTEMPTS failures, or older than
+    NOTIFICATION_MAX_AGE_SECONDS (recorded on the lead, logged and counted).
     """
     tenant = Tenant.objects.get(schema_name=schema_name)
     with schema_context(schema_name):
-        rows = Lead.objects.filter(pk=lead_id)
+        rows = Lead.objects.filter(pk=lead_id, notify_gave_up_at__isnull=True)
         if not claims.claim(rows, lease=settings.NOTIFICATION_CLAIM_SECONDS, **_CLAIM):
             return False
         lead = Lead.objects.select_related("conversation").get(pk=lead_id)
+        if claims.too_old(lead.updated_at, max_age=settings.NOTIFICATION_MAX_AGE_SECONDS):
+            _give_up(rows, schema_name=schema_name, lead_id=lead_id, error="Too old to send.", give_up=True)
+            return False
         context = {"tenant": tenant, "lead": lead, "contact": lead.contact_info}
         message = EmailMultiAlternatives(
             subject=f"New lead from your website chat: {lead}",
@@ -42,7 +52,22 @@ def lead_notification_send(*, schema_name: str, lead_id: int) -> bool:
             headers={"Message-ID": f"<lead-{schema_name}-{lead_id}@netia>"},
         )
         message.attach_alternative(render_to_string("chat/email/lead.html", context), "text/html")
-        claims.perform(rows, message.send, **_CLAIM)
+        try:
+            claims.perform(rows, message.send, **_CLAIM)
+        except OSError as error:
+            if _give_up(
+                rows, schema_name=schema_name, lead_id=lead_id, error=str(error), give_up=claims.permanent(error)
+            ):
+                return False
+            raise
+    return True
+
+
+def _give_up(rows: QuerySet[Lead], *, schema_name: str, lead_id: int, error: str, give_up: bool) -> bool:
+    if not claims.failed(rows, error, give_up=give_up, max_attempts=settings.NOTIFICATION_MAX_ATTEMPTS, **_FAILED):
+        return False
+    EMAILS_GIVEN_UP.labels(kind="lead").inc()
+    logger.warning("lead_notification_given_up", schema=schema_name, lead=lead_id, error=error)
     return True
 
 
@@ -50,5 +75,7 @@ def lead_notifications_due(*, older_than: float) -> QuerySet[Lead]:
     """Leads with contact details whose email is neither sent nor being sent, last changed `older_than` seconds
     ago or more (caller in the tenant's schema): what the sweep queues again."""
     with_contact = Q(email__gt="") | Q(phone__gt="") | Q(name__gt="")
-    rows = Lead.objects.filter(with_contact, updated_at__lt=timezone.now() - timedelta(seconds=older_than))
+    rows = Lead.objects.filter(
+        with_contact, notify_gave_up_at__isnull=True, updated_at__lt=timezone.now() - timedelta(seconds=older_than)
+    )
     return claims.unclaimed(rows, lease=settings.NOTIFICATION_CLAIM_SECONDS, **_CLAIM)

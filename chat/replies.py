@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from billing.selectors import BotAccess, bot_access_get, llm_models_allowed
@@ -117,11 +118,16 @@ def _hand_off(*, conversation: Conversation, deliver: bool, reason: str) -> None
         conversation.handoff_sync_pending = True
 
 
+def visitor_messages_unanswered() -> QuerySet[Message]:
+    """The visitor messages the bot still owes an answer: unanswered and written since the bot last got the chat
+    (what a visitor wrote while a human had it was the humans' to answer)."""
+    return Message.objects.filter(role=Message.Role.VISITOR, answered_by__isnull=True).filter(
+        Q(conversation__bot_since__isnull=True) | Q(created_at__gte=F("conversation__bot_since"))
+    )
+
+
 def _unanswered(conversation: Conversation) -> list[Message]:
-    pending = conversation.messages.filter(role=Message.Role.VISITOR, answered_by__isnull=True)
-    if conversation.bot_since is not None:
-        pending = pending.filter(created_at__gte=conversation.bot_since)
-    return list(pending.order_by("created_at", "id"))
+    return list(visitor_messages_unanswered().filter(conversation=conversation).order_by("created_at", "id"))
 
 
 def _turn_open(

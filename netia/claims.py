@@ -8,11 +8,12 @@ outside call must tolerate a repeat, e.g. an email's fixed Message-ID).
 
 from __future__ import annotations
 
+import smtplib
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
-from django.db.models import Model, Q, QuerySet
+from django.db.models import F, Model, Q, QuerySet
 from django.utils import timezone
 
 M = TypeVar("M", bound=Model)
@@ -52,3 +53,31 @@ def unclaimed(rows: QuerySet[M], *, claimed_field: str, done_field: str, lease: 
     return rows.filter(Q(**{f"{claimed_field}__isnull": True}) | Q(**{f"{claimed_field}__lt": stale})).filter(
         **{f"{done_field}__isnull": True}
     )
+
+
+def permanent(error: OSError) -> bool:
+    """A mail server's refusal that no retry changes: every recipient refused, or a 5xx answer."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return True
+    return isinstance(error, smtplib.SMTPResponseException) and 500 <= error.smtp_code < 600
+
+
+def failed(
+    rows: QuerySet[M],
+    error: str,
+    *,
+    give_up: bool,
+    max_attempts: int,
+    attempts_field: str,
+    gave_up_field: str,
+    error_field: str,
+) -> bool:
+    """Count a failed attempt at the work and record why; give it up (the sweeps stop queueing it) at once with
+    `give_up`, else after `max_attempts`. True if given up."""
+    rows.update(**{attempts_field: F(attempts_field) + 1, error_field: error[:500]})
+    exhausted = rows if give_up else rows.filter(**{f"{attempts_field}__gte": max_attempts})
+    return exhausted.update(**{gave_up_field: timezone.now()}) > 0
+
+
+def too_old(since: datetime, *, max_age: float) -> bool:
+    return since < timezone.now() - timedelta(seconds=max_age)

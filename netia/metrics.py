@@ -49,6 +49,9 @@ TASK_PUBLISH_FAILURES = Counter(
 SWEEP_REQUEUED = Counter(
     "netia_sweep_requeued_total", "Work a periodic sweep found without a task and queued again, by kind.", ["kind"]
 )
+EMAILS_GIVEN_UP = Counter(
+    "netia_emails_given_up_total", "Emails given up (refused for good, too many failures, too old), by kind.", ["kind"]
+)
 CHANNEL_CIRCUITS_OPENED = Counter(
     "netia_channel_paused_total",
     "Times a tenant's channel account was paused after failing repeatedly (per-tenant backoff), by channel.",

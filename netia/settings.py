@@ -232,6 +232,13 @@ CELERY_TASK_ROUTES = {
     "webhooks.tasks.channel_conversation_refresh": {"queue": "replies"},
     # A stored webhook event: parsing it is the first step of a fresh visitor turn.
     "webhooks.tasks.inbound_event_process": {"queue": "replies"},
+    # The recovery sweeps queue again the work that was lost: on `background` (read last) sustained reply
+    # traffic would starve them, and with them the work they recover.
+    "webhooks.tasks.inbound_events_sweep": {"queue": "retries"},
+    "webhooks.tasks.channel_reconcile_all": {"queue": "retries"},
+    "webhooks.tasks.channel_reconcile_tenant": {"queue": "retries"},
+    "chat.tasks.lead_notifications_sweep": {"queue": "retries"},
+    "billing.tasks.billing_notifications_sweep": {"queue": "retries"},
 }
 # No task runs unbounded: the soft limit raises inside the task (it can record the failure), the hard one
 # kills the worker process; tasks with their own limits set them lower.
@@ -367,6 +374,10 @@ EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)
 NOTIFICATION_CLAIM_SECONDS = env.float("NOTIFICATION_CLAIM_SECONDS", default=300.0)
 # Emails neither sent nor being sent this long after they were recorded are queued again by the sweep.
 NOTIFICATION_SWEEP_GRACE_SECONDS = env.float("NOTIFICATION_SWEEP_GRACE_SECONDS", default=300.0)
+# An email is given up (recorded on its row, logged, counted) once the mail server refused its recipient for
+# good, after this many failed attempts, or when it is older than this (a "trial ends in 3 days" days late).
+NOTIFICATION_MAX_ATTEMPTS = env.int("NOTIFICATION_MAX_ATTEMPTS", default=12)
+NOTIFICATION_MAX_AGE_SECONDS = env.float("NOTIFICATION_MAX_AGE_SECONDS", default=86400.0)
 CELERY_BEAT_SCHEDULE["email-sweep-leads"] = {"task": "chat.tasks.lead_notifications_sweep", "schedule": 600.0}
 CELERY_BEAT_SCHEDULE["email-sweep-billing"] = {"task": "billing.tasks.billing_notifications_sweep", "schedule": 600.0}
 

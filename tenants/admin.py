@@ -27,10 +27,25 @@ def console_actor(request: HttpRequest) -> Actor:
 SuspendedFilter = is_set_filter("suspended_at", title="suspended", set_label="Suspended", unset_label="Not suspended")
 
 
-class MembershipInline(admin.TabularInline):
+class ReadOnlyMembershipMixin:
+    """Memberships are shown, never edited, in the console: the team services (invite, role, removal) record each
+    change in the audit trail, a bare form would not."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class MembershipInline(ReadOnlyMembershipMixin, admin.TabularInline):
     model = Membership
     extra = 0
-    autocomplete_fields = ["user"]
+    fields = ("user", "tenant", "role", "created_at")
+    readonly_fields = fields
 
 
 class DomainInline(admin.TabularInline):
@@ -73,7 +88,19 @@ class TenantAdmin(admin.ModelAdmin):
         "pages",
         "audit_trail",
     ]
-    exclude = ["webhook_secret", "papercups_api_key"]
+    # The form offers only what `tenant_settings_update` changes; the chat's settings have their own service (the
+    # owner's dashboard and the admin API), the secrets and the suspension theirs.
+    fields = [
+        "name",
+        "owner_email",
+        "subscription_status",
+        "papercups_account_id",
+        "papercups_base_url",
+        "chat_allowed_origins",
+        "chat_turns_per_hour",
+        *readonly_fields,
+    ]
+    readonly_fields = [*readonly_fields, "chat_allowed_origins", "chat_turns_per_hour"]
     # The layers above add theirs with `tenant_admin_inline_add` (billing puts the billing state first).
     inlines = [MembershipInline, ApiKeyInline, DomainInline]
     actions = ["suspend", "resume"]
@@ -206,9 +233,8 @@ class UserAdmin(DjangoUserAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(ReadOnlyMembershipMixin, admin.ModelAdmin):
     list_display = ["user", "tenant", "role", "created_at"]
     list_filter = ["role"]
     search_fields = ["user__email", "tenant__name"]
-    autocomplete_fields = ["user", "tenant"]
     list_select_related = ["user", "tenant"]

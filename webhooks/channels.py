@@ -61,6 +61,8 @@ class RemoteConversation:
     state: ConversationState
     # Our messages already in the conversation: Netia message public id -> the channel's message id.
     sent: dict[str, str]
+    # False: read from what Netia already knows, no call reached the channel (its circuit learns nothing).
+    reached: bool = True
 
 
 @dataclass(frozen=True)

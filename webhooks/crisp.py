@@ -557,6 +557,7 @@ class CrispAdapter:
             delivery_status=Message.Delivery.SENDING,
         )
         sent: dict[str, str] = {}
+        asked = 0  # lookups made: none means the read reached nothing (the circuit must not take it as an answer)
         for message in unsure:
             outbound = OutboundMessage(
                 netia_message_id=message.public_id,
@@ -565,9 +566,10 @@ class CrispAdapter:
                 private=message.private,
             )
             found = self.find_sent(outbound)
+            asked += 1
             if found is not None:
                 sent[str(message.public_id)] = found
-        return RemoteConversation(state=state, sent=sent)
+        return RemoteConversation(state=state, sent=sent, reached=bool(asked))
 
     def hand_off(self, *, conversation_external_id: str) -> None:
         """Mark the conversation unresolved (it waits for the team) and route it to the chosen operator, if any."""

@@ -6,6 +6,7 @@ import math
 from datetime import datetime, timedelta
 from typing import Any
 
+import structlog
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
@@ -16,10 +17,14 @@ from django.utils import timezone
 from billing.models import STAFF_KINDS, BillingAccount, BillingNotification
 from billing.stripe_client import stripe_timestamp
 from netia import claims, dispatch
+from netia.metrics import EMAILS_GIVEN_UP
 from tenants.models import Tenant
 
 SEND_TASK = "billing.tasks.billing_notification_send"
+logger = structlog.get_logger(__name__)
+
 _CLAIM = {"claimed_field": "claimed_at", "done_field": "sent_at"}
+_FAILED = {"attempts_field": "attempts", "gave_up_field": "gave_up_at", "error_field": "error"}
 
 
 def notify_once(*, tenant: Tenant, kind: str, key: str, context: dict[str, Any]) -> BillingNotification | None:
@@ -53,10 +58,13 @@ def billing_notification_send(*, notification_id: int) -> bool:
     after: no row lock is held while talking SMTP. An OSError from the mail server propagates (the task
     retries) and gives the claim back. Staff alerts go to BILLING_STAFF_EMAILS, the rest to the owner.
     """
-    rows = BillingNotification.objects.filter(pk=notification_id)
+    rows = BillingNotification.objects.filter(pk=notification_id, gave_up_at__isnull=True)
     if not claims.claim(rows, lease=settings.NOTIFICATION_CLAIM_SECONDS, **_CLAIM):
         return False
     notification = BillingNotification.objects.select_related("tenant").get(pk=notification_id)
+    if claims.too_old(notification.created_at, max_age=settings.NOTIFICATION_MAX_AGE_SECONDS):
+        _give_up(rows, notification=notification, error="Too old to send.", give_up=True)
+        return False
     tenant = notification.tenant
     context = {
         **notification.context,
@@ -77,13 +85,31 @@ def billing_notification_send(*, notification_id: int) -> bool:
         headers={"Message-ID": f"<billing-{notification.pk}@netia>"},
     )
     message.attach_alternative(render_to_string(f"{template}.html", context), "text/html")
-    claims.perform(rows, message.send if recipients else lambda: None, **_CLAIM)
+    try:
+        claims.perform(rows, message.send if recipients else lambda: None, **_CLAIM)
+    except OSError as error:
+        if _give_up(rows, notification=notification, error=str(error), give_up=claims.permanent(error)):
+            return False
+        raise
     return bool(recipients)
+
+
+def _give_up(
+    rows: QuerySet[BillingNotification], *, notification: BillingNotification, error: str, give_up: bool
+) -> bool:
+    """Record a failed send; True if the email is given up (logged, counted, shown in the staff console)."""
+    if not claims.failed(rows, error, give_up=give_up, max_attempts=settings.NOTIFICATION_MAX_ATTEMPTS, **_FAILED):
+        return False
+    EMAILS_GIVEN_UP.labels(kind="billing").inc()
+    logger.warning("billing_notification_given_up", notification=notification.pk, kind=notification.kind, error=error)
+    return True
 
 
 def billing_notifications_due(*, older_than: float) -> QuerySet[BillingNotification]:
     """Notifications neither sent nor being sent, recorded `older_than` seconds ago or more (for the sweep)."""
-    rows = BillingNotification.objects.filter(created_at__lt=timezone.now() - timedelta(seconds=older_than))
+    rows = BillingNotification.objects.filter(
+        gave_up_at__isnull=True, created_at__lt=timezone.now() - timedelta(seconds=older_than)
+    )
     return claims.unclaimed(rows, lease=settings.NOTIFICATION_CLAIM_SECONDS, **_CLAIM)
 
 

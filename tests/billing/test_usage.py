@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from django.core.mail.backends.base import BaseEmailBackend
 from django.db import connection
+from django.urls import reverse
 from django.utils import timezone
 
 from billing.models import BillingAccount, BillingNotification, Plan, UsagePeriod
 from billing.selectors import billing_period_for, bot_access_get
 from billing.services import current_period, usage_ai_reply_record
-from tenants.models import Tenant
+from tenants.models import Tenant, User
 from tests.billing.factories import PlanFactory
 
 
@@ -176,6 +177,30 @@ def test_a_failing_mail_server_leaves_the_email_unsent_for_the_retry(tenant, set
 
     assert (first, again) == (True, False)
     assert [m.subject for m in mailoutbox] == ["You have used all your Netia AI replies"]
+
+
+def test_a_billing_email_refused_for_good_or_too_old_is_given_up_and_shown_to_staff(tenant, settings, smtp, client):
+    from billing.services import billing_notification_send, billing_notifications_due
+
+    _plan(tenant, 1)
+    usage_ai_reply_record(tenant=tenant)
+    refused = BillingNotification.objects.get(tenant=tenant)
+    stale = BillingNotification.objects.create(tenant=tenant, kind="trial_ending", key="2026-01-01")
+    BillingNotification.objects.filter(pk=stale.pk).update(created_at=timezone.now() - timedelta(days=3))
+    smtp.refuse(tenant.owner_email)
+
+    sent = [billing_notification_send(notification_id=n.pk) for n in (refused, stale)]
+    refused.refresh_from_db()
+    stale.refresh_from_db()
+    client.force_login(User.objects.create_superuser("root@netia.test", "pw-unused-123"))
+    page = client.get(reverse("admin:billing_billingnotification_changelist"), {"gave_up_at__isnull": "False"})
+
+    assert sent == [False, False]
+    assert (refused.attempts, refused.sent_at, refused.gave_up_at is not None) == (1, None, True)
+    assert "550" in refused.error
+    assert (stale.error, stale.gave_up_at is not None, smtp.messages) == ("Too old to send.", True, [])
+    assert list(billing_notifications_due(older_than=0)) == []
+    assert {n.pk for n in page.context["cl"].result_list} == {refused.pk, stale.pk}
 
 
 class BrokenBackend(BaseEmailBackend):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 from django_tenants.utils import tenant_context
 from prometheus_client import REGISTRY
 
@@ -271,6 +272,52 @@ def test_a_lead_email_the_mail_server_kept_refusing_is_sent_once_by_the_sweep(
     assert queued == 1
     (mail,) = smtp.messages
     assert mail.recipients == ["owner@acme.test"]
+    assert lead_notifications_sweep() == 0
+
+
+def test_a_lead_email_whose_recipient_is_refused_for_good_is_given_up_not_retried_forever(
+    client, acme, smtp, settings, django_capture_on_commit_callbacks
+):
+    smtp.refuse("owner@acme.test")  # 550: no such mailbox
+    given_up_before = REGISTRY.get_sample_value("netia_emails_given_up_total", {"kind": "lead"}) or 0
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(client, acme.chat_token, {"session_id": "s", "message": "ana@example.com here"})
+    with tenant_context(acme):
+        Lead.objects.update(updated_at=timezone.now() - timedelta(hours=1))
+        lead = Lead.objects.get()
+    settings.NOTIFICATION_SWEEP_GRACE_SECONDS = 60
+
+    assert response.status_code == 200
+    assert (lead.notified_at, lead.notify_attempts, lead.notify_gave_up_at is not None) == (None, 1, True)
+    assert "550" in lead.notify_error
+    assert REGISTRY.get_sample_value("netia_emails_given_up_total", {"kind": "lead"}) == given_up_before + 1
+    assert (lead_notifications_sweep(), smtp.messages) == (0, [])
+
+
+def test_a_lead_email_failing_past_its_attempts_or_age_is_given_up(acme, smtp, settings):
+    settings.NOTIFICATION_MAX_ATTEMPTS, settings.NOTIFICATION_SWEEP_GRACE_SECONDS = 2, 60
+    smtp.fail_next(times=100)  # 451, a temporary failure, every time
+    with tenant_context(acme):
+        conversation = Conversation.objects.create(channel="api", external_id="s")
+        tired = Lead.objects.create(conversation=conversation, email="ana@example.com")
+        stale = Lead.objects.create(
+            conversation=Conversation.objects.create(channel="api", external_id="t"), email="bo@example.com"
+        )
+        Lead.objects.update(updated_at=timezone.now() - timedelta(hours=1))
+        Lead.objects.filter(pk=stale.pk).update(updated_at=timezone.now() - timedelta(days=3))
+
+    for _ in range(2):  # two sweeps, two failed attempts (the stale lead is given up at the first)
+        lead_notifications_sweep()
+    with tenant_context(acme):
+        tired.refresh_from_db()
+        stale.refresh_from_db()
+
+    assert (tired.notify_attempts, tired.notify_gave_up_at is not None, tired.notified_at) == (2, True, None)
+    assert (stale.notify_attempts, stale.notify_error, stale.notify_gave_up_at is not None) == (
+        1,
+        "Too old to send.",
+        True,
+    )
     assert lead_notifications_sweep() == 0
 
 

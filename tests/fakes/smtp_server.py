@@ -46,6 +46,7 @@ class FakeSmtp:
         self.messages: list[ReceivedMail] = []
         self.on_data: Callable[[ReceivedMail], Any] | None = None
         self._failures = 0
+        self.refused: set[str] = set()
         self._lock = threading.Lock()
         self._server: socketserver.ThreadingTCPServer | None = None
 
@@ -53,6 +54,11 @@ class FakeSmtp:
         """Answer the next `times` DATA commands with 451 (temporary failure): the message is not accepted."""
         with self._lock:
             self._failures += times
+
+    def refuse(self, address: str) -> None:
+        """Answer RCPT TO `address` with 550 from now on (no such mailbox: a permanent refusal)."""
+        with self._lock:
+            self.refused.add(address)
 
     def clear_failures(self) -> None:
         """Accept messages again."""
@@ -92,6 +98,8 @@ class FakeSmtp:
                     elif verb == "MAIL":
                         sender, recipients = _address(argument), []
                         self.reply("250 2.1.0 OK")
+                    elif verb == "RCPT" and _address(argument) in fake.refused:
+                        self.reply("550 5.1.1 Mailbox unavailable")
                     elif verb == "RCPT":
                         recipients.append(_address(argument))
                         self.reply("250 2.1.5 OK")

@@ -15,9 +15,10 @@ from django.urls import reverse
 
 from netia.errors import ValidationFailed
 from tenants.audit import SYSTEM
-from tenants.models import ApiKey, AuditEvent, Tenant
-from tenants.services import tenant_settings_update
+from tenants.models import ApiKey, AuditEvent, Membership, Tenant
+from tenants.services import _EDITABLE_SETTINGS, tenant_settings_update
 from tests.dashboard.test_auth import link_in
+from tests.tenants.factories import UserFactory
 
 
 def _change_form_data(response: Any, **changes: Any) -> dict[str, Any]:
@@ -99,4 +100,42 @@ def test_settings_updates_record_only_real_changes_and_refuse_other_columns(tena
 
     assert unchanged.name == "Acme Test Shop"
     assert refused.value.extra == {"fields": ["webhook_secret"]}
+    assert not AuditEvent.objects.filter(tenant=tenant).exists()
+
+
+def test_the_console_tenant_form_offers_only_what_its_audited_service_changes(client, staff_user, tenant):
+    client.force_login(staff_user)
+    change_url = reverse("admin:tenants_tenant_change", args=[tenant.pk])
+    page = client.get(change_url)
+    data = _change_form_data(page, name="Acme & Co", chat_turns_per_hour="5", chat_allowed_origins='["https://x.test"]')
+
+    saved = client.post(change_url, data)
+
+    tenant.refresh_from_db()
+    assert set(page.context["adminform"].form.fields) <= _EDITABLE_SETTINGS
+    assert saved.status_code == 302
+    assert (tenant.name, tenant.chat_turns_per_hour, tenant.chat_allowed_origins) == ("Acme & Co", None, [])
+    assert AuditEvent.objects.get(tenant=tenant).details == {"name": {"from": "Acme Test Shop", "to": "Acme & Co"}}
+
+
+def test_console_memberships_are_read_only_so_no_change_escapes_the_audit_trail(client, staff_user, tenant):
+    client.force_login(staff_user)
+    membership = Membership.objects.get(tenant=tenant)
+    change_url = reverse("admin:tenants_tenant_change", args=[tenant.pk])
+    page = client.get(change_url)
+    prefix = next(f.formset.prefix for f in page.context["inline_admin_formsets"] if f.formset.model is Membership)
+    data = _change_form_data(page, **{f"{prefix}-0-role": "member", f"{prefix}-0-DELETE": "on"})
+    other = UserFactory.create(email="sneaky@shop.test")
+    data.update({f"{prefix}-TOTAL_FORMS": "2", f"{prefix}-1-user": other.pk, f"{prefix}-1-role": "owner"})
+
+    client.post(change_url, data)
+    membership_page = client.get(reverse("admin:tenants_membership_change", args=[membership.pk]))
+    client.post(reverse("admin:tenants_membership_change", args=[membership.pk]), {"role": "member"})
+    deleted = client.post(reverse("admin:tenants_membership_delete", args=[membership.pk]), {"post": "yes"})
+    added = client.get(reverse("admin:tenants_membership_add"))
+
+    assert list(Membership.objects.filter(tenant=tenant).values_list("user__email", "role")) == [
+        (tenant.owner_email, "owner")
+    ]
+    assert (membership_page.status_code, deleted.status_code, added.status_code) == (200, 403, 403)
     assert not AuditEvent.objects.filter(tenant=tenant).exists()

@@ -207,3 +207,48 @@ def test_reconciliation_reads_the_conversation_list_page_by_page_and_stops_at_th
     assert sorted(m.conversation_external_id for m in messages) == sorted(c["id"] for c in recent)
     assert {m.content for m in messages} == {"a new question"}
     assert papercups.requests_to("GET", "/api/v1/messages") == []
+
+
+def test_a_visitor_turn_written_while_a_human_had_the_chat_never_makes_the_sweep_give_up(
+    connected, settings, django_capture_on_commit_callbacks
+):
+    # "Thanks" written while an agent had the chat (never answered by the bot), then, two hours later, a new
+    # question that reopened the chat for the bot: only the new question is the bot's to answer.
+    settings.PAPERCUPS_TURN_GIVE_UP_SECONDS = 3600
+    settings.PAPERCUPS_SWEEP_GRACE_SECONDS = 0
+    conversation = _old_turn(connected, age=timedelta(hours=2))
+    with tenant_context(connected):
+        question, _ = message_record_visitor(conversation=conversation, content="And to Mexico?", external_id="m-new")
+        Conversation.objects.filter(pk=conversation.pk).update(
+            status="bot", bot_since=question.created_at - timedelta(seconds=1)
+        )
+
+        with django_capture_on_commit_callbacks(execute=True):
+            swept = channel_reconcile(tenant=connected)
+        local = Conversation.objects.get(pk=conversation.pk)
+        bot = Message.objects.get(role="bot")
+        question.refresh_from_db()
+
+    assert (swept.replies_queued, swept.given_up) == (1, 0)
+    assert (local.status, FailedDelivery.objects.count()) == ("bot", 0)
+    assert question.answered_by_id == bot.pk
+
+
+@pytest.mark.parametrize(
+    ("task", "queue"),
+    [
+        ("webhooks.tasks.inbound_events_sweep", "retries"),
+        ("webhooks.tasks.channel_reconcile_all", "retries"),
+        ("webhooks.tasks.channel_reconcile_tenant", "retries"),
+        ("chat.tasks.lead_notifications_sweep", "retries"),
+        ("billing.tasks.billing_notifications_sweep", "retries"),
+        ("webhooks.tasks.channel_reply", "replies"),
+        ("chat.tasks.passages_embed_stale", "background"),
+    ],
+)
+def test_the_recovery_sweeps_are_not_starved_behind_the_reply_traffic(task, queue):
+    # Queues are read in priority order (replies, retries, background): a sweep on `background` would wait
+    # behind every fresh turn and retry, and the work it recovers with it.
+    routed = celery_app.amqp.router.route({}, task)
+
+    assert routed["queue"].name == queue

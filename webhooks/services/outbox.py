@@ -202,6 +202,8 @@ def _handoff_deliver(
         adapter.hand_off(conversation_external_id=conversation.external_id)
     except DeliveryFailed as error:
         return _handoff_failed(tenant=tenant, conversation=conversation, error=error)
+    if not remote.reached:
+        _channel_answered(tenant=tenant, channel=conversation.channel)
     done.update(handoff_sync_pending=False)
     DELIVERIES.labels(channel=conversation.channel, outcome="handoff").inc()
     return None
@@ -233,6 +235,12 @@ def _expire_overdue(*, tenant: Tenant, conversation: Conversation) -> int:
     return failed
 
 
+def _channel_answered(*, tenant: Tenant, channel: str) -> None:
+    """A call reached the channel: its failures are forgotten, and its paused work resumes."""
+    if circuit_success(tenant=tenant, channel=channel):
+        deliveries_resume(tenant=tenant, channel=channel)
+
+
 def _read(
     *, tenant: Tenant, adapter: ChannelAdapter, conversation: Conversation, first: Message | None
 ) -> tuple[RemoteConversation | None, float | None]:
@@ -245,8 +253,8 @@ def _read(
         if first is not None:
             return None, _attempt_failed(tenant=tenant, conversation=conversation, message=first, error=error)
         return None, _handoff_failed(tenant=tenant, conversation=conversation, error=error)
-    if circuit_success(tenant=tenant, channel=conversation.channel):
-        deliveries_resume(tenant=tenant, channel=conversation.channel)
+    if remote.reached:
+        _channel_answered(tenant=tenant, channel=conversation.channel)
     channel_conversation_sync(channel=conversation.channel, state=remote.state, observed_at=observed_at)
     return remote, None
 
@@ -289,6 +297,8 @@ def outbox_deliver(*, tenant: Tenant, conversation_id: int, probe: bool = False)
                 return DeliveryOutcome(sent=sent, failed=failed, canceled=canceled, retry_in=retry_in)
             message.refresh_from_db(fields=["delivery_status"])
             if message.delivery_status == Message.Delivery.SENT:
+                if not remote.reached and not sent:  # the read asked nothing: this send is the channel answering
+                    _channel_answered(tenant=tenant, channel=conversation.channel)
                 sent += 1
             else:
                 failed += 1

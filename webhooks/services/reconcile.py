@@ -16,7 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from chat.models import Conversation, Message
-from chat.replies import conversation_give_up
+from chat.replies import conversation_give_up, visitor_messages_unanswered
 from chat.services import message_mark_answered
 from netia.metrics import SWEEP_REQUEUED
 from tenants.models import Tenant
@@ -104,13 +104,15 @@ def _turns_sweep(*, tenant: Tenant, channel: str, to_answer: dict[int, int]) -> 
     grace = timedelta(seconds=settings.PAPERCUPS_SWEEP_GRACE_SECONDS)
     give_up_before = now - timedelta(seconds=settings.PAPERCUPS_TURN_GIVE_UP_SECONDS)
     oldest: dict[int, datetime] = {}
-    for conversation_id, created_at in Message.objects.filter(
-        channel=channel,
-        role=Message.Role.VISITOR,
-        answered_by__isnull=True,
-        conversation__status=Conversation.Status.BOT,
-        created_at__lt=now - grace,
-    ).values_list("conversation_id", "created_at"):
+    for conversation_id, created_at in (
+        visitor_messages_unanswered()
+        .filter(
+            channel=channel,
+            conversation__status=Conversation.Status.BOT,
+            created_at__lt=now - grace,
+        )
+        .values_list("conversation_id", "created_at")
+    ):
         oldest[conversation_id] = min(created_at, oldest.get(conversation_id, created_at))
     given_up = 0
     for conversation_id, created_at in oldest.items():

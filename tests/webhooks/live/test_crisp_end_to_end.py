@@ -22,6 +22,8 @@ from tests.fakes.crisp_server import HookDelivery, sign_hook
 from tests.webhooks.conftest import SHIPPING, wait_until
 from tests.webhooks.live.conftest import QUIET, CrispLive, TaskTracker
 from webhooks import crisp as protocol
+from webhooks.models import ChannelCircuit
+from webhooks.services import outbox_deliver
 from webhooks.tasks import channel_reconcile_all
 
 HANDOFF_NOTICE = "I'm passing you to a member of our team. They will reply here shortly."
@@ -233,3 +235,39 @@ def test_a_dropped_hook_is_recovered_by_the_reconciliation_once(crisp_live: Cris
         {"recorded": 1, "replies_queued": 1, "deliveries_queued": 0, "given_up": 0},
         {"recorded": 0, "replies_queued": 0, "deliveries_queued": 0, "given_up": 0},
     ]
+
+
+def _bot_message_pending(live: CrispLive, content: str) -> int:
+    conversation = Conversation.objects.create(channel="crisp", external_id=live.crisp.start_session(live.website))
+    Message.objects.create(
+        conversation=conversation, channel="crisp", role="bot", content=content, delivery_status="pending"
+    )
+    return conversation.pk
+
+
+def test_with_crisp_down_the_channels_circuit_opens_after_its_failures_in_a_row(
+    crisp_live: CrispLive, settings
+) -> None:
+    # The read before each delivery asks Crisp nothing (no attempt of unknown outcome): it must not count as
+    # Crisp answering, or each new conversation's read would forget the failures and the circuit never open.
+    live, threshold = crisp_live, settings.CHANNEL_CIRCUIT_FAILURES
+    live.crisp.fail_next("POST", "/v1/website/", 503, times=threshold * 3)
+    with tenant_context(live.tenant):
+        outcomes = [
+            outbox_deliver(tenant=live.tenant, conversation_id=_bot_message_pending(live, f"Reply {number}"))
+            for number in range(threshold)
+        ]
+
+    circuit = ChannelCircuit.objects.get(tenant=live.tenant, channel="crisp")
+    assert [(outcome.sent, outcome.retry_in is not None) for outcome in outcomes] == [(0, True)] * threshold
+    assert (circuit.failures, circuit.open_until is not None) == (threshold, True)
+
+
+def test_a_delivery_that_reaches_crisp_forgets_the_channels_failures(crisp_live: CrispLive) -> None:
+    live = crisp_live
+    ChannelCircuit.objects.create(tenant=live.tenant, channel="crisp", failures=2, last_error="503")
+    with tenant_context(live.tenant):
+        outcome = outbox_deliver(tenant=live.tenant, conversation_id=_bot_message_pending(live, "Hi"))
+
+    assert outcome.sent == 1
+    assert ChannelCircuit.objects.get(tenant=live.tenant, channel="crisp").failures == 0
