@@ -38,11 +38,14 @@ class DatabaseWrapper(TenantDatabaseWrapper):
         """
         if self.connection is None or self.connection.closed:
             return False
+        # poll, not select: select() refuses descriptors above 1023, which would make every reuse reconnect.
+        poller = select.poll()
         try:
-            readable, _, _ = select.select([self.connection.fileno()], [], [], 0)
+            poller.register(self.connection.fileno(), select.POLLIN)
+            ready = poller.poll(0)
         except (OSError, ValueError):
             return False
-        return True if not readable else bool(super().is_usable())
+        return True if not ready else bool(super().is_usable())
 
     def connect(self) -> None:
         # A new session starts with the server's default path, whatever the previous one had.
