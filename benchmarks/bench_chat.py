@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._django import percentile, setup
-from tenants.audit import SYSTEM
 
 RESULTS = Path(__file__).parent / "results" / "chat.json"
 WORDS = [
@@ -61,6 +60,7 @@ def _bench_tenant() -> Any:
 
     from billing.models import BillingAccount, Plan, UsagePeriod
     from billing.services import trial_extend
+    from tenants.audit import SYSTEM
     from tenants.models import Tenant
     from tenants.services import tenant_onboard
 

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 from benchmarks._django import percentile, setup
-from tenants.audit import SYSTEM
 
 RESULTS = Path(__file__).parent / "results" / "tenants.json"
 
@@ -63,6 +62,7 @@ def main() -> None:
     from django.db import connection
     from django.test.utils import override_settings
 
+    from tenants.audit import SYSTEM
     from tenants.models import Tenant
     from tenants.services import tenant_onboard
 

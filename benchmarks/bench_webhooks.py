@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._django import percentile, setup
-from tenants.audit import SYSTEM
 
 RESULTS = Path(__file__).parent / "results" / "webhooks.json"
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +39,7 @@ SHIPPING = "We ship to Canada in 3 to 5 business days for 12 dollars."
 
 
 def _tenant() -> Any:
+    from tenants.audit import SYSTEM
     from tenants.models import Tenant
     from webhooks.services import papercups_tenant_onboard
 
@@ -180,6 +180,7 @@ def main() -> None:
 
     from benchmarks.load import Gunicorn, run_load
     from netia.celery import app as celery_app
+    from tenants.audit import SYSTEM
     from tenants.models import Tenant
     from tests.fakes.crisp_server import FakeCrisp, sign_hook
     from tests.fakes.openai_server import FakeOpenAI
