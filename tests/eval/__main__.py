@@ -11,8 +11,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from tenants.audit import SYSTEM
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -28,6 +26,7 @@ def main() -> None:
     from django.test.utils import setup_test_environment
 
     from netia.celery import app
+    from tenants.audit import SYSTEM
     from tenants.models import Tenant
     from tenants.services import tenant_onboard
     from tests.eval.dataset import businesses_load
