@@ -226,7 +226,7 @@ def test_1000_webhooks_through_papercups_errors_llm_timeouts_a_killed_worker_and
             unprocessed = InboundEvent.objects.filter(tenant=tenant, processed_at__isnull=True).count()
             return unanswered == 0 and unsent == 0 and unprocessed == 0
 
-        wait_for(settled, timeout=150, what="every turn answered and delivered")
+        wait_for(settled, timeout=300, what="every turn answered and delivered")
         stop_sweeping.set()
         sweeper.join(10)
         supervisor.join(10)

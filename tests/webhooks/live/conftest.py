@@ -60,20 +60,36 @@ def netia_server(committed_db: None) -> Iterator[LiveServer]:
 
 
 class TaskTracker:
-    """Counts tasks published but not yet finished (retries included), to wait until the worker is idle."""
+    """Counts this test's tasks published but not yet finished (retries included), to wait until the worker is idle.
+
+    Only tasks published during the test count: the worker thread outlives tests, and a task an earlier test
+    left queued (a retry, a sweep's fan-out for a tenant since deleted) may run during this one.
+    """
 
     def __init__(self) -> None:
         self.pending = 0
         self.finished: list[tuple[str, str, Any]] = []
+        self._ids: set[str] = set()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
 
-    def published(self, sender: Any = None, **kwargs: Any) -> None:
+    def published(self, sender: Any = None, headers: Any = None, **kwargs: Any) -> None:
         with self._changed:
+            self._ids.add((headers or {}).get("id", ""))
             self.pending += 1
 
-    def ran(self, sender: Any = None, task: Any = None, state: str = "", retval: Any = None, **kwargs: Any) -> None:
+    def ran(
+        self,
+        sender: Any = None,
+        task_id: str = "",
+        task: Any = None,
+        state: str = "",
+        retval: Any = None,
+        **kwargs: Any,
+    ) -> None:
         with self._changed:
+            if task_id not in self._ids:
+                return
             self.pending -= 1
             self.finished.append((task.name.rsplit(".", 1)[-1] if task else "?", state, retval))
             self._changed.notify_all()
