@@ -266,6 +266,12 @@ class Lead(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
     notes = models.TextField(blank=True)
     notified_at = models.DateTimeField(null=True, blank=True)
+    notify_due_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the owner's email about this lead became due (its first contact details), set once: the "
+        "email's age counts from here, however often the lead is edited.",
+    )
     notify_claimed_at = models.DateTimeField(
         null=True, blank=True, help_text="When a task took the owner's email about this lead (sent once)."
     )

@@ -12,7 +12,7 @@ from datetime import timedelta
 import structlog
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django_tenants.utils import schema_context
@@ -32,8 +32,9 @@ def lead_notification_send(*, schema_name: str, lead_id: int) -> bool:
     """Email the owner about a lead unless that was done (or is being done); True if this call sent it.
 
     An OSError from the mail server propagates (the task retries) and gives the claim back, unless the email
-    is given up: the recipient refused for good, NOTIFICATION_MAX_ATTEMPTS failures, or older than
-    NOTIFICATION_MAX_AGE_SECONDS (recorded on the lead, logged and counted).
+    is given up: the recipient refused for good, NOTIFICATION_MAX_ATTEMPTS failures, or due for more than
+    NOTIFICATION_MAX_AGE_SECONDS (`notify_due_at`, not the lead's last edit; recorded on the lead, logged and
+    counted).
     """
     tenant = Tenant.objects.get(schema_name=schema_name)
     with schema_context(schema_name):
@@ -41,7 +42,8 @@ def lead_notification_send(*, schema_name: str, lead_id: int) -> bool:
         if not claims.claim(rows, lease=settings.NOTIFICATION_CLAIM_SECONDS, **_CLAIM):
             return False
         lead = Lead.objects.select_related("conversation").get(pk=lead_id)
-        if claims.too_old(lead.updated_at, max_age=settings.NOTIFICATION_MAX_AGE_SECONDS):
+        due_at = lead.notify_due_at or lead.created_at
+        if claims.too_old(due_at, max_age=settings.NOTIFICATION_MAX_AGE_SECONDS):
             _give_up(rows, schema_name=schema_name, lead_id=lead_id, error="Too old to send.", give_up=True)
             return False
         context = {"tenant": tenant, "lead": lead, "contact": lead.contact_info}
@@ -72,10 +74,9 @@ def _give_up(rows: QuerySet[Lead], *, schema_name: str, lead_id: int, error: str
 
 
 def lead_notifications_due(*, older_than: float) -> QuerySet[Lead]:
-    """Leads with contact details whose email is neither sent nor being sent, last changed `older_than` seconds
-    ago or more (caller in the tenant's schema): what the sweep queues again."""
-    with_contact = Q(email__gt="") | Q(phone__gt="") | Q(name__gt="")
+    """Leads whose email became due `older_than` seconds ago or more and is neither sent, given up nor being
+    sent (caller in the tenant's schema): what the sweep queues again."""
     rows = Lead.objects.filter(
-        with_contact, notify_gave_up_at__isnull=True, updated_at__lt=timezone.now() - timedelta(seconds=older_than)
+        notify_gave_up_at__isnull=True, notify_due_at__lt=timezone.now() - timedelta(seconds=older_than)
     )
     return claims.unclaimed(rows, lease=settings.NOTIFICATION_CLAIM_SECONDS, **_CLAIM)

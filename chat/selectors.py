@@ -66,8 +66,12 @@ def conversation_list(*, status: str | None = None) -> QuerySet[Conversation]:
     return queryset.filter(status=status) if status else queryset
 
 
-def lead_list(*, status: str | None = None) -> QuerySet[Lead]:
+def lead_list(*, status: str | None = None, email_given_up: bool | None = None) -> QuerySet[Lead]:
+    """The leads with their conversation; `email_given_up`: only those whose email to the owner was (not)
+    given up."""
     queryset = Lead.objects.select_related("conversation")
+    if email_given_up is not None:
+        queryset = queryset.filter(notify_gave_up_at__isnull=not email_given_up)
     return queryset.filter(status=status) if status else queryset
 
 

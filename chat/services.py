@@ -185,6 +185,8 @@ def lead_upsert(*, conversation: Conversation, contact: ContactInfo, intent: str
     if is_lead_intent and not lead.intent:
         lead.intent = intent
     lead.name, lead.email, lead.phone = merged.name or "", merged.email or "", merged.phone or ""
+    if captured and lead.notify_due_at is None:
+        lead.notify_due_at = timezone.now()
     lead.save()
     if captured:
         LEADS_CAPTURED.inc()

@@ -61,6 +61,13 @@ class PermissionDenied(ApplicationError):
     default_message = "You are not allowed to do this."
 
 
+class CsrfFailed(PermissionDenied):
+    """A session-authenticated write without a valid CSRF token (Django's middleware or DRF's session check)."""
+
+    code = "csrf_failed"
+    default_message = "CSRF verification failed. Send the X-CSRFToken header with the csrftoken cookie's value."
+
+
 class NotFound(ApplicationError):
     status_code = 404
     code = "not_found"
@@ -204,7 +211,7 @@ def read_only_api(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpRe
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """CSRF_FAILURE_VIEW: JSON under the API paths, Django's page elsewhere (the admin)."""
     if request.path.startswith(("/api/", "/papercups/")):
-        return JsonResponse(error_body("csrf_failed", "CSRF verification failed."), status=403)
+        return JsonResponse(error_body(CsrfFailed.code, CsrfFailed.default_message), status=CsrfFailed.status_code)
     return csrf.csrf_failure(request, reason=reason)
 
 

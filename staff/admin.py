@@ -15,9 +15,12 @@ from django.urls import URLPattern, path, reverse
 
 from netia.ratelimits import client_ip
 from staff.models import StaffApiKey, TenantRecords
-from staff.selectors import tenant_conversation_get, tenant_records_get
+from staff.selectors import tenant_conversation_get, tenant_records_get, tenant_schemas_with_lead_emails_given_up
 from staff.services import staff_key_revoke, tenant_records_look_record
 from tenants.admin import console_actor, tenant_admin_page_add
+
+# ?lead_email=given_up: the tenants (list) or the leads (a tenant's page) whose email to the owner was given up.
+LEAD_EMAIL_PARAM, GIVEN_UP = "lead_email", "given_up"
 
 # django-axes' "clean up expired attempts" deletes rows yet declares no permission: it needs "delete".
 AccessAttemptAdmin.cleanup_expired_attempts.allowed_permissions = ("delete",)
@@ -45,6 +48,24 @@ class StaffApiKeyAdmin(admin.ModelAdmin):
         self.message_user(request, f"Revoked {queryset.count()} staff key(s).", messages.SUCCESS)
 
 
+class LeadEmailFilter(admin.SimpleListFilter):
+    """Tenants with a lead whose email to the owner was given up (read across the tenants' schemas)."""
+
+    title = "lead emails"
+    parameter_name = LEAD_EMAIL_PARAM
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(GIVEN_UP, "Some given up"), ("none_given_up", "None given up")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[TenantRecords]) -> QuerySet[TenantRecords]:
+        if self.value() not in (GIVEN_UP, "none_given_up"):
+            return queryset
+        schemas = tenant_schemas_with_lead_emails_given_up()
+        if self.value() == GIVEN_UP:
+            return queryset.filter(schema_name__in=schemas)
+        return queryset.exclude(schema_name__in=schemas)
+
+
 @admin.register(TenantRecords)
 class TenantRecordsAdmin(admin.ModelAdmin):
     """Pick a tenant, then read its latest conversations and leads; nothing here can be changed.
@@ -53,6 +74,7 @@ class TenantRecordsAdmin(admin.ModelAdmin):
     """
 
     list_display = ["name", "owner_email", "created_at"]
+    list_filter = [LeadEmailFilter]
     search_fields = ["name", "owner_email", "=papercups_account_id"]
     fields = ["name"]
 
@@ -90,9 +112,11 @@ class TenantRecordsAdmin(admin.ModelAdmin):
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         tenant = self._tenant(request, object_id)
-        records = tenant_records_get(tenant=tenant)
+        given_up_only = request.GET.get(LEAD_EMAIL_PARAM) == GIVEN_UP
+        records = tenant_records_get(tenant=tenant, lead_email_given_up=given_up_only)
         self._look(request, tenant)
         context = {
+            "given_up_only": given_up_only,
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "title": f"{tenant.name}: conversations and leads",

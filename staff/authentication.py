@@ -8,10 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
+from rest_framework.exceptions import PermissionDenied as DrfPermissionDenied
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from netia.errors import AuthenticationFailed, PermissionDenied
+from netia.errors import AuthenticationFailed, CsrfFailed, PermissionDenied
 from staff.models import StaffApiKey
 from staff.services import STAFF_KEY_SCHEME, staff_key_authenticate
 from tenants.audit import Actor
@@ -55,6 +56,14 @@ class StaffKeyAuthentication(BaseAuthentication):
 
 class StaffSessionAuthentication(SessionAuthentication):
     """The staff console's session cookie; unsafe methods need the CSRF token (`X-CSRFToken`)."""
+
+    def enforce_csrf(self, request: Request) -> None:
+        """Refuse a write without the token as `csrf_failed`, the code Django's own CSRF check answers under
+        /api/, rather than DRF's PermissionDenied, which would read as a missing permission (`forbidden`)."""
+        try:
+            super().enforce_csrf(request)
+        except DrfPermissionDenied:
+            raise CsrfFailed() from None
 
 
 class IsStaffWithPermission(BasePermission):

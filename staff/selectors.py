@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from django.db import connection
 from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
-from django_tenants.utils import tenant_context
+from django_tenants.utils import get_public_schema_name, tenant_context
 
 from billing.models import BillingAccount, Plan
 from billing.selectors import (
@@ -163,19 +163,52 @@ class TenantRecordsPage:
     conversations_total: int
     leads: list[Lead]
     leads_total: int
+    leads_email_given_up: int
 
 
-def tenant_records_get(*, tenant: Tenant, limit: int = RECORDS_SHOWN) -> TenantRecordsPage:
-    """The tenant's latest conversations and leads, read in its schema; the connection is back where it was."""
+def tenant_records_get(
+    *, tenant: Tenant, limit: int = RECORDS_SHOWN, lead_email_given_up: bool = False
+) -> TenantRecordsPage:
+    """The tenant's latest conversations and leads (`lead_email_given_up`: only the leads whose email to the
+    owner was given up), read in its schema; the connection is back where it was."""
     with tenant_context(tenant):
         conversations = conversation_list()
-        leads = lead_list()  # with their conversation
+        leads = lead_list(email_given_up=True if lead_email_given_up else None)  # with their conversation
         return TenantRecordsPage(
             conversations=list(conversations[:limit]),
             conversations_total=conversations.count(),
             leads=list(leads[:limit]),
             leads_total=leads.count(),
+            leads_email_given_up=lead_list(email_given_up=True).count(),
         )
+
+
+def _plain_schema_names(schemas: list[str]) -> list[str]:
+    for schema in schemas:
+        if not _SCHEMA_NAME.match(schema):  # names are interpolated into SQL, so only plain identifiers pass
+            raise ValueError(f"unexpected schema name {schema!r}")
+    return [connection.ops.quote_name(schema) for schema in schemas]
+
+
+def tenant_schemas_with_lead_emails_given_up() -> set[str]:
+    """The schemas of the tenants with at least one lead whose email to the owner was given up (one statement per
+    STATS_SCHEMAS_PER_QUERY tenants)."""
+    schemas = list(
+        Tenant.objects.exclude(schema_name=get_public_schema_name())
+        .order_by("pk")
+        .values_list("schema_name", flat=True)
+    )
+    found: set[str] = set()
+    for start in range(0, len(schemas), STATS_SCHEMAS_PER_QUERY):
+        batch = schemas[start : start + STATS_SCHEMAS_PER_QUERY]
+        union = "\nUNION ALL\n".join(
+            f"SELECT %s WHERE EXISTS (SELECT 1 FROM {quoted}.chat_lead WHERE notify_gave_up_at IS NOT NULL)"  # noqa: S608
+            for quoted in _plain_schema_names(batch)
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(union, batch)
+            found.update(row[0] for row in cursor.fetchall())
+    return found
 
 
 def tenant_conversation_get(*, tenant: Tenant, conversation_id: uuid.UUID) -> tuple[Conversation, list[Message]] | None:
@@ -254,10 +287,7 @@ SELECT (m.created_at AT TIME ZONE 'UTC')::date, 0,
 
 def _daily_rows(*, schemas: list[str], since: datetime) -> list[tuple[date, int, int, int, int, int]]:
     """Per-day sums over the given tenant schemas, in one statement."""
-    for schema in schemas:
-        if not _SCHEMA_NAME.match(schema):  # names are interpolated below, so only plain identifiers pass
-            raise ValueError(f"unexpected schema name {schema!r}")
-    union = "\nUNION ALL\n".join(_PER_SCHEMA_SQL.format(schema=connection.ops.quote_name(s)) for s in schemas)
+    union = "\nUNION ALL\n".join(_PER_SCHEMA_SQL.format(schema=quoted) for quoted in _plain_schema_names(schemas))
     sql = f"SELECT day, sum(c), sum(a), sum(h), sum(p), sum(t) FROM ({union}) AS u(day, c, a, h, p, t) GROUP BY day"  # noqa: S608
     with connection.cursor() as cursor:
         cursor.execute(sql, {"since": since})

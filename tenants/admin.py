@@ -4,19 +4,31 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import InlineModelAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import QuerySet
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from netia.admin import is_set_filter
+from netia.errors import ValidationFailed
 from netia.ratelimits import client_ip
 from tenants.audit import Actor
 from tenants.models import ApiKey, AuditEvent, Domain, Membership, Tenant, User
-from tenants.services import api_key_revoke, tenant_resume, tenant_settings_update, tenant_suspend
+from tenants.services import (
+    api_key_revoke,
+    domain_add,
+    domain_name_clean,
+    domain_primary_set,
+    domain_remove,
+    tenant_resume,
+    tenant_settings_update,
+    tenant_suspend,
+)
 
 
 def console_actor(request: HttpRequest) -> Actor:
@@ -48,8 +60,44 @@ class MembershipInline(ReadOnlyMembershipMixin, admin.TabularInline):
     readonly_fields = fields
 
 
+class DomainForm(forms.ModelForm):
+    """A domain row: a new one takes a host name, an existing one's name is fixed (remove it and add another)."""
+
+    class Meta:
+        model = Domain
+        fields = ["domain", "is_primary"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            self.fields["domain"].disabled = True
+
+    def clean_domain(self) -> str:
+        if self.instance.pk is not None:
+            return self.instance.domain
+        try:
+            return domain_name_clean(self.cleaned_data["domain"])
+        except ValidationFailed as error:
+            raise forms.ValidationError(error.message) from None
+
+
+class DomainFormSet(BaseInlineFormSet):
+    """The tenant keeps exactly one primary domain (the services refuse removing it without a successor)."""
+
+    def clean(self) -> None:
+        super().clean()
+        kept = [f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+        primaries = sum(1 for f in kept if f.cleaned_data.get("is_primary"))
+        if (kept or self.initial_forms) and primaries != 1:
+            raise forms.ValidationError("Keep exactly one primary domain.")
+
+
 class DomainInline(admin.TabularInline):
+    """Saved by `TenantAdmin.save_formset` through the domain services, so each change is audited."""
+
     model = Domain
+    form = DomainForm
+    formset = DomainFormSet
     extra = 0
 
 
@@ -118,6 +166,32 @@ class TenantAdmin(admin.ModelAdmin):
         tenant_settings_update(
             tenant=obj, changes=changes, actor=console_actor(request), ip=client_ip("audit", request)
         )
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        """Domains go through their audited services (additions and the primary first, so the old primary can
+        then be removed); the other inlines are read-only."""
+        if formset.model is not Domain:
+            super().save_formset(request, form, formset, change)
+            return
+        actor, ip = console_actor(request), client_ip("audit", request)
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        for row in formset.forms:
+            if row in formset.deleted_forms or not row.has_changed():
+                continue
+            if row.instance.pk is None:
+                formset.new_objects.append(
+                    domain_add(
+                        tenant=form.instance, domain=row.cleaned_data["domain"], actor=actor, ip=ip,
+                        primary=row.cleaned_data["is_primary"],
+                    )
+                )  # fmt: skip
+            elif row.cleaned_data["is_primary"]:
+                domain_primary_set(domain=row.instance, actor=actor, ip=ip)
+                formset.changed_objects.append((row.instance, ["is_primary"]))
+        for row in formset.deleted_forms:
+            if row.instance.pk is not None:
+                domain_remove(domain=row.instance, actor=actor, ip=ip)
+                formset.deleted_objects.append(row.instance)
 
     @admin.display(description="More about this tenant")
     def pages(self, tenant: Tenant) -> str:

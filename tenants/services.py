@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -189,6 +190,72 @@ def tenant_settings_update(*, tenant: Tenant, changes: dict[str, Any], actor: Ac
     details = {name: {"from": _plain(getattr(current, name)), "to": _plain(value)} for name, value in changed.items()}
     audit_record(tenant=tenant, actor=actor, action=AuditEvent.Action.TENANT_UPDATED, ip=ip, details=details)
     return tenant
+
+
+# A host name: dot-separated labels of letters, digits and inner hyphens (what django-tenants matches a Host to).
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
+
+
+def domain_name_clean(domain: str) -> str:
+    """The host name, lowercased, without a trailing dot; ValidationFailed if it is not one."""
+    name = domain.strip().lower().rstrip(".")
+    if not _HOST_NAME.match(name):
+        raise ValidationFailed(f"Not a host name: {domain!r}.", extra={"field": "domain"})
+    return name
+
+
+def _primary_domain(tenant: Tenant) -> Domain | None:
+    return Domain.objects.filter(tenant=tenant, is_primary=True).first()
+
+
+@transaction.atomic
+def domain_add(*, tenant: Tenant, domain: str, actor: Actor, ip: str | None = None, primary: bool = False) -> Domain:
+    """Give the tenant another host name, its primary one if `primary` (or if it has none); 409 if taken."""
+    name = domain_name_clean(domain)
+    Tenant.objects.select_for_update().get(pk=tenant.pk)  # serialises the tenant's domain changes
+    if Domain.objects.filter(domain=name).exists():
+        raise Conflict(f"{name} is already a tenant's domain.", extra={"field": "domain"})
+    previous = _primary_domain(tenant)
+    added = Domain.objects.create(tenant=tenant, domain=name, is_primary=primary or previous is None)
+    details: dict[str, Any] = {"domain": name, "primary": added.is_primary}
+    if added.is_primary and previous is not None:
+        details["previous_primary"] = previous.domain
+    audit_record(tenant=tenant, actor=actor, action=AuditEvent.Action.DOMAIN_ADDED, ip=ip, details=details)
+    return added
+
+
+@transaction.atomic
+def domain_remove(*, domain: Domain, actor: Actor, ip: str | None = None) -> None:
+    """Take a host name from its tenant; the primary one stays until another is made primary (409)."""
+    Tenant.objects.select_for_update().get(pk=domain.tenant_id)
+    current = Domain.objects.filter(pk=domain.pk).first()
+    if current is None:
+        return
+    if current.is_primary:
+        raise Conflict("The primary domain cannot be removed: make another domain primary first.")
+    current.delete()
+    details = {"domain": current.domain}
+    audit_record(tenant=domain.tenant, actor=actor, action=AuditEvent.Action.DOMAIN_REMOVED, ip=ip, details=details)
+
+
+@transaction.atomic
+def domain_primary_set(*, domain: Domain, actor: Actor, ip: str | None = None) -> Domain:
+    """Make `domain` its tenant's primary host name (the others are not); already primary: nothing recorded."""
+    Tenant.objects.select_for_update().get(pk=domain.tenant_id)
+    domain.refresh_from_db()
+    if domain.is_primary:
+        return domain
+    previous = _primary_domain(domain.tenant)
+    Domain.objects.filter(tenant_id=domain.tenant_id).exclude(pk=domain.pk).update(is_primary=False)
+    Domain.objects.filter(pk=domain.pk).update(is_primary=True)
+    domain.is_primary = True
+    details = {"from": previous.domain if previous else None, "to": domain.domain}
+    audit_record(
+        tenant=domain.tenant, actor=actor, action=AuditEvent.Action.DOMAIN_PRIMARY_CHANGED, ip=ip, details=details
+    )
+    return domain
 
 
 _EDITABLE_SETTINGS = frozenset(

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 from datetime import timedelta
 
 import pytest
+from django.apps import apps as django_apps
+from django.db.models import DateTimeField, F
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 from prometheus_client import REGISTRY
 
 from chat.models import Conversation, Lead, Message
-from chat.services import bot_configuration_update, knowledge_article_create
+from chat.services import bot_configuration_update, knowledge_article_create, lead_update
 from chat.tasks import lead_notifications_sweep, lead_notify
 from tenants.models import Tenant
 from tests.probes import TransactionProbe
@@ -252,6 +255,12 @@ def test_a_lead_is_emailed_once_however_often_its_details_grow_or_its_task_runs(
     assert probe.seen == [("smtp", 0)]  # no transaction (no lock on the lead) while the mail server talks
 
 
+def _time_passes(delta: timedelta) -> None:
+    """Every lead timestamp (caller in the tenant's schema) moves `delta` into the past, as if it had gone by."""
+    stamps = [f.name for f in Lead._meta.fields if isinstance(f, DateTimeField)]
+    Lead.objects.update(**{name: F(name) - delta for name in stamps})
+
+
 def test_a_lead_email_the_mail_server_kept_refusing_is_sent_once_by_the_sweep(
     client, acme, smtp, settings, django_capture_on_commit_callbacks
 ):
@@ -261,7 +270,7 @@ def test_a_lead_email_the_mail_server_kept_refusing_is_sent_once_by_the_sweep(
     with tenant_context(acme):
         lead = Lead.objects.get()
         refused = (lead.notified_at, lead.notify_claimed_at)
-        Lead.objects.update(updated_at=lead.updated_at - timedelta(hours=1))
+        _time_passes(timedelta(hours=1))
     settings.NOTIFICATION_SWEEP_GRACE_SECONDS = 60
     smtp.clear_failures()
 
@@ -283,7 +292,7 @@ def test_a_lead_email_whose_recipient_is_refused_for_good_is_given_up_not_retrie
     with django_capture_on_commit_callbacks(execute=True):
         response = post(client, acme.chat_token, {"session_id": "s", "message": "ana@example.com here"})
     with tenant_context(acme):
-        Lead.objects.update(updated_at=timezone.now() - timedelta(hours=1))
+        _time_passes(timedelta(hours=1))
         lead = Lead.objects.get()
     settings.NOTIFICATION_SWEEP_GRACE_SECONDS = 60
 
@@ -299,12 +308,14 @@ def test_a_lead_email_failing_past_its_attempts_or_age_is_given_up(acme, smtp, s
     smtp.fail_next(times=100)  # 451, a temporary failure, every time
     with tenant_context(acme):
         conversation = Conversation.objects.create(channel="api", external_id="s")
-        tired = Lead.objects.create(conversation=conversation, email="ana@example.com")
-        stale = Lead.objects.create(
-            conversation=Conversation.objects.create(channel="api", external_id="t"), email="bo@example.com"
+        tired = Lead.objects.create(
+            conversation=conversation, email="ana@example.com", notify_due_at=timezone.now() - timedelta(hours=1)
         )
-        Lead.objects.update(updated_at=timezone.now() - timedelta(hours=1))
-        Lead.objects.filter(pk=stale.pk).update(updated_at=timezone.now() - timedelta(days=3))
+        stale = Lead.objects.create(
+            conversation=Conversation.objects.create(channel="api", external_id="t"),
+            email="bo@example.com",
+            notify_due_at=timezone.now() - timedelta(days=3),
+        )
 
     for _ in range(2):  # two sweeps, two failed attempts (the stale lead is given up at the first)
         lead_notifications_sweep()
@@ -319,6 +330,66 @@ def test_a_lead_email_failing_past_its_attempts_or_age_is_given_up(acme, smtp, s
         True,
     )
     assert lead_notifications_sweep() == 0
+
+
+def test_a_lead_email_is_too_old_counting_from_when_it_was_due_not_from_the_leads_last_edit(
+    client, acme, smtp, settings, django_capture_on_commit_callbacks
+):
+    settings.NOTIFICATION_SWEEP_GRACE_SECONDS = 60
+    smtp.fail_next(times=100)  # the mail server is down for days (451 every time)
+    with django_capture_on_commit_callbacks(execute=True):
+        post(client, acme.chat_token, {"session_id": "s", "message": "ana@example.com here"})
+    with tenant_context(acme):
+        _time_passes(timedelta(days=2))  # NOTIFICATION_MAX_AGE_SECONDS is one day
+        lead_update(lead=Lead.objects.get(), status="contacted")  # the owner works on the lead in the portal
+    smtp.clear_failures()
+
+    swept = lead_notifications_sweep()
+
+    with tenant_context(acme):
+        lead = Lead.objects.get()
+    assert (lead.status, lead.notified_at, lead.notify_error, lead.notify_gave_up_at is not None) == (
+        "contacted",
+        None,
+        "Too old to send.",
+        True,
+    )
+    assert (swept, smtp.messages) == (1, [])
+
+
+def test_a_leads_email_becomes_due_once_with_its_first_contact_details(client, acme):
+    first = post(client, acme.chat_token, {"session_id": "s", "message": "I'd like to book a table"}).json()
+    token = first["conversation_token"]
+    with tenant_context(acme):
+        without_contact = Lead.objects.get().notify_due_at
+    post(client, acme.chat_token, {"conversation_token": token, "message": "ana@example.com"})
+    with tenant_context(acme):
+        _time_passes(timedelta(hours=1))
+        due = Lead.objects.get().notify_due_at
+    post(client, acme.chat_token, {"conversation_token": token, "message": "and my phone is +1 415 555 2671"})
+
+    with tenant_context(acme):
+        lead = Lead.objects.get()
+    assert without_contact is None
+    assert due is not None
+    assert (lead.phone, lead.notify_due_at) == ("+14155552671", due)
+    assert lead.updated_at - due > timedelta(minutes=59)  # the new detail did not make it due again
+
+
+def test_the_migration_makes_existing_leads_due_from_their_last_change(acme):
+    migration = importlib.import_module("chat.migrations.0010_lead_notify_due_at")
+    with tenant_context(acme):
+        conversation = Conversation.objects.create(channel="api", external_id="s")
+        with_contact = Lead.objects.create(conversation=conversation, email="ana@example.com")
+        without = Lead.objects.create(conversation=Conversation.objects.create(channel="api", external_id="t"))
+        _time_passes(timedelta(hours=3))
+
+        migration.due_from_last_change(django_apps, None)
+
+        with_contact.refresh_from_db()
+        without.refresh_from_db()
+    assert with_contact.notify_due_at == with_contact.updated_at
+    assert without.notify_due_at is None
 
 
 def test_handoff_request_moves_to_human_and_silences_the_bot(client, acme):

@@ -167,3 +167,28 @@ def test_long_lists_are_paged_and_the_pages_keep_the_filters(owner_client, tenan
     assert 'href="?status=new&amp;page=2">Next</a>' in first.content.decode()
     assert len(second.context["page"].object_list) == 1
     assert 'href="?status=new&amp;page=1">Previous</a>' in second.content.decode()
+
+
+def test_a_lead_whose_email_to_the_owner_was_given_up_says_so_in_the_list_and_on_its_page(
+    owner_client, tenant, lead_in
+):
+    refused = "(550, b'5.1.1 <owner@acme.test>: Recipient address rejected')"
+    ana = lead_in(
+        tenant,
+        session="l1",
+        name="Ana",
+        email="ana@example.com",
+        notify_gave_up_at=timezone.now(),
+        notify_error=refused,
+    )
+    ben = lead_in(tenant, session="l2", name="Ben", email="ben@example.com", notified_at=timezone.now())
+
+    listing = owner_client.get("/portal/leads").content.decode()
+    ana_page = owner_client.get(f"/portal/leads/{ana.pk}").content.decode()
+    ben_page = owner_client.get(f"/portal/leads/{ben.pk}").content.decode()
+
+    assert listing.count("Email to you not sent") == 1
+    assert listing.index("Email to you not sent") > listing.index("ana@example.com")
+    assert "We could not email you about this lead (to owner@acme.test)" in ana_page
+    assert "We could not email you" not in ben_page
+    assert refused not in listing + ana_page  # the mail server's words are for Netia staff

@@ -15,7 +15,7 @@ from django.urls import reverse
 
 from netia.errors import ValidationFailed
 from tenants.audit import SYSTEM
-from tenants.models import ApiKey, AuditEvent, Membership, Tenant
+from tenants.models import ApiKey, AuditEvent, Domain, Membership, Tenant
 from tenants.services import _EDITABLE_SETTINGS, tenant_settings_update
 from tests.dashboard.test_auth import link_in
 from tests.tenants.factories import UserFactory
@@ -138,4 +138,88 @@ def test_console_memberships_are_read_only_so_no_change_escapes_the_audit_trail(
         (tenant.owner_email, "owner")
     ]
     assert (membership_page.status_code, deleted.status_code, added.status_code) == (200, 403, 403)
+    assert not AuditEvent.objects.filter(tenant=tenant).exists()
+
+
+def _domain_rows(page: Any) -> tuple[str, list[Domain]]:
+    formset = next(f.formset for f in page.context["inline_admin_formsets"] if f.formset.model is Domain)
+    return formset.prefix, [row.instance for row in formset.forms]
+
+
+def _domains(tenant: Tenant) -> list[tuple[str, bool]]:
+    return list(Domain.objects.filter(tenant=tenant).order_by("domain").values_list("domain", "is_primary"))
+
+
+def test_console_domain_changes_go_through_the_audited_services_each_recorded_once(client, staff_user, tenant):
+    client.force_login(staff_user)
+    first = Domain.objects.get(tenant=tenant).domain
+    Domain.objects.create(tenant=tenant, domain="old.acme.test", is_primary=False)
+    change_url = reverse("admin:tenants_tenant_change", args=[tenant.pk])
+    prefix, rows = _domain_rows(client.get(change_url))
+    old = next(n for n, row in enumerate(rows) if row.domain == "old.acme.test")
+    primary = next(n for n, row in enumerate(rows) if row.is_primary)
+    data = _change_form_data(client.get(change_url))
+    data.update({f"{prefix}-{old}-DELETE": "on", f"{prefix}-{primary}-is_primary": ""})
+    new = len(rows)
+    data.update({f"{prefix}-TOTAL_FORMS": str(new + 1), f"{prefix}-{new}-domain": "Shop.Acme.TEST"})
+    data[f"{prefix}-{new}-is_primary"] = "on"
+
+    saved = client.post(change_url, data, REMOTE_ADDR="198.51.100.7")
+
+    assert saved.status_code == 302
+    assert _domains(tenant) == sorted([(first, False), ("shop.acme.test", True)])
+    events = AuditEvent.objects.filter(tenant=tenant).order_by("id")
+    assert [(e.action, e.details) for e in events] == [
+        ("domain.added", {"domain": "shop.acme.test", "primary": True, "previous_primary": first}),
+        ("domain.removed", {"domain": "old.acme.test"}),
+    ]
+    assert {(e.actor_kind, e.actor_user_id, e.actor_label, e.ip) for e in events} == {
+        ("staff", staff_user.pk, "root@netia.test", "198.51.100.7")
+    }
+
+
+def test_console_primary_domain_change_is_recorded_once_and_an_unchanged_form_records_nothing(
+    client, staff_user, tenant
+):
+    client.force_login(staff_user)
+    first = Domain.objects.get(tenant=tenant).domain
+    Domain.objects.create(tenant=tenant, domain="www.acme.test", is_primary=False)
+    change_url = reverse("admin:tenants_tenant_change", args=[tenant.pk])
+    page = client.get(change_url)
+    prefix, rows = _domain_rows(page)
+    unchanged = client.post(change_url, _change_form_data(page))
+    changes = {f"{prefix}-{n}-is_primary": "" if row.is_primary else "on" for n, row in enumerate(rows)}
+
+    saved = client.post(change_url, _change_form_data(client.get(change_url), **changes), REMOTE_ADDR="198.51.100.7")
+
+    assert (unchanged.status_code, saved.status_code) == (302, 302)
+    assert _domains(tenant) == sorted([(first, False), ("www.acme.test", True)])
+    (event,) = AuditEvent.objects.filter(tenant=tenant)
+    assert (event.action, event.details, event.actor_user_id, event.ip) == (
+        "domain.primary_changed",
+        {"from": first, "to": "www.acme.test"},
+        staff_user.pk,
+        "198.51.100.7",
+    )
+
+
+@pytest.mark.parametrize("change", ["delete_primary", "untick_primary", "rename"])
+def test_console_domain_changes_that_would_leave_no_primary_or_rename_are_refused_and_nothing_changes(
+    client, staff_user, tenant, change
+):
+    client.force_login(staff_user)
+    before = _domains(tenant)
+    change_url = reverse("admin:tenants_tenant_change", args=[tenant.pk])
+    page = client.get(change_url)
+    prefix, _ = _domain_rows(page)
+    edit = {
+        "delete_primary": {f"{prefix}-0-DELETE": "on"},
+        "untick_primary": {f"{prefix}-0-is_primary": ""},
+        "rename": {f"{prefix}-0-domain": "renamed.acme.test"},
+    }[change]
+
+    response = client.post(change_url, _change_form_data(page, **edit))
+
+    assert response.status_code == (302 if change == "rename" else 200)  # a renamed row's name is read-only
+    assert _domains(tenant) == before
     assert not AuditEvent.objects.filter(tenant=tenant).exists()

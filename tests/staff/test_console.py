@@ -10,6 +10,7 @@ from django.contrib import admin
 from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from chat.models import Conversation, Lead
@@ -208,3 +209,32 @@ def test_password_guessing_is_locked_out_per_client_ip(staff_user, settings):
     assert (locked.status_code, spoofed.status_code) == (429, 429)
     assert "Too many failed sign-in attempts" in locked.content.decode()
     assert elsewhere.status_code == 302
+
+
+def test_staff_find_the_tenants_and_leads_whose_lead_email_was_given_up(client, staff_user, tenant, other_tenant, chat):
+    with tenant_context(other_tenant):
+        conversation, _ = conversation_get_or_create(channel="api", session_id="s9")
+        Lead.objects.create(conversation=conversation, email="bo@visitor.test", notified_at=timezone.now())
+    with tenant_context(tenant):
+        conversation, _ = conversation_get_or_create(channel="api", session_id="s2")
+        Lead.objects.create(conversation=conversation, email="sent@visitor.test", notified_at=timezone.now())
+        Lead.objects.filter(email="joe@visitor.test").update(
+            notify_gave_up_at=timezone.now(), notify_attempts=1, notify_error="(550, b'5.1.1 No such mailbox')"
+        )
+    client.force_login(staff_user)
+    changelist = reverse("admin:staff_tenantrecords_changelist")
+    records = reverse("admin:staff_tenantrecords_change", args=[tenant.pk])
+
+    given_up = client.get(changelist, {"lead_email": "given_up"})
+    all_sent = client.get(changelist, {"lead_email": "none_given_up"})
+    page = client.get(records)
+    only_given_up = client.get(records, {"lead_email": "given_up"})
+
+    assert [t.pk for t in given_up.context["cl"].result_list] == [tenant.pk]
+    assert other_tenant.pk in [t.pk for t in all_sent.context["cl"].result_list]
+    assert tenant.pk not in [t.pk for t in all_sent.context["cl"].result_list]
+    assert page.context["records"].leads_email_given_up == 1
+    assert "Given up" in page.content.decode()
+    assert "(550, b&#x27;5.1.1 No such mailbox&#x27;)" in page.content.decode()
+    assert [lead.email for lead in only_given_up.context["records"].leads] == ["joe@visitor.test"]
+    assert sorted(lead.email for lead in page.context["records"].leads) == ["joe@visitor.test", "sent@visitor.test"]
