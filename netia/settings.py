@@ -116,7 +116,8 @@ MIDDLEWARE = [
     # Static files (the admin's, the API docs'): from the app directories in debug, collected in production.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
-    "csp.middleware.CSPMiddleware",
+    # django-csp's, with a fixed policy for JSON responses.
+    "netia.middleware.ContentSecurityPolicyMiddleware",
     "netia.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
