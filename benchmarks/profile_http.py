@@ -3,12 +3,14 @@
 Production settings as bench_http serves them (DJANGO_DEBUG off, JSON logs, Prometheus multiprocess
 metrics, Redis cache and broker), the same tenants and request bodies, no HTTP server and no client: the
 figures are the application's own CPU per request (CPU time, not wall) and the CPU its PostgreSQL backend
-used. For instruction counts that a loaded machine does not move, run it under
-`valgrind --tool=callgrind --instr-atstart=no` with `--wait-for FILE --no-profile`, then
-`callgrind_control -i on PID` and create FILE: counting starts with the measured requests.
+used. For instruction counts that a loaded machine does not move, run it with `--callgrind --no-profile`
+under `valgrind --tool=callgrind --instr-atstart=no`: callgrind counts the measured requests only (switched
+on right before them and off right after, so neither start-up nor the interpreter's teardown is counted);
+the instructions per request are valgrind's "Collected" total divided by `--requests`. Set
+DATABASE_CONN_MAX_AGE above the run's length (valgrind is slow): a reconnect would be counted too.
 
     python -m benchmarks.profile_http [--endpoint webhook|chat|bare_durable|bare_chat] [--requests 500]
-        [--sort cumulative|tottime] [--limit 40] [--output FILE.prof] [--no-migrate] [--no-profile]
+        [--sort cumulative|tottime] [--limit 40] [--output FILE.prof] [--no-migrate] [--no-profile] [--callgrind]
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import cProfile
 import io
 import os
 import pstats
+import subprocess
 import sys
 import tempfile
 import time
@@ -65,6 +68,11 @@ def _backend_cpu_s() -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _callgrind(state: str) -> None:
+    """Switch callgrind's instrumentation of this process on or off (it waits until callgrind has)."""
+    subprocess.run(["callgrind_control", "-i", state, str(os.getpid())], check=True, capture_output=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--endpoint", default="chat", choices=["webhook", "chat", "bare_durable", "bare_chat"])
@@ -76,6 +84,7 @@ def main() -> None:
     parser.add_argument("--no-migrate", action="store_true", help="the database is already migrated")
     parser.add_argument("--wait-for", default="", help="serve once this file exists")
     parser.add_argument("--no-profile", action="store_true", help="only time the requests (CPU ms per request)")
+    parser.add_argument("--callgrind", action="store_true", help="count instructions of the requests only")
     args = parser.parse_args()
     if not os.environ.get("REDIS_URL") or not os.environ.get("DATABASE_URL"):
         raise SystemExit("profile_http needs DATABASE_URL and REDIS_URL (as bench_http).")
@@ -138,6 +147,8 @@ def main() -> None:
         while not os.path.exists(args.wait_for):
             time.sleep(0.1)
     backend_cpu = _backend_cpu_s()
+    if args.callgrind:
+        _callgrind("on")
     started_cpu, started = time.process_time(), time.perf_counter()
     if args.no_profile:
         serve(lines)
@@ -146,6 +157,8 @@ def main() -> None:
         profiler = cProfile.Profile(time.process_time)
         profiler.runcall(serve, lines)
     cpu, wall = time.process_time() - started_cpu, time.perf_counter() - started
+    if args.callgrind:
+        _callgrind("off")
     backend_cpu = _backend_cpu_s() - backend_cpu
     print(
         f"{args.endpoint}: {args.requests} requests, {cpu * 1000 / args.requests:.3f} ms CPU "

@@ -3,4 +3,9 @@
 from netia.settings import *  # noqa: F403
 from netia.settings import MIDDLEWARE
 
-MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith(("django_prometheus.", "django_structlog."))]
+# The request logging is netia.middleware.RequestLogMiddleware (django-structlog's, subclassed).
+MIDDLEWARE = [
+    m
+    for m in MIDDLEWARE
+    if not m.startswith(("django_prometheus.", "django_structlog.")) and m != "netia.middleware.RequestLogMiddleware"
+]

@@ -168,6 +168,13 @@ def enqueue_light(name: str, *, queue: str | None = None, **kwargs: Any) -> None
     if broker is None:
         enqueue(name, queue=queue, **kwargs)
         return
+    _light_publish(name, broker, queue, kwargs)
+
+
+def _light_publish(
+    name: str, broker: tuple[redis.Redis, tuple[str, list[Any], str]], queue: str | None, kwargs: dict[str, Any]
+) -> None:
+    """One LPUSH of the Celery message running `name` with `kwargs`, on `queue` or else the task's route."""
     client, (route, timelimit, origin) = broker
     queue = queue or route
     task_id = str(uuid.uuid4())
@@ -218,11 +225,12 @@ def enqueue_light_on_commit(name: str, **kwargs: Any) -> None:
     """`enqueue_light(name, **kwargs)` once the current transaction commits; never raises (as `enqueue_on_commit`)."""
 
     def publish() -> None:
-        if _light_broker(name) is None:
+        broker = _light_broker(name)
+        if broker is None:
             enqueue_safely(name, **kwargs)
             return
         try:
-            enqueue_light(name, **kwargs)
+            _light_publish(name, broker, None, kwargs)
         except Exception as error:  # the sweeps queue the work again
             TASK_PUBLISH_FAILURES.labels(task=name).inc()
             logger.warning("task_publish_failed", task=name, error=type(error).__name__, detail=str(error)[:200])

@@ -16,6 +16,7 @@ from django.views import csrf
 from django.views.decorators.csrf import csrf_exempt
 from django_ratelimit.exceptions import Ratelimited
 from rest_framework import exceptions as drf_exceptions
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 
@@ -138,16 +139,35 @@ _DRF_CODES: dict[type[drf_exceptions.APIException], tuple[str, str]] = {
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF exception handler: map every known failure to the error shape; unknown ones stay 500."""
+    reply = _error_reply(exc)
+    if reply is None:
+        return None
+    body, status, headers = reply
+    return Response(body, status=status, headers=headers)
+
+
+def api_error_response(exc: Exception) -> HttpResponse | None:
+    """The response `api_exception_handler` gives `exc`, rendered as DRF renders it, for a view serving a
+    request without DRF's machinery (the webhook acks); None for an unexpected exception (left to the 500)."""
+    reply = _error_reply(exc)
+    if reply is None:
+        return None
+    body, status, headers = reply
+    return HttpResponse(JSONRenderer().render(body), status=status, headers=headers, content_type="application/json")
+
+
+def _error_reply(exc: Exception) -> tuple[dict[str, Any], int, dict[str, str]] | None:
+    """The error body, status and headers of a known failure; None for any other exception."""
     if isinstance(exc, ApplicationError):
         headers = {}
         if isinstance(exc, RateLimited) and "retry_after" in exc.extra:
             headers["Retry-After"] = str(exc.extra["retry_after"])
-        return Response(error_body(exc.code, exc.message, exc.extra), status=exc.status_code, headers=headers)
+        return error_body(exc.code, exc.message, exc.extra), exc.status_code, headers
     if isinstance(exc, Ratelimited):
         body, headers = rate_limited_reply()
-        return Response(body, status=RateLimited.status_code, headers=headers)
+        return body, RateLimited.status_code, headers
     if isinstance(exc, RequestDataTooBig):
-        return Response(error_body(PayloadTooLarge.code, PayloadTooLarge.default_message), status=413)
+        return error_body(PayloadTooLarge.code, PayloadTooLarge.default_message), 413, {}
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -169,7 +189,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         status = exc.status_code
         if isinstance(exc, drf_exceptions.NotAuthenticated | drf_exceptions.AuthenticationFailed):
             status = 401
-        return Response(error_body(code, message, _drf_details(exc)), status=status, headers=headers)
+        return error_body(code, message, _drf_details(exc)), status, headers
     return None
 
 

@@ -38,6 +38,8 @@ def configure_logging(*, level: str, fmt: str) -> dict[str, Any]:
     ]
     structlog.configure(
         processors=[
+            # First: an event its logger's level drops (request_started at INFO, say) costs no processing.
+            structlog.stdlib.filter_by_level,
             *shared_processors,
             structlog.stdlib.PositionalArgumentsFormatter(),
             structlog.processors.StackInfoRenderer(),

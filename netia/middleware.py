@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import structlog
+from csp.constants import HEADER as CSP_HEADER
+from csp.middleware import CSPMiddleware
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django_structlog.middlewares import RequestMiddleware
 
 from netia.errors import PayloadTooLarge, error_body
@@ -15,6 +18,8 @@ from netia.tenancy import use_public_schema
 
 # Paths whose bodies are JSON sent by programs; the admin and portal keep Django's own limits.
 API_PATH_PREFIXES = ("/api/", "/papercups/", "/crisp/")
+# The Content-Security-Policy of JSON responses: a JSON document loads nothing and is never framed.
+JSON_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'"
 
 
 class PublicSchemaMiddleware:
@@ -66,3 +71,22 @@ class RequestLogMiddleware(RequestMiddleware):
     @classmethod
     def bind_ip(cls, request: HttpRequest) -> None:
         structlog.contextvars.bind_contextvars(ip=client_ip_get(request))
+
+
+class ContentSecurityPolicyMiddleware(CSPMiddleware):
+    """django-csp's middleware, with one fixed policy for JSON responses (the API's, webhooks' and errors').
+
+    Pages get the policy of CONTENT_SECURITY_POLICY, built per response because a page may use the request's
+    nonce. A JSON response runs no script: it gets JSON_CONTENT_SECURITY_POLICY, stricter than any page's, as
+    a constant (django-csp would build the page policy for it on every response), unless it set its own or
+    is exempted. With a report-only policy configured, every response goes through django-csp.
+    """
+
+    def process_response(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        if not response.get("Content-Type", "").startswith("application/json") or getattr(
+            settings, "CONTENT_SECURITY_POLICY_REPORT_ONLY", None
+        ):
+            return super().process_response(request, response)
+        if CSP_HEADER not in response and not getattr(response, "_csp_exempt", False):
+            response[CSP_HEADER] = JSON_CONTENT_SECURITY_POLICY
+        return response

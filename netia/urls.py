@@ -31,10 +31,11 @@ api_v1: list[URLPattern | URLResolver] = [
 ]
 
 urlpatterns: list[URLPattern | URLResolver] = [
+    # Papercups webhooks: /papercups/webhook?token=<the tenant's webhook secret>. First: the hot path resolves
+    # without trying (and failing) the other prefixes.
+    *webhook_urlpatterns,
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
-    # Papercups webhooks: /papercups/webhook?token=<the tenant's webhook secret>.
-    *webhook_urlpatterns,
     # Anything else under the API paths is a JSON 404, whatever DEBUG says (no HTML error page there).
     re_path(r"^(?:api|papercups)(?:/.*)?$", errors.json_not_found, name="api-not-found"),
     # Stripe webhooks: /stripe/webhook/<endpoint uuid>/, signed with that endpoint's secret (dj-stripe).

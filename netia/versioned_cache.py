@@ -16,6 +16,7 @@ When the cache is down every read goes to the database (django-redis ignores the
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import secrets
 from collections.abc import Callable, Iterable
@@ -63,11 +64,16 @@ def version_bump(namespace: str) -> None:
 
 def cached(namespace: str, key: str, load: Callable[[], T | None], *, timeout: int = DEFAULT_TIMEOUT) -> T | None:
     """The value cached for `key` in `namespace` if still current, else `load()` (cached unless None)."""
+    return _read_through(namespace, key, load, timeout)[1]
+
+
+def _read_through(namespace: str, key: str, load: Callable[[], T | None], timeout: int) -> tuple[str | None, T | None]:
+    """`cached`'s value with the version it is current for (None when the cache is down)."""
     version_key, item_key = _version_key(namespace), entry_key(namespace, key)
     found = cache.get_many([version_key, item_key])
     version, entry = found.get(version_key), found.get(item_key)
     if version is not None and isinstance(entry, tuple) and entry[0] == version:
-        return entry[1]
+        return version, entry[1]
     if version is None:
         version = secrets.token_hex(8)
         if not cache.add(version_key, version, timeout=None):
@@ -75,7 +81,63 @@ def cached(namespace: str, key: str, load: Callable[[], T | None], *, timeout: i
     value = load()
     if value is not None and version is not None:
         cache.set(item_key, (version, value), timeout=timeout)
-    return value
+    return version, value
+
+
+# Rows this process has thawed, by (namespace, key): the version they are current for and their column values
+# (secrets decrypted: they never leave the process). Emptied when full; a miss only costs the shared cache.
+_LOCAL_ROWS: dict[tuple[str, str], tuple[str, tuple[Any, ...]]] = {}
+LOCAL_ROWS_MAX = 512
+
+
+def cached_instance(
+    model: type[M], namespace: str, key: str, load: Callable[[], M | None], *, timeout: int = DEFAULT_TIMEOUT
+) -> M | None:
+    """A new instance of the row cached for `key` in `namespace` if still current, else of `load()`'s.
+
+    The shared cache holds the row as `row_freeze` makes it (secrets encrypted). This process also keeps the
+    row's thawed values with the version they were current for: while the namespace's version is unchanged,
+    a lookup costs one cache read of the version, with no entry to unpickle and nothing to decrypt. Each call
+    returns its own instance (mutable values copied), so a caller's changes never reach the next caller.
+    """
+    local_key = (namespace, key)
+    local = _LOCAL_ROWS.get(local_key)
+    if local is not None and cache.get(_version_key(namespace)) == local[0]:
+        return _instance(model, local[1])
+
+    def frozen() -> dict[str, Any] | None:
+        instance = load()
+        return row_freeze(instance) if instance is not None else None
+
+    version, row = _read_through(namespace, key, frozen, timeout)
+    if row is None:
+        return None
+    instance = row_thaw(model, row)
+    if version is not None:
+        if len(_LOCAL_ROWS) >= LOCAL_ROWS_MAX:
+            _LOCAL_ROWS.clear()
+        values = tuple(_copy(getattr(instance, name)) for name in _attnames(model))
+        _LOCAL_ROWS[local_key] = (version, values)
+    return instance
+
+
+_ATTNAMES: dict[type[models.Model], list[str]] = {}
+
+
+def _attnames(model: type[models.Model]) -> list[str]:
+    names = _ATTNAMES.get(model)
+    if names is None:
+        names = _ATTNAMES[model] = [field.attname for field in model._meta.concrete_fields]
+    return names
+
+
+def _copy(value: Any) -> Any:
+    """Lists and dicts (JSON columns) copied; every other column value is immutable."""
+    return copy.deepcopy(value) if isinstance(value, list | dict) else value
+
+
+def _instance(model: type[M], values: tuple[Any, ...]) -> M:
+    return model.from_db("default", _attnames(model), [_copy(value) for value in values])
 
 
 def _bump_for(model: type[models.Model]) -> None:

@@ -2,7 +2,8 @@
 
 Cached tenants are version-keyed (`netia.versioned_cache`, namespace TENANTS_CACHE): every write to a
 tenant (save, delete or queryset update) invalidates them once it commits. Their secrets stay encrypted in
-the cache.
+the shared cache; each process keeps the tenants it looked up decrypted, checked against the version on
+every lookup (`cached_instance`).
 """
 
 from __future__ import annotations
@@ -13,24 +14,17 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db.models import Q, QuerySet
 
-from netia.versioned_cache import cached, row_freeze, row_thaw
+from netia.versioned_cache import cached_instance
 from tenants.models import ApiKey, Membership, Tenant, User, secret_fingerprint
 
 DEMO_SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 TENANTS_CACHE = "tenants"
-Row = dict[str, object]
 
 
 def tenant_get_cached(*, key: str, condition: Q) -> Tenant | None:
     """The one tenant matching `condition`, cached under `key` (unique per condition, e.g. "chat:<token>")."""
-
-    def load() -> Row | None:
-        tenant = Tenant.objects.filter(condition).first()
-        return row_freeze(tenant) if tenant is not None else None
-
-    row = cached(TENANTS_CACHE, key, load)
-    return row_thaw(Tenant, row) if row is not None else None
+    return cached_instance(Tenant, TENANTS_CACHE, key, lambda: Tenant.objects.filter(condition).first())
 
 
 def tenant_get_by_chat_token(*, token: str) -> Tenant | None:

@@ -47,6 +47,16 @@ def test_api_responses_refuse_framing_and_sniffing(client, db):
     assert (response["X-Frame-Options"], response["X-Content-Type-Options"]) == ("DENY", "nosniff")
 
 
+def test_json_responses_carry_a_policy_that_loads_nothing_and_is_never_framed(client, db):
+    answered = client.get("/api/v1/health")
+    refused = client.post("/papercups/webhook", data="{}", content_type="application/json")
+
+    for response in (answered, refused):
+        assert response["Content-Type"] == "application/json"
+        assert response["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert refused.status_code == 401
+
+
 # --- CORS ----------------------------------------------------------------------------------------------------------
 def chat(client, tenant, origin, body=None):
     return client.post(

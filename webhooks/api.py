@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -13,12 +15,13 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from netia import ratelimits
-from netia.errors import ApplicationError, AuthenticationFailed
+from netia.errors import ApplicationError, AuthenticationFailed, api_error_response
 from netia.metrics import WEBHOOK_EVENTS
 from netia.openapi import error_responses
 from netia.serializers import StrictSerializer
@@ -82,10 +85,30 @@ class PapercupsWebhookApi(APIView):
         auth=[],
     )
     def post(self, request: Request) -> Response:
+        return Response(self.receive(request))
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        """POST (the ack, a hot path) is served without DRF's request wrapping, content negotiation and
+        template response: JSON in, JSON out, failures in the API's error shape from its exception handler.
+        Other methods go through DRF (405, OPTIONS)."""
+        if request.method != "POST":
+            return super().dispatch(request, *args, **kwargs)
+        try:
+            answer = self.receive(request)
+        except Exception as exc:
+            response = api_error_response(exc)
+            if response is None:
+                raise
+            return response
+        allow = ", ".join(self.allowed_methods)  # as DRF answers
+        return HttpResponse(JSONRenderer().render(answer), content_type="application/json", headers={"Allow": allow})
+
+    def receive(self, request: HttpRequest) -> dict[str, str]:
+        """Authenticate, check and store one webhook call (or echo the verify challenge); the answer's body."""
         event = "unknown"
         try:
             credentials = WebhookCredentials(
-                token=request.query_params.get("token", ""),
+                token=request.GET.get("token", ""),
                 signature=request.headers.get(SIGNATURE_HEADER, ""),
                 timestamp=request.headers.get(TIMESTAMP_HEADER, ""),
                 raw_body=request.body,
@@ -100,13 +123,13 @@ class PapercupsWebhookApi(APIView):
                 )
                 challenge = services.papercups_webhook_verify(envelope=envelope, credentials=credentials)
                 WEBHOOK_EVENTS.labels(channel="papercups", event=event, outcome="verified").inc()
-                return Response({"challenge": challenge})
+                return {"challenge": challenge}
             outcome = services.papercups_webhook_receive(envelope=envelope, credentials=credentials)
         except ApplicationError as error:
             WEBHOOK_EVENTS.labels(channel="papercups", event=event, outcome=error.code).inc()
             raise
         WEBHOOK_EVENTS.labels(channel="papercups", event=event, outcome=outcome).inc()
-        return Response({"status": outcome})
+        return {"status": outcome}
 
 
 # --- The tenant's connection settings ---------------------------------------------------------------------------------

@@ -35,6 +35,25 @@ def test_secrets_stay_encrypted_in_the_cache(tenant):
     assert tenant_get_by_chat_token(token=tenant.public_token).webhook_secret == tenant.webhook_secret
 
 
+def test_a_process_looks_a_tenant_up_again_from_its_own_copy_checked_against_the_version(
+    tenant, django_assert_num_queries
+):
+    token = tenant.public_token
+    first = tenant_get_by_chat_token(token=token)
+    cache.delete(entry_key(TENANTS_CACHE, f"chat:{token}"))  # only this process still has the row
+    first.name = "Changed in memory"
+    first.chat_allowed_origins.append("https://changed.example")
+
+    with django_assert_num_queries(0):
+        again = tenant_get_by_chat_token(token=token)
+    Tenant.objects.filter(pk=tenant.pk).update(name="Renamed")  # a new version: the process's copy is stale
+    renamed = tenant_get_by_chat_token(token=token)
+
+    assert again is not first
+    assert (again.name, again.chat_allowed_origins, again.webhook_secret) == (tenant.name, [], tenant.webhook_secret)
+    assert renamed.name == "Renamed"
+
+
 def test_only_schemas_lacking_a_migration_are_migrated(tenant, other_tenant):
     schemas = [tenant.schema_name, other_tenant.schema_name]
     assert schemas_with_pending_migrations(schemas) == []

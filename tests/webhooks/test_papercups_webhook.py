@@ -333,6 +333,30 @@ def test_only_post_is_allowed(client, connected):
     assert response.json()["error"]["code"] == "method_not_allowed"
 
 
+def test_answers_are_the_apis_json_byte_for_byte(client, connected, papercups, account, settings):
+    """The ack is served without DRF's machinery: its answers and errors stay exactly what DRF rendered."""
+    settings.PAPERCUPS_VERIFY_RATE = "1/m"
+    verify = {"event": "webhook:verify", "payload": CHALLENGE}
+
+    accepted = post(client, visitor_event(papercups, account), token=connected.webhook_secret)
+    refused = post(client, visitor_event(papercups, account), token="wrong")
+    post(client, verify, token="wrong")
+    limited = post(client, verify, token="wrong")
+
+    assert (accepted.status_code, accepted.content) == (200, b'{"status":"accepted"}')
+    assert (accepted["Content-Type"], accepted["Allow"]) == ("application/json", "POST, OPTIONS")
+    assert (refused.status_code, refused["Content-Type"], refused.content) == (
+        403,
+        "application/json",
+        b'{"error":{"code":"forbidden","message":"The webhook token is not valid for this account.","details":{}}}',
+    )
+    assert (limited.status_code, limited["Retry-After"]) == (
+        429,
+        str(limited.json()["error"]["details"]["retry_after"]),
+    )
+    assert limited.json()["error"]["code"] == "rate_limited"
+
+
 def test_an_oversized_body_is_a_413(client, connected, settings):
     settings.API_MAX_BODY_BYTES = 1000
 
