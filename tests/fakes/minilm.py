@@ -21,6 +21,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+# One BLAS thread: on a busy machine (CI, parallel helpers) OpenBLAS's threads fight over the cores and a
+# forward pass gets tens of times slower. Effective when numpy is first imported here (as in the tests).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 MODEL_DIR = Path(os.environ.get("NETIA_MINILM_DIR", Path(__file__).resolve().parents[2] / ".cache" / "minilm"))
 MODEL_NAME = "all-minilm"
 DIMENSIONS = 384

@@ -29,9 +29,7 @@ def model():
 
 
 def _cosine(a, b):
-    return sum(x * y for x, y in zip(a, b, strict=True)) / (
-        sum(x * x for x in a) ** 0.5 * sum(y * y for y in b) ** 0.5
-    )
+    return sum(x * y for x, y in zip(a, b, strict=True)) / (sum(x * x for x in a) ** 0.5 * sum(y * y for y in b) ** 0.5)
 
 
 def test_vectors_match_sentence_transformers(model):
