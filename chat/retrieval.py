@@ -116,7 +116,8 @@ def sentences_measure(passages: list[RetrievedPassage], question: str) -> list[R
             replace(
                 passage,
                 sentence_similarities=measured[i],
-                standout=round(best[i] - max(others), 4) if others else best[i],
+                # Alone in the ranking (a one-article knowledge base) it stands out from nothing.
+                standout=round(best[i] - max(others), 4) if others else 0.0,
             )
         )
     return result
