@@ -33,8 +33,15 @@ _RECHECK_SECONDS = 60.0
 
 
 def model() -> str:
-    """The configured embeddings model, or "" when embeddings are off (no model or no API key)."""
-    return settings.OPENAI_EMBEDDING_MODEL if settings.OPENAI_EMBEDDING_MODEL and llm.llm_configured() else ""
+    """The configured embeddings model, or "" when embeddings are off.
+
+    On with `OPENAI_EMBEDDING_MODEL` and either an API key (OpenAI) or a base URL (a self-hosted
+    OpenAI-compatible server such as Ollama needs no key; then the chat model stays off and the offline
+    responder answers, using the embeddings too).
+    """
+    if not settings.OPENAI_EMBEDDING_MODEL:
+        return ""
+    return settings.OPENAI_EMBEDDING_MODEL if llm.llm_configured() or settings.OPENAI_BASE_URL else ""
 
 
 def pgvector_available(cursor: Any) -> bool:
@@ -105,6 +112,40 @@ def question_embedding(question: str) -> list[float] | None:
         return None
     cache.set(key, vector, timeout=_QUERY_CACHE_SECONDS)
     return vector
+
+
+def _text_key(name: str, text: str) -> str:
+    return f"chat:temb:{name}:{hashlib.sha256(text.encode()).hexdigest()}"
+
+
+def texts_embed(texts: list[str], *, purpose: str) -> list[list[float]] | None:
+    """An embedding per text (the question's sentences to quote, ...), or None when embeddings are off or fail.
+
+    Cached by model and text hash: a text already embedded is never sent again, the others go in one request.
+    A failure is logged and counted by `llm.embed` (label `purpose`); the caller falls back to words alone.
+    """
+    name = model()
+    if not name or not texts:
+        return None
+    keys = [_text_key(name, text) for text in texts]
+    found = cache.get_many(keys)
+    missing = list(dict.fromkeys(text for text, key in zip(texts, keys, strict=True) if key not in found))
+    if missing:
+        try:
+            vectors = llm.embed(texts=missing, model=name, purpose=purpose)
+        except llm.LLMUnavailable:
+            return None
+        fresh = {_text_key(name, text): vector for text, vector in zip(missing, vectors, strict=True)}
+        cache.set_many(fresh, timeout=_QUERY_CACHE_SECONDS)
+        found.update(fresh)
+    return [list(found[key]) for key in keys]
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    """Cosine similarity of two vectors (0 when either is zero)."""
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    norm = sum(x * x for x in a) ** 0.5 * sum(y * y for y in b) ** 0.5
+    return dot / norm if norm else 0.0
 
 
 def passages_nearest(*, query: str, limit: int) -> list[tuple[int, float]]:

@@ -15,7 +15,7 @@ import structlog
 from django.conf import settings
 from django.core.cache import cache
 
-from chat import llm
+from chat import embeddings, llm
 from chat.intents import IntentClassifier, IntentResult, classifier_for, contains_phrase, normalize
 from chat.lexical import Term
 from chat.models import WEEKDAYS, BotConfiguration, Message
@@ -140,7 +140,8 @@ def _sources(passages: list[RetrievedPassage]) -> list[dict[str, object]]:
 def _cache_key(config: BotConfiguration, question: str) -> str:
     digest = hashlib.sha256(normalize(question).encode()).hexdigest()
     # Offline and LLM answers differ: switching the LLM on or off must not serve the other kind from cache.
-    mode = "llm" if llm.llm_configured() else "offline"
+    # So must turning embeddings on or off (they choose passages and quoted sentences).
+    mode = f"{'llm' if llm.llm_configured() else 'offline'}:{embeddings.model()}"
     return f"chat:answer:{current_schema()}:{config.version}:{config.knowledge_version}:{mode}:{digest}"
 
 
@@ -160,6 +161,10 @@ def reply_language(*, config: BotConfiguration, text: str) -> str:
 def answer_sentences(*, passage: RetrievedPassage, terms: list[Term], question: str) -> str:
     """The passage's sentence that answers the question best, and at most one more.
 
+    With embeddings (`passage.sentence_similarities` measured by retrieval), the sentence closest in meaning
+    to the question is quoted too when it is another one (at most three sentences then), so a paraphrase
+    sharing no word with its answer still gets it.
+
     Sentences are scored by the weight of the question's terms they hold, plus a bonus for holding what the
     question asks for: an amount ("how much"), an address ("where", "adresse"), a figure ("cuándo"...).
     The second sentence is the article's lead when the question names the article's topic (its title) or
@@ -169,6 +174,19 @@ def answer_sentences(*, passage: RetrievedPassage, terms: list[Term], question: 
     sentences = sentences_split(passage.content)
     if not sentences:
         return passage.content
+    chosen = _sentences_by_words(sentences, passage=passage, terms=terms, question=question)
+    similarities = passage.sentence_similarities
+    if similarities is not None and len(similarities) == len(sentences):
+        closest = max(range(len(sentences)), key=lambda i: (similarities[i], -i))
+        if closest not in chosen:
+            chosen = [*chosen, closest]
+    return " ".join(sentences[i] for i in sorted(chosen))
+
+
+def _sentences_by_words(
+    sentences: list[str], *, passage: RetrievedPassage, terms: list[Term], question: str
+) -> list[int]:
+    """The indexes of the sentences `answer_sentences` quotes by the question's words, the best first."""
     matched = []
     for sentence in sentences:
         found = {lexeme for lexeme, _ in lexemes(sentence, passage.language)}
@@ -183,7 +201,7 @@ def answer_sentences(*, passage: RetrievedPassage, terms: list[Term], question: 
     has_figure = [bool(figure_bonus and figure.search(sentence)) for sentence in sentences]
     best = max(range(len(sentences)), key=lambda i: (weight(matched[i]) + figure_bonus * has_figure[i], -i))
     if not matched[best] and not has_figure[best]:
-        return " ".join(sentences[:2])
+        return [0, 1][: len(sentences)]
     chosen = [best]
     title = {lexeme for lexeme, _ in lexemes(passage.title, passage.language)}
     missing = set(range(len(terms))) - matched[best]
@@ -194,7 +212,7 @@ def answer_sentences(*, passage: RetrievedPassage, terms: list[Term], question: 
         chosen.append(0)
     elif extra != best and matched[extra] & missing:
         chosen.append(extra)
-    return " ".join(sentences[i] for i in sorted(chosen))
+    return chosen
 
 
 def offline_answer(*, passages: list[RetrievedPassage], terms: list[Term], language: str, question: str) -> Answer:

@@ -51,8 +51,13 @@ def _client(api_key: str, base_url: str | None, timeout: float, max_retries: int
 
 def client() -> openai.OpenAI:
     """A process-wide client for the current settings (the client is thread-safe and pools connections)."""
+    # A self-hosted OpenAI-compatible server (embeddings only: chat.embeddings.model()) may want no key: the
+    # client insists on one, so a placeholder stands in.
     return _client(
-        settings.OPENAI_API_KEY, settings.OPENAI_BASE_URL, settings.OPENAI_TIMEOUT, settings.OPENAI_MAX_RETRIES
+        settings.OPENAI_API_KEY or "no-key",
+        settings.OPENAI_BASE_URL,
+        settings.OPENAI_TIMEOUT,
+        settings.OPENAI_MAX_RETRIES,
     )
 
 

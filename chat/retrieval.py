@@ -5,14 +5,15 @@ question's terms), pre-ordered in SQL by weighted term coverage and re-ranked he
 (`chat.lexical`: coverage, title, proximity, all terms first). With an embeddings model configured and
 pgvector present, the passages nearest to the question's embedding (`chat.embeddings`) are a second
 ranking, and the two are fused by reciprocal rank. A passage is relevant when it covers enough of the
-question's content words (`CHAT_RELEVANCE_THRESHOLD`) or, with embeddings, is similar enough
-(`CHAT_EMBEDDING_MIN_SIMILARITY`); `Retrieval.relevant` gives the passages the bot may answer from.
+question's content words (`CHAT_RELEVANCE_THRESHOLD`) or, with embeddings, holds a sentence close enough
+in meaning to the question (`sentences_measure`); `Retrieval.relevant` gives the passages the bot may answer
+from.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations
 from typing import Any
 
@@ -22,7 +23,7 @@ from django.db import connection
 from chat import embeddings
 from chat.lexical import Term, lexical_score, positions_parse, question_terms, vocabulary_get
 from chat.models import KnowledgeArticle, KnowledgePassage
-from chat.text import base_language, language_detect, tsvector_literal
+from chat.text import base_language, language_detect, sentences_split, tsvector_literal
 from netia.tenancy import current_schema
 
 PASSAGE_TARGET_CHARS = 700
@@ -31,6 +32,11 @@ LEXICAL_CANDIDATES = 20  # re-ranked here on their index entries (proximity is n
 TIER_SHARES = (2 / 3, 1 / 3)  # between the AND and the OR query: passages covering this much of the question
 MAX_SUBSET_TERMS = 8  # a longer question skips the "most terms" tier (its subsets would be too many)
 RRF_K = 60  # reciprocal rank fusion: score = sum of 1 / (RRF_K + rank)
+# With embeddings, a passage's best sentence is compared with the best sentences of the other articles among
+# this many ranked passages (how much it stands out: `CHAT_EMBEDDING_MIN_STANDOUT`).
+SENTENCE_CONTEXT = 8
+# A sentence that stands out may be this much less similar than CHAT_EMBEDDING_MIN_SIMILARITY.
+STANDOUT_ALLOWANCE = 0.2
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -45,6 +51,15 @@ class RetrievedPassage:
     position: int = 0  # of the passage in its article
     relevance: float = 0.0  # weighted share of the question's content words the passage holds
     similarity: float | None = None  # cosine similarity to the question, when embeddings are on
+    # With embeddings: each sentence's cosine similarity to the question (chat.text.sentences_split order),
+    # and how much the best one beats the best sentence of any other article among the ranked passages.
+    sentence_similarities: tuple[float, ...] | None = None
+    standout: float = 0.0
+
+    @property
+    def sentence_similarity(self) -> float | None:
+        """The best sentence's similarity to the question (None when not measured)."""
+        return max(self.sentence_similarities, default=0.0) if self.sentence_similarities is not None else None
 
 
 @dataclass(frozen=True)
@@ -58,9 +73,54 @@ class Retrieval:
 
 
 def is_relevant(passage: RetrievedPassage) -> bool:
+    """It holds enough of the question's content words, or (embeddings) a sentence meaning what it asks.
+
+    A sentence means it when its similarity reaches CHAT_EMBEDDING_MIN_SIMILARITY, or comes within
+    STANDOUT_ALLOWANCE of it while beating every other article's best sentence by CHAT_EMBEDDING_MIN_STANDOUT
+    (a paraphrase whose closest sentence is not very close, but much closer than anything else).
+    """
     if passage.relevance >= settings.CHAT_RELEVANCE_THRESHOLD:
         return True
-    return passage.similarity is not None and passage.similarity >= settings.CHAT_EMBEDDING_MIN_SIMILARITY
+    best = passage.sentence_similarity
+    if best is None:
+        return False
+    minimum = settings.CHAT_EMBEDDING_MIN_SIMILARITY
+    return best >= minimum or (
+        best >= minimum - STANDOUT_ALLOWANCE and passage.standout >= settings.CHAT_EMBEDDING_MIN_STANDOUT
+    )
+
+
+def sentences_measure(passages: list[RetrievedPassage], question: str) -> list[RetrievedPassage]:
+    """The passages with their sentences' similarity to the question, when embeddings are on.
+
+    One embeddings request for the sentences not embedded before (each is cached by model and text, so a
+    knowledge base's sentences are embedded once); the question's vector is the one the vector search used
+    (cached). Without embeddings, or when the request fails (logged and counted by `chat.llm.embed`), the
+    passages come back unchanged and relevance is judged on words alone.
+    """
+    if not passages or all(p.similarity is None for p in passages):
+        return passages
+    split = [sentences_split(p.content) for p in passages]
+    texts = list(dict.fromkeys(sentence for sentences in split for sentence in sentences))
+    question_vector = embeddings.question_embedding(question)
+    vectors = embeddings.texts_embed(texts, purpose="sentence") if question_vector and texts else None
+    if question_vector is None or vectors is None:
+        return passages
+    by_text = {text: embeddings.cosine(question_vector, vector) for text, vector in zip(texts, vectors, strict=True)}
+    measured = [tuple(by_text[s] for s in sentences) for sentences in split]
+    best = [max(sims, default=0.0) for sims in measured]
+    result = []
+    for i, passage in enumerate(passages):
+        others = [best[j] for j, other in enumerate(passages) if other.article_id != passage.article_id]
+        result.append(
+            replace(
+                passage,
+                sentence_similarities=measured[i],
+                # Alone in the ranking (a one-article knowledge base) it stands out from nothing.
+                standout=round(best[i] - max(others), 4) if others else 0.0,
+            )
+        )
+    return result
 
 
 def split_passages(content: str, target_chars: int = PASSAGE_TARGET_CHARS) -> list[str]:
@@ -221,7 +281,11 @@ def _lexical_search(
 
 
 def knowledge_search(*, query: str, language: str, limit: int) -> Retrieval:
-    """The passages best answering `query`, best first, with the question's terms."""
+    """The passages best answering `query`, best first, with the question's terms.
+
+    With embeddings, the passages' sentences are measured against the question too (`sentences_measure`,
+    over the first SENTENCE_CONTEXT passages), which `Retrieval.relevant` then uses.
+    """
     if limit <= 0:
         return Retrieval(terms=[], passages=[])
     schema = current_schema()
@@ -247,10 +311,10 @@ def knowledge_search(*, query: str, language: str, limit: int) -> Retrieval:
     for ranking in (lexical, [pk for pk, _ in nearest]):
         for position, pk in enumerate(ranking, start=1):
             fused[pk] = fused.get(pk, 0.0) + 1 / (RRF_K + position)
-    ranked = sorted(fused, key=lambda pk: (-fused[pk], pk))[:limit]
-    return Retrieval(
-        terms=terms,
-        passages=[
+    ranked = sorted(fused, key=lambda pk: (-fused[pk], pk))
+    ranked = ranked[: max(limit, SENTENCE_CONTEXT) if nearest else limit]
+    passages = sentences_measure(
+        [
             RetrievedPassage(
                 id=pk,
                 article_id=rows[pk][1],
@@ -264,7 +328,9 @@ def knowledge_search(*, query: str, language: str, limit: int) -> Retrieval:
             )
             for pk in ranked
         ],
+        query,
     )
+    return Retrieval(terms=terms, passages=passages[:limit])
 
 
 def passages_search(*, query: str, language: str, limit: int) -> list[RetrievedPassage]:

@@ -429,8 +429,11 @@ CHAT_RETRIEVAL_PASSAGES = env.int("CHAT_RETRIEVAL_PASSAGES", default=4)
 # The bot answers only from passages holding at least this weighted share of the question's content words
 # (measured on tests/eval: see README); below it, it says it does not know (offline) or hands off (LLM).
 CHAT_RELEVANCE_THRESHOLD = env.float("CHAT_RELEVANCE_THRESHOLD", default=0.4)
-# With embeddings, a passage at least this cosine-similar to the question is relevant too (model-dependent).
-CHAT_EMBEDDING_MIN_SIMILARITY = env.float("CHAT_EMBEDDING_MIN_SIMILARITY", default=0.5)
+# With embeddings, a passage is relevant too when one of its sentences is at least this cosine-similar to the
+# question, or 0.2 less but beating the best sentence of every other article by CHAT_EMBEDDING_MIN_STANDOUT.
+# Model-dependent: measured for all-MiniLM-L6-v2 on the evaluation's dev split (`make eval-embeddings`, README).
+CHAT_EMBEDDING_MIN_SIMILARITY = env.float("CHAT_EMBEDDING_MIN_SIMILARITY", default=0.6)
+CHAT_EMBEDDING_MIN_STANDOUT = env.float("CHAT_EMBEDDING_MIN_STANDOUT", default=0.125)
 CHAT_RESPONSE_CACHE_SECONDS = env.int("CHAT_RESPONSE_CACHE_SECONDS", default=24 * 3600)
 # django-ratelimit rates for POST /api/v1/chat ("<count>/<period>", period s/m/h).
 CHAT_RATE_PER_TOKEN = env.str("CHAT_RATE_PER_TOKEN", default="120/m")

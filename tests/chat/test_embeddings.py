@@ -163,3 +163,64 @@ def test_passages_keep_their_rows_when_embeddings_are_off(tenant):
 
     with tenant_context(tenant):
         assert list(KnowledgePassage.objects.values_list("embedding_model", flat=True)) == [""]
+
+
+def _offline(question):
+    from chat import engine
+
+    retrieval = knowledge_search(query=question, language="en", limit=4)
+    return engine.offline_answer(passages=retrieval.relevant(), terms=retrieval.terms, language="en", question=question)
+
+
+def test_a_sentence_close_in_meaning_makes_the_passage_relevant_and_is_quoted(
+    tenant, vectors, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        _create(
+            tenant, "Workshop", "We service gears and brakes. Chains cost $20. Flat tires are mended while you wait."
+        )
+        _create(tenant, "Opening hours", "Open every day from 9 to 5.")
+
+    with tenant_context(tenant):
+        found = knowledge_search(query="Can I get a puncture sorted?", language="en", limit=4)
+        answer = _offline("Can I get a puncture sorted?")
+
+    workshop = found.passages[0]
+    assert (workshop.title, workshop.relevance) == ("Workshop", 0.0)  # no word of the question in it
+    assert workshop.sentence_similarities == pytest.approx((0.0, 0.0, 1.0))
+    assert "Flat tires are mended while you wait." in answer.text
+
+
+def test_sentences_are_embedded_once_in_one_request(tenant, vectors, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        _create(tenant, "Workshop", "We service gears and brakes. Flat tires are mended while you wait.")
+    vectors.clear_requests()
+
+    with tenant_context(tenant):
+        _offline("Can I get a puncture sorted?")
+        _offline("Is a puncture repaired the same day?")
+
+    sentence_requests = [
+        texts for texts in vectors.embedding_inputs() if "Flat tires are mended while you wait." in texts
+    ]
+    assert sentence_requests == [["We service gears and brakes.", "Flat tires are mended while you wait."]]
+
+
+def test_a_failed_sentence_request_falls_back_to_words_and_is_counted(
+    tenant, vectors, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        _create(tenant, "Flat tires", "Flat tires are mended while you wait. A flat repair is $15.")
+    labels = {"purpose": "sentence", "outcome": "InternalServerError"}
+    before = REGISTRY.get_sample_value("netia_embedding_requests_total", labels) or 0
+    with tenant_context(tenant):
+        embeddings.question_embedding("flat repair price")  # cached: the next request is the sentences'
+        vectors.fail_embeddings_with(500)
+
+        found = knowledge_search(query="flat repair price", language="en", limit=4)
+        answer = _offline("flat repair price")
+
+    assert found.passages[0].sentence_similarities is None  # judged on words alone
+    assert found.relevant()[0].title == "Flat tires"
+    assert "$15" in answer.text
+    assert REGISTRY.get_sample_value("netia_embedding_requests_total", labels) == before + 1

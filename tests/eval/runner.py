@@ -113,6 +113,7 @@ def tenant_prepare(tenant: Any) -> None:
 
 def knowledge_load(tenant: Any, business: Business) -> None:
     """Replace the tenant's knowledge base and bot language with the business's."""
+    from chat.embeddings import passages_embed
     from chat.models import KnowledgeArticle
     from chat.services import bot_configuration_update, knowledge_article_create
 
@@ -121,6 +122,9 @@ def knowledge_load(tenant: Any, business: Business) -> None:
         bot_configuration_update(tenant=tenant, language=business.language)
         for article in business.articles:
             knowledge_article_create(tenant=tenant, title=article.title, content=article.content)
+        # With embeddings on, the task queued after each commit embeds the passages; embed here too, so the
+        # figures never depend on when a test runs its on-commit callbacks (a no-op when done already).
+        passages_embed()
 
 
 def ranked_titles(tenant: Any, question: str, language: str, k: int = 4) -> list[str]:
@@ -162,6 +166,33 @@ def _ask(client: Client, tenant: Any, question: str) -> dict[str, Any]:
 
 
 @contextmanager
+def embeddings_settings(llm: Any, embeddings: str | None) -> Iterator[None]:
+    """With `embeddings` ("minilm"), the fake OpenAI server embeds with MiniLM and retrieval uses it.
+
+    The base URL alone turns embeddings on (a self-hosted embeddings server needs no key), so the offline
+    responder (no OPENAI_API_KEY) measures the meaning-based path too. Needs pgvector.
+    """
+    if not embeddings:
+        yield
+        return
+    from django.db import connection
+
+    from chat.embeddings import pgvector_available
+    from tests.fakes import minilm
+
+    if not minilm.available():
+        raise RuntimeError(f"the MiniLM files are not in {minilm.MODEL_DIR}: run `make minilm`")
+    with connection.cursor() as cursor:
+        if not pgvector_available(cursor):
+            raise RuntimeError("this PostgreSQL server has no pgvector: run with DATABASE_URL unset (embedded)")
+    llm.set_embedding(batch=minilm.minilm_embeddings)
+    with override_settings(
+        OPENAI_BASE_URL=f"{llm.url}/v1", OPENAI_MAX_RETRIES=0, OPENAI_EMBEDDING_MODEL=minilm.MODEL_NAME
+    ):
+        yield
+
+
+@contextmanager
 def _llm_settings(llm: Any) -> Iterator[None]:
     with override_settings(OPENAI_API_KEY="sk-eval", OPENAI_BASE_URL=f"{llm.url}/v1", OPENAI_MAX_RETRIES=0):
         yield
@@ -194,7 +225,7 @@ def business_evaluate(tenant: Any, business: Business, *, llm: Any = None, via: 
         if llm is not None:
             with _llm_settings(llm):
                 for question, done in zip(business.questions, offline, strict=True):
-                    llm.reset()
+                    llm.clear_requests()
                     body = ask(question.text)
                     prompts = llm.prompts()
                     system = prompts[-1][0]["content"] if prompts else ""

@@ -12,7 +12,8 @@ with the OpenAI error JSON instead of a completion, ``delay`` answers late (long
 
 ``POST /v1/embeddings`` answers deterministic embeddings in OpenAI's shape (``float`` or ``base64``
 encoding, optional ``dimensions``): by default the words of the text hashed into ``EMBEDDING_DIMENSIONS``
-buckets and L2-normalised, so texts sharing words are similar; ``set_embedding`` replaces the function.
+buckets and L2-normalised, so texts sharing words are similar; ``set_embedding`` replaces the function (or,
+with ``batch=``, embeds each request's texts in one call: tests/fakes/minilm.py serves a real sentence model).
 ``fail_embeddings_with`` queues errors for that route.
 """
 
@@ -42,6 +43,7 @@ MODEL_CREATED = 1_700_000_000
 Messages = list[dict[str, str]]
 Answer = str | Callable[[Messages], str]
 Embedder = Callable[[str, int], list[float]]
+BatchEmbedder = Callable[[list[str], int], list[list[float]]]
 
 _PASSAGE_LINE = re.compile(r"^\s*\[(\d+)\]\s*(\S.*?)\s*$", re.MULTILINE)
 
@@ -116,6 +118,7 @@ class FakeOpenAI(FakeServer):
         self._ids = itertools.count(1)
         self._state = threading.Lock()
         self._embedder: Embedder = hashed_embedding
+        self._batch_embedder: BatchEmbedder | None = None
         self.route("POST", COMPLETIONS_PATH, self._complete)
         self.route("POST", EMBEDDINGS_PATH, self._embed)
         self.route("GET", MODELS_PATH, self._list_models)
@@ -152,10 +155,12 @@ class FakeOpenAI(FakeServer):
         )
         self.inject_fault("POST", COMPLETIONS_PATH, times=times, reply=Reply(status, body, headers))
 
-    def set_embedding(self, embedder: Embedder | None) -> None:
-        """Embed with ``embedder(text, dimensions)``; None restores ``hashed_embedding``."""
+    def set_embedding(self, embedder: Embedder | None = None, *, batch: BatchEmbedder | None = None) -> None:
+        """Embed with ``embedder(text, dimensions)``, or a request's texts at once with ``batch(texts,
+        dimensions)``; neither restores ``hashed_embedding``."""
         with self._state:
             self._embedder = embedder or hashed_embedding
+            self._batch_embedder = batch
 
     def fail_embeddings_with(self, status: int, *, times: int = 1) -> None:
         """Answer the next `times` embedding requests with an OpenAI error."""
@@ -167,6 +172,12 @@ class FakeOpenAI(FakeServer):
     def delay(self, seconds: float, *, times: int = 1) -> None:
         """Answer the next `times` completions `seconds` late (they still succeed if the client waits)."""
         self.inject_fault("POST", COMPLETIONS_PATH, times=times, delay=seconds)
+
+    def clear_requests(self) -> None:
+        """Forget recorded requests (the reply, embedder and queued failures stay)."""
+        with self._lock:
+            self.requests.clear()
+            self.errors.clear()
 
     def reset(self) -> None:
         """Forget recorded requests and queued failures, and go back to ``default_answer``."""
@@ -273,10 +284,10 @@ class FakeOpenAI(FakeServer):
         if encoding not in ("float", "base64"):
             return Reply(400, error_body("encoding_format must be float or base64.", "invalid_request_error"))
         with self._state:
-            embedder = self._embedder
+            embedder, batch = self._embedder, self._batch_embedder
+        vectors = batch(texts, dimensions) if batch else [embedder(text, dimensions) for text in texts]
         data = []
-        for index, text in enumerate(texts):
-            vector = embedder(text, dimensions)
+        for index, vector in enumerate(vectors):
             encoded: Any = vector
             if encoding == "base64":
                 encoded = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()

@@ -26,7 +26,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not embeddings.model():
-            raise CommandError("Set OPENAI_EMBEDDING_MODEL and OPENAI_API_KEY to embed passages.")
+            raise CommandError("Set OPENAI_EMBEDDING_MODEL (and OPENAI_API_KEY or OPENAI_BASE_URL) to embed passages.")
         schemas = options["schema"] or list(
             Tenant.objects.exclude(schema_name=get_public_schema_name()).values_list("schema_name", flat=True)
         )
