@@ -376,6 +376,27 @@ def test_a_leads_email_becomes_due_once_with_its_first_contact_details(client, a
     assert lead.updated_at - due > timedelta(minutes=59)  # the new detail did not make it due again
 
 
+def test_a_lead_with_contact_details_but_no_due_time_is_still_swept(acme, smtp, settings):
+    # Written by the previous release during a rolling deploy (schema migrated, notify_due_at unknown to it) and
+    # its on-commit task lost: the sweep must still send it, and its age counts from the lead's last change.
+    settings.NOTIFICATION_SWEEP_GRACE_SECONDS = 60
+    with tenant_context(acme):
+        lead = Lead.objects.create(
+            conversation=Conversation.objects.create(channel="api", external_id="s"), email="ana@example.com"
+        )
+        Lead.objects.create(conversation=Conversation.objects.create(channel="api", external_id="t"))  # no contact
+        _time_passes(timedelta(hours=1))
+
+    swept = lead_notifications_sweep()
+
+    with tenant_context(acme):
+        lead.refresh_from_db()
+    assert swept == 1
+    assert (lead.notified_at is not None, lead.notify_due_at) == (True, lead.updated_at)
+    (mail,) = smtp.messages
+    assert mail.recipients == ["owner@acme.test"]
+
+
 def test_the_migration_makes_existing_leads_due_from_their_last_change(acme):
     migration = importlib.import_module("chat.migrations.0010_lead_notify_due_at")
     with tenant_context(acme):
