@@ -25,7 +25,12 @@ from tenants.models import Tenant
 logger = structlog.get_logger(__name__)
 
 _CLAIM = {"claimed_field": "notify_claimed_at", "done_field": "notified_at"}
-_FAILED = {"attempts_field": "notify_attempts", "gave_up_field": "notify_gave_up_at", "error_field": "notify_error"}
+_FAILED = {
+    "attempts_field": "notify_attempts",
+    "gave_up_field": "notify_gave_up_at",
+    "error_field": "notify_error",
+    "reason_field": "notify_gave_up_reason",
+}
 
 
 def lead_notification_send(*, schema_name: str, lead_id: int) -> bool:
@@ -44,7 +49,9 @@ def lead_notification_send(*, schema_name: str, lead_id: int) -> bool:
         lead = Lead.objects.select_related("conversation").get(pk=lead_id)
         due_at = lead.notify_due_at or lead.updated_at  # written by the previous release: as the sweep dates it
         if claims.too_old(due_at, max_age=settings.NOTIFICATION_MAX_AGE_SECONDS):
-            _give_up(rows, schema_name=schema_name, lead_id=lead_id, error="Too old to send.", give_up=True)
+            _give_up(
+                rows, schema_name=schema_name, lead_id=lead_id, error="Too old to send.", give_up=claims.GiveUp.AGE
+            )
             return False
         context = {"tenant": tenant, "lead": lead, "contact": lead.contact_info}
         message = EmailMultiAlternatives(
@@ -58,14 +65,20 @@ def lead_notification_send(*, schema_name: str, lead_id: int) -> bool:
             claims.perform(rows, message.send, **_CLAIM)
         except OSError as error:
             if _give_up(
-                rows, schema_name=schema_name, lead_id=lead_id, error=str(error), give_up=claims.permanent(error)
+                rows,
+                schema_name=schema_name,
+                lead_id=lead_id,
+                error=str(error),
+                give_up=claims.GiveUp.REFUSED if claims.permanent(error) else None,
             ):
                 return False
             raise
     return True
 
 
-def _give_up(rows: QuerySet[Lead], *, schema_name: str, lead_id: int, error: str, give_up: bool) -> bool:
+def _give_up(
+    rows: QuerySet[Lead], *, schema_name: str, lead_id: int, error: str, give_up: claims.GiveUp | None
+) -> bool:
     if not claims.failed(rows, error, give_up=give_up, max_attempts=settings.NOTIFICATION_MAX_ATTEMPTS, **_FAILED):
         return False
     EMAILS_GIVEN_UP.labels(kind="lead").inc()

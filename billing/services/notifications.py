@@ -24,7 +24,12 @@ SEND_TASK = "billing.tasks.billing_notification_send"
 logger = structlog.get_logger(__name__)
 
 _CLAIM = {"claimed_field": "claimed_at", "done_field": "sent_at"}
-_FAILED = {"attempts_field": "attempts", "gave_up_field": "gave_up_at", "error_field": "error"}
+_FAILED = {
+    "attempts_field": "attempts",
+    "gave_up_field": "gave_up_at",
+    "error_field": "error",
+    "reason_field": "gave_up_reason",
+}
 
 
 def notify_once(*, tenant: Tenant, kind: str, key: str, context: dict[str, Any]) -> BillingNotification | None:
@@ -63,7 +68,7 @@ def billing_notification_send(*, notification_id: int) -> bool:
         return False
     notification = BillingNotification.objects.select_related("tenant").get(pk=notification_id)
     if claims.too_old(notification.created_at, max_age=settings.NOTIFICATION_MAX_AGE_SECONDS):
-        _give_up(rows, notification=notification, error="Too old to send.", give_up=True)
+        _give_up(rows, notification=notification, error="Too old to send.", give_up=claims.GiveUp.AGE)
         return False
     tenant = notification.tenant
     context = {
@@ -88,14 +93,19 @@ def billing_notification_send(*, notification_id: int) -> bool:
     try:
         claims.perform(rows, message.send if recipients else lambda: None, **_CLAIM)
     except OSError as error:
-        if _give_up(rows, notification=notification, error=str(error), give_up=claims.permanent(error)):
+        if _give_up(
+            rows,
+            notification=notification,
+            error=str(error),
+            give_up=claims.GiveUp.REFUSED if claims.permanent(error) else None,
+        ):
             return False
         raise
     return bool(recipients)
 
 
 def _give_up(
-    rows: QuerySet[BillingNotification], *, notification: BillingNotification, error: str, give_up: bool
+    rows: QuerySet[BillingNotification], *, notification: BillingNotification, error: str, give_up: claims.GiveUp | None
 ) -> bool:
     """Record a failed send; True if the email is given up (logged, counted, shown in the staff console)."""
     if not claims.failed(rows, error, give_up=give_up, max_attempts=settings.NOTIFICATION_MAX_ATTEMPTS, **_FAILED):

@@ -298,9 +298,34 @@ def test_a_lead_email_whose_recipient_is_refused_for_good_is_given_up_not_retrie
 
     assert response.status_code == 200
     assert (lead.notified_at, lead.notify_attempts, lead.notify_gave_up_at is not None) == (None, 1, True)
-    assert "550" in lead.notify_error
+    assert (lead.notify_gave_up_reason, "550" in lead.notify_error) == ("refused", True)
     assert REGISTRY.get_sample_value("netia_emails_given_up_total", {"kind": "lead"}) == given_up_before + 1
     assert (lead_notifications_sweep(), smtp.messages) == (0, [])
+
+
+def test_a_lead_email_the_platform_failed_to_send_with_a_5xx_is_retried_not_given_up(
+    client, acme, smtp, settings, django_capture_on_commit_callbacks
+):
+    # A refused sender (or a wrong SMTP password's 535) is the platform's mistake: giving up at the first 5xx
+    # would lose every tenant's emails to one bad setting.
+    smtp.refuse_sender("no-reply@netia.localhost")
+    settings.DEFAULT_FROM_EMAIL = "Netia <no-reply@netia.localhost>"
+    with django_capture_on_commit_callbacks(execute=True):
+        post(client, acme.chat_token, {"session_id": "s", "message": "ana@example.com here"})
+    with tenant_context(acme):
+        _time_passes(timedelta(hours=1))
+        refused = Lead.objects.get()
+    settings.NOTIFICATION_SWEEP_GRACE_SECONDS = 60
+    smtp.clear_failures()  # staff fix the setting
+
+    swept = lead_notifications_sweep()
+
+    with tenant_context(acme):
+        lead = Lead.objects.get()
+    assert (refused.notify_gave_up_at, refused.notify_attempts, "553" in refused.notify_error) == (None, 1, True)
+    assert (swept, lead.notified_at is not None, lead.notify_gave_up_at) == (1, True, None)
+    (mail,) = smtp.messages
+    assert mail.recipients == ["owner@acme.test"]
 
 
 def test_a_lead_email_failing_past_its_attempts_or_age_is_given_up(acme, smtp, settings):
