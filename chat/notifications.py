@@ -49,9 +49,8 @@ def lead_notification_send(*, schema_name: str, lead_id: int) -> bool:
         lead = Lead.objects.select_related("conversation").get(pk=lead_id)
         due_at = lead.notify_due_at or lead.updated_at  # written by the previous release: as the sweep dates it
         if claims.too_old(due_at, max_age=settings.NOTIFICATION_MAX_AGE_SECONDS):
-            _give_up(
-                rows, schema_name=schema_name, lead_id=lead_id, error="Too old to send.", give_up=claims.GiveUp.AGE
-            )
+            if claims.expired(rows, gave_up_field="notify_gave_up_at", reason_field="notify_gave_up_reason"):
+                _given_up(schema_name=schema_name, lead_id=lead_id, error="too old to send")
             return False
         context = {"tenant": tenant, "lead": lead, "contact": lead.contact_info}
         message = EmailMultiAlternatives(
@@ -81,9 +80,13 @@ def _give_up(
 ) -> bool:
     if not claims.failed(rows, error, give_up=give_up, max_attempts=settings.NOTIFICATION_MAX_ATTEMPTS, **_FAILED):
         return False
+    _given_up(schema_name=schema_name, lead_id=lead_id, error=error)
+    return True
+
+
+def _given_up(*, schema_name: str, lead_id: int, error: str) -> None:
     EMAILS_GIVEN_UP.labels(kind="lead").inc()
     logger.warning("lead_notification_given_up", schema=schema_name, lead=lead_id, error=error)
-    return True
 
 
 def lead_notifications_date_missing() -> int:

@@ -98,5 +98,11 @@ def failed(
     return exhausted.update(**{gave_up_field: timezone.now(), reason_field: GiveUp.ATTEMPTS}) > 0
 
 
+def expired(rows: QuerySet[M], *, gave_up_field: str, reason_field: str) -> bool:
+    """Give the work up as too old to do: no attempt was made, so none is counted and the last real error stays
+    for staff to read. True if given up."""
+    return rows.update(**{gave_up_field: timezone.now(), reason_field: GiveUp.AGE}) > 0
+
+
 def too_old(since: datetime, *, max_age: float) -> bool:
     return since < timezone.now() - timedelta(seconds=max_age)

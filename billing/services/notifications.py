@@ -68,7 +68,8 @@ def billing_notification_send(*, notification_id: int) -> bool:
         return False
     notification = BillingNotification.objects.select_related("tenant").get(pk=notification_id)
     if claims.too_old(notification.created_at, max_age=settings.NOTIFICATION_MAX_AGE_SECONDS):
-        _give_up(rows, notification=notification, error="Too old to send.", give_up=claims.GiveUp.AGE)
+        if claims.expired(rows, gave_up_field="gave_up_at", reason_field="gave_up_reason"):
+            _given_up(notification, error="too old to send")
         return False
     tenant = notification.tenant
     context = {
@@ -110,9 +111,13 @@ def _give_up(
     """Record a failed send; True if the email is given up (logged, counted, shown in the staff console)."""
     if not claims.failed(rows, error, give_up=give_up, max_attempts=settings.NOTIFICATION_MAX_ATTEMPTS, **_FAILED):
         return False
+    _given_up(notification, error=error)
+    return True
+
+
+def _given_up(notification: BillingNotification, *, error: str) -> None:
     EMAILS_GIVEN_UP.labels(kind="billing").inc()
     logger.warning("billing_notification_given_up", notification=notification.pk, kind=notification.kind, error=error)
-    return True
 
 
 def billing_notifications_due(*, older_than: float) -> QuerySet[BillingNotification]:

@@ -328,6 +328,9 @@ def test_a_lead_email_the_platform_failed_to_send_with_a_5xx_is_retried_not_give
     assert mail.recipients == ["owner@acme.test"]
 
 
+TEMPORARY_FAILURE = "(451, b'4.3.0 Temporary failure, try again later')"
+
+
 def test_a_lead_email_failing_past_its_attempts_or_age_is_given_up(acme, smtp, settings):
     settings.NOTIFICATION_MAX_ATTEMPTS, settings.NOTIFICATION_SWEEP_GRACE_SECONDS = 2, 60
     smtp.fail_next(times=100)  # 451, a temporary failure, every time
@@ -340,6 +343,8 @@ def test_a_lead_email_failing_past_its_attempts_or_age_is_given_up(acme, smtp, s
             conversation=Conversation.objects.create(channel="api", external_id="t"),
             email="bo@example.com",
             notify_due_at=timezone.now() - timedelta(days=3),
+            notify_attempts=3,
+            notify_error=TEMPORARY_FAILURE,
         )
 
     for _ in range(2):  # two sweeps, two failed attempts (the stale lead is given up at the first)
@@ -349,11 +354,13 @@ def test_a_lead_email_failing_past_its_attempts_or_age_is_given_up(acme, smtp, s
         stale.refresh_from_db()
 
     assert (tired.notify_attempts, tired.notify_gave_up_at is not None, tired.notified_at) == (2, True, None)
-    assert (stale.notify_attempts, stale.notify_error, stale.notify_gave_up_at is not None) == (
-        1,
-        "Too old to send.",
+    assert (tired.notify_gave_up_reason, stale.notify_gave_up_reason, stale.notify_gave_up_at is not None) == (
+        "attempts",
+        "age",
         True,
     )
+    # given up for its age: no attempt was made, and the last real error stays for staff
+    assert (stale.notify_attempts, stale.notify_error) == (3, TEMPORARY_FAILURE)
     assert lead_notifications_sweep() == 0
 
 
@@ -373,12 +380,13 @@ def test_a_lead_email_is_too_old_counting_from_when_it_was_due_not_from_the_lead
 
     with tenant_context(acme):
         lead = Lead.objects.get()
-    assert (lead.status, lead.notified_at, lead.notify_error, lead.notify_gave_up_at is not None) == (
+    assert (lead.status, lead.notified_at, lead.notify_gave_up_reason, lead.notify_gave_up_at is not None) == (
         "contacted",
         None,
-        "Too old to send.",
+        "age",
         True,
     )
+    assert (lead.notify_attempts, "451" in lead.notify_error) == (1, True)  # the first attempt's error, kept
     assert (swept, smtp.messages) == (1, [])
 
 
