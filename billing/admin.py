@@ -239,7 +239,18 @@ class UsagePeriodAdmin(admin.ModelAdmin):
 
 @admin.register(BillingNotification)
 class BillingNotificationAdmin(admin.ModelAdmin):
-    list_display = ["tenant", "kind", "key", "created_at", "claimed_at", "sent_at", "attempts", "gave_up_at", "error"]
+    list_display = [
+        "tenant",
+        "kind",
+        "key",
+        "created_at",
+        "claimed_at",
+        "sent_at",
+        "attempts",
+        "gave_up_at",
+        "gave_up_reason",
+        "error",
+    ]
     list_filter = ["kind", ("sent_at", admin.EmptyFieldListFilter), ("gave_up_at", admin.EmptyFieldListFilter)]
     list_select_related = ["tenant"]
     search_fields = ["tenant__name", "key"]
@@ -253,6 +264,7 @@ class BillingNotificationAdmin(admin.ModelAdmin):
         "sent_at",
         "attempts",
         "gave_up_at",
+        "gave_up_reason",
         "error",
     ]
 

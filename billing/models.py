@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.db import models
 
+from netia import claims
 from netia.versioned_cache import VersionedQuerySet
 from tenants.models import Tenant
 
@@ -151,6 +152,9 @@ class BillingNotification(models.Model):
     error = models.CharField(max_length=500, blank=True, help_text="The mail server's last refusal.")
     gave_up_at = models.DateTimeField(
         null=True, blank=True, help_text="Given up: refused for good, too many failures, or too old to send."
+    )
+    gave_up_reason = models.CharField(
+        max_length=16, choices=claims.GiveUp.choices, blank=True, db_default="", help_text="Why it was given up."
     )
 
     class Meta:

@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
+from netia import claims
 from netia.versioned_cache import VersionedQuerySet
 
 
@@ -279,6 +280,9 @@ class Lead(models.Model):
     notify_error = models.CharField(max_length=500, blank=True, help_text="The mail server's last refusal.")
     notify_gave_up_at = models.DateTimeField(
         null=True, blank=True, help_text="The email was given up: refused for good, too many failures, or too old."
+    )
+    notify_gave_up_reason = models.CharField(
+        max_length=16, choices=claims.GiveUp.choices, blank=True, db_default="", help_text="Why it was given up."
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -12,7 +12,7 @@ from datetime import timedelta
 import structlog
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db.models import QuerySet
+from django.db.models import F, Q, QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django_tenants.utils import schema_context
@@ -25,7 +25,12 @@ from tenants.models import Tenant
 logger = structlog.get_logger(__name__)
 
 _CLAIM = {"claimed_field": "notify_claimed_at", "done_field": "notified_at"}
-_FAILED = {"attempts_field": "notify_attempts", "gave_up_field": "notify_gave_up_at", "error_field": "notify_error"}
+_FAILED = {
+    "attempts_field": "notify_attempts",
+    "gave_up_field": "notify_gave_up_at",
+    "error_field": "notify_error",
+    "reason_field": "notify_gave_up_reason",
+}
 
 
 def lead_notification_send(*, schema_name: str, lead_id: int) -> bool:
@@ -42,9 +47,10 @@ def lead_notification_send(*, schema_name: str, lead_id: int) -> bool:
         if not claims.claim(rows, lease=settings.NOTIFICATION_CLAIM_SECONDS, **_CLAIM):
             return False
         lead = Lead.objects.select_related("conversation").get(pk=lead_id)
-        due_at = lead.notify_due_at or lead.created_at
+        due_at = lead.notify_due_at or lead.updated_at  # written by the previous release: as the sweep dates it
         if claims.too_old(due_at, max_age=settings.NOTIFICATION_MAX_AGE_SECONDS):
-            _give_up(rows, schema_name=schema_name, lead_id=lead_id, error="Too old to send.", give_up=True)
+            if claims.expired(rows, gave_up_field="notify_gave_up_at", reason_field="notify_gave_up_reason"):
+                _given_up(schema_name=schema_name, lead_id=lead_id, error="too old to send")
             return False
         context = {"tenant": tenant, "lead": lead, "contact": lead.contact_info}
         message = EmailMultiAlternatives(
@@ -58,19 +64,39 @@ def lead_notification_send(*, schema_name: str, lead_id: int) -> bool:
             claims.perform(rows, message.send, **_CLAIM)
         except OSError as error:
             if _give_up(
-                rows, schema_name=schema_name, lead_id=lead_id, error=str(error), give_up=claims.permanent(error)
+                rows,
+                schema_name=schema_name,
+                lead_id=lead_id,
+                error=str(error),
+                give_up=claims.GiveUp.REFUSED if claims.permanent(error) else None,
             ):
                 return False
             raise
     return True
 
 
-def _give_up(rows: QuerySet[Lead], *, schema_name: str, lead_id: int, error: str, give_up: bool) -> bool:
+def _give_up(
+    rows: QuerySet[Lead], *, schema_name: str, lead_id: int, error: str, give_up: claims.GiveUp | None
+) -> bool:
     if not claims.failed(rows, error, give_up=give_up, max_attempts=settings.NOTIFICATION_MAX_ATTEMPTS, **_FAILED):
         return False
+    _given_up(schema_name=schema_name, lead_id=lead_id, error=error)
+    return True
+
+
+def _given_up(*, schema_name: str, lead_id: int, error: str) -> None:
     EMAILS_GIVEN_UP.labels(kind="lead").inc()
     logger.warning("lead_notification_given_up", schema=schema_name, lead=lead_id, error=error)
-    return True
+
+
+def lead_notifications_date_missing() -> int:
+    """Make due, from their last change, the leads with contact details whose email has no due time (caller in
+    the tenant's schema): written by the previous release during a rolling deploy, after the schema gained
+    `notify_due_at`. Without this the sweep, which selects by due time, would never send nor give them up."""
+    with_contact = Q(email__gt="") | Q(phone__gt="") | Q(name__gt="")
+    return Lead.objects.filter(
+        with_contact, notify_due_at__isnull=True, notified_at__isnull=True, notify_gave_up_at__isnull=True
+    ).update(notify_due_at=F("updated_at"))
 
 
 def lead_notifications_due(*, older_than: float) -> QuerySet[Lead]:

@@ -8,7 +8,7 @@ from django.conf import settings
 from django_tenants.utils import get_public_schema_name, schema_context
 
 from chat import embeddings, llm
-from chat.notifications import lead_notification_send, lead_notifications_due
+from chat.notifications import lead_notification_send, lead_notifications_date_missing, lead_notifications_due
 from chat.services import LEAD_NOTIFY_TASK
 from netia import dispatch
 from netia.metrics import SWEEP_REQUEUED
@@ -37,6 +37,7 @@ def lead_notifications_sweep() -> int:
     queued = 0
     for schema_name in _tenant_schemas():
         with schema_context(schema_name):
+            lead_notifications_date_missing()
             lead_ids = list(
                 lead_notifications_due(older_than=settings.NOTIFICATION_SWEEP_GRACE_SECONDS).values_list(
                     "pk", flat=True

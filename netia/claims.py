@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TypeVar
 
+from django.db import models
 from django.db.models import F, Model, Q, QuerySet
 from django.utils import timezone
 
@@ -55,28 +56,52 @@ def unclaimed(rows: QuerySet[M], *, claimed_field: str, done_field: str, lease: 
     )
 
 
+class GiveUp(models.TextChoices):
+    """Why a piece of work was given up (the sweeps stop queueing it)."""
+
+    REFUSED = "refused", "The recipient was refused for good"
+    ATTEMPTS = "attempts", "Too many failed attempts"
+    AGE = "age", "Too old to send"
+
+
 def permanent(error: OSError) -> bool:
-    """A mail server's refusal that no retry changes: every recipient refused, or a 5xx answer."""
-    if isinstance(error, smtplib.SMTPRecipientsRefused):
-        return True
-    return isinstance(error, smtplib.SMTPResponseException) and 500 <= error.smtp_code < 600
+    """A mail server's refusal that no retry changes: every recipient refused with a 5xx answer to RCPT.
+
+    Any other failure, 5xx included (a wrong SMTP password's 535, a refused sender, a rejected message), is the
+    platform's to fix and is retried, within the attempts and age limits: one bad setting must not give up every
+    tenant's email at the first try.
+    """
+    return (
+        isinstance(error, smtplib.SMTPRecipientsRefused)
+        and bool(error.recipients)
+        and all(500 <= code < 600 for code, _ in error.recipients.values())
+    )
 
 
 def failed(
     rows: QuerySet[M],
     error: str,
     *,
-    give_up: bool,
+    give_up: GiveUp | None,
     max_attempts: int,
     attempts_field: str,
     gave_up_field: str,
     error_field: str,
+    reason_field: str,
 ) -> bool:
-    """Count a failed attempt at the work and record why; give it up (the sweeps stop queueing it) at once with
-    `give_up`, else after `max_attempts`. True if given up."""
+    """Count a failed attempt at the work and record why; give it up (the sweeps stop queueing it) at once for
+    the reason `give_up`, else after `max_attempts`. True if given up."""
     rows.update(**{attempts_field: F(attempts_field) + 1, error_field: error[:500]})
-    exhausted = rows if give_up else rows.filter(**{f"{attempts_field}__gte": max_attempts})
-    return exhausted.update(**{gave_up_field: timezone.now()}) > 0
+    if give_up is not None:
+        return rows.update(**{gave_up_field: timezone.now(), reason_field: give_up}) > 0
+    exhausted = rows.filter(**{f"{attempts_field}__gte": max_attempts})
+    return exhausted.update(**{gave_up_field: timezone.now(), reason_field: GiveUp.ATTEMPTS}) > 0
+
+
+def expired(rows: QuerySet[M], *, gave_up_field: str, reason_field: str) -> bool:
+    """Give the work up as too old to do: no attempt was made, so none is counted and the last real error stays
+    for staff to read. True if given up."""
+    return rows.update(**{gave_up_field: timezone.now(), reason_field: GiveUp.AGE}) > 0
 
 
 def too_old(since: datetime, *, max_age: float) -> bool:

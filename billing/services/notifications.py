@@ -24,7 +24,12 @@ SEND_TASK = "billing.tasks.billing_notification_send"
 logger = structlog.get_logger(__name__)
 
 _CLAIM = {"claimed_field": "claimed_at", "done_field": "sent_at"}
-_FAILED = {"attempts_field": "attempts", "gave_up_field": "gave_up_at", "error_field": "error"}
+_FAILED = {
+    "attempts_field": "attempts",
+    "gave_up_field": "gave_up_at",
+    "error_field": "error",
+    "reason_field": "gave_up_reason",
+}
 
 
 def notify_once(*, tenant: Tenant, kind: str, key: str, context: dict[str, Any]) -> BillingNotification | None:
@@ -63,7 +68,8 @@ def billing_notification_send(*, notification_id: int) -> bool:
         return False
     notification = BillingNotification.objects.select_related("tenant").get(pk=notification_id)
     if claims.too_old(notification.created_at, max_age=settings.NOTIFICATION_MAX_AGE_SECONDS):
-        _give_up(rows, notification=notification, error="Too old to send.", give_up=True)
+        if claims.expired(rows, gave_up_field="gave_up_at", reason_field="gave_up_reason"):
+            _given_up(notification, error="too old to send")
         return False
     tenant = notification.tenant
     context = {
@@ -88,21 +94,30 @@ def billing_notification_send(*, notification_id: int) -> bool:
     try:
         claims.perform(rows, message.send if recipients else lambda: None, **_CLAIM)
     except OSError as error:
-        if _give_up(rows, notification=notification, error=str(error), give_up=claims.permanent(error)):
+        if _give_up(
+            rows,
+            notification=notification,
+            error=str(error),
+            give_up=claims.GiveUp.REFUSED if claims.permanent(error) else None,
+        ):
             return False
         raise
     return bool(recipients)
 
 
 def _give_up(
-    rows: QuerySet[BillingNotification], *, notification: BillingNotification, error: str, give_up: bool
+    rows: QuerySet[BillingNotification], *, notification: BillingNotification, error: str, give_up: claims.GiveUp | None
 ) -> bool:
     """Record a failed send; True if the email is given up (logged, counted, shown in the staff console)."""
     if not claims.failed(rows, error, give_up=give_up, max_attempts=settings.NOTIFICATION_MAX_ATTEMPTS, **_FAILED):
         return False
+    _given_up(notification, error=error)
+    return True
+
+
+def _given_up(notification: BillingNotification, *, error: str) -> None:
     EMAILS_GIVEN_UP.labels(kind="billing").inc()
     logger.warning("billing_notification_given_up", notification=notification.pk, kind=notification.kind, error=error)
-    return True
 
 
 def billing_notifications_due(*, older_than: float) -> QuerySet[BillingNotification]:

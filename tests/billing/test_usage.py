@@ -185,7 +185,9 @@ def test_a_billing_email_refused_for_good_or_too_old_is_given_up_and_shown_to_st
     _plan(tenant, 1)
     usage_ai_reply_record(tenant=tenant)
     refused = BillingNotification.objects.get(tenant=tenant)
-    stale = BillingNotification.objects.create(tenant=tenant, kind="trial_ending", key="2026-01-01")
+    stale = BillingNotification.objects.create(
+        tenant=tenant, kind="trial_ending", key="2026-01-01", attempts=2, error="(451, b'4.3.0 Try again later')"
+    )
     BillingNotification.objects.filter(pk=stale.pk).update(created_at=timezone.now() - timedelta(days=3))
     smtp.refuse(tenant.owner_email)
 
@@ -198,7 +200,8 @@ def test_a_billing_email_refused_for_good_or_too_old_is_given_up_and_shown_to_st
     assert sent == [False, False]
     assert (refused.attempts, refused.sent_at, refused.gave_up_at is not None) == (1, None, True)
     assert "550" in refused.error
-    assert (stale.error, stale.gave_up_at is not None, smtp.messages) == ("Too old to send.", True, [])
+    assert (refused.gave_up_reason, stale.gave_up_reason, stale.gave_up_at is not None) == ("refused", "age", True)
+    assert (stale.attempts, stale.error, smtp.messages) == (2, "(451, b'4.3.0 Try again later')", [])  # kept
     assert list(billing_notifications_due(older_than=0)) == []
     assert {n.pk for n in page.context["cl"].result_list} == {refused.pk, stale.pk}
 

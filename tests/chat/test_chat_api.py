@@ -298,9 +298,37 @@ def test_a_lead_email_whose_recipient_is_refused_for_good_is_given_up_not_retrie
 
     assert response.status_code == 200
     assert (lead.notified_at, lead.notify_attempts, lead.notify_gave_up_at is not None) == (None, 1, True)
-    assert "550" in lead.notify_error
+    assert (lead.notify_gave_up_reason, "550" in lead.notify_error) == ("refused", True)
     assert REGISTRY.get_sample_value("netia_emails_given_up_total", {"kind": "lead"}) == given_up_before + 1
     assert (lead_notifications_sweep(), smtp.messages) == (0, [])
+
+
+def test_a_lead_email_the_platform_failed_to_send_with_a_5xx_is_retried_not_given_up(
+    client, acme, smtp, settings, django_capture_on_commit_callbacks
+):
+    # A refused sender (or a wrong SMTP password's 535) is the platform's mistake: giving up at the first 5xx
+    # would lose every tenant's emails to one bad setting.
+    smtp.refuse_sender("no-reply@netia.localhost")
+    settings.DEFAULT_FROM_EMAIL = "Netia <no-reply@netia.localhost>"
+    with django_capture_on_commit_callbacks(execute=True):
+        post(client, acme.chat_token, {"session_id": "s", "message": "ana@example.com here"})
+    with tenant_context(acme):
+        _time_passes(timedelta(hours=1))
+        refused = Lead.objects.get()
+    settings.NOTIFICATION_SWEEP_GRACE_SECONDS = 60
+    smtp.clear_failures()  # staff fix the setting
+
+    swept = lead_notifications_sweep()
+
+    with tenant_context(acme):
+        lead = Lead.objects.get()
+    assert (refused.notify_gave_up_at, refused.notify_attempts, "553" in refused.notify_error) == (None, 1, True)
+    assert (swept, lead.notified_at is not None, lead.notify_gave_up_at) == (1, True, None)
+    (mail,) = smtp.messages
+    assert mail.recipients == ["owner@acme.test"]
+
+
+TEMPORARY_FAILURE = "(451, b'4.3.0 Temporary failure, try again later')"
 
 
 def test_a_lead_email_failing_past_its_attempts_or_age_is_given_up(acme, smtp, settings):
@@ -315,6 +343,8 @@ def test_a_lead_email_failing_past_its_attempts_or_age_is_given_up(acme, smtp, s
             conversation=Conversation.objects.create(channel="api", external_id="t"),
             email="bo@example.com",
             notify_due_at=timezone.now() - timedelta(days=3),
+            notify_attempts=3,
+            notify_error=TEMPORARY_FAILURE,
         )
 
     for _ in range(2):  # two sweeps, two failed attempts (the stale lead is given up at the first)
@@ -324,11 +354,13 @@ def test_a_lead_email_failing_past_its_attempts_or_age_is_given_up(acme, smtp, s
         stale.refresh_from_db()
 
     assert (tired.notify_attempts, tired.notify_gave_up_at is not None, tired.notified_at) == (2, True, None)
-    assert (stale.notify_attempts, stale.notify_error, stale.notify_gave_up_at is not None) == (
-        1,
-        "Too old to send.",
+    assert (tired.notify_gave_up_reason, stale.notify_gave_up_reason, stale.notify_gave_up_at is not None) == (
+        "attempts",
+        "age",
         True,
     )
+    # given up for its age: no attempt was made, and the last real error stays for staff
+    assert (stale.notify_attempts, stale.notify_error) == (3, TEMPORARY_FAILURE)
     assert lead_notifications_sweep() == 0
 
 
@@ -348,12 +380,13 @@ def test_a_lead_email_is_too_old_counting_from_when_it_was_due_not_from_the_lead
 
     with tenant_context(acme):
         lead = Lead.objects.get()
-    assert (lead.status, lead.notified_at, lead.notify_error, lead.notify_gave_up_at is not None) == (
+    assert (lead.status, lead.notified_at, lead.notify_gave_up_reason, lead.notify_gave_up_at is not None) == (
         "contacted",
         None,
-        "Too old to send.",
+        "age",
         True,
     )
+    assert (lead.notify_attempts, "451" in lead.notify_error) == (1, True)  # the first attempt's error, kept
     assert (swept, smtp.messages) == (1, [])
 
 
@@ -374,6 +407,27 @@ def test_a_leads_email_becomes_due_once_with_its_first_contact_details(client, a
     assert due is not None
     assert (lead.phone, lead.notify_due_at) == ("+14155552671", due)
     assert lead.updated_at - due > timedelta(minutes=59)  # the new detail did not make it due again
+
+
+def test_a_lead_with_contact_details_but_no_due_time_is_still_swept(acme, smtp, settings):
+    # Written by the previous release during a rolling deploy (schema migrated, notify_due_at unknown to it) and
+    # its on-commit task lost: the sweep must still send it, and its age counts from the lead's last change.
+    settings.NOTIFICATION_SWEEP_GRACE_SECONDS = 60
+    with tenant_context(acme):
+        lead = Lead.objects.create(
+            conversation=Conversation.objects.create(channel="api", external_id="s"), email="ana@example.com"
+        )
+        Lead.objects.create(conversation=Conversation.objects.create(channel="api", external_id="t"))  # no contact
+        _time_passes(timedelta(hours=1))
+
+    swept = lead_notifications_sweep()
+
+    with tenant_context(acme):
+        lead.refresh_from_db()
+    assert swept == 1
+    assert (lead.notified_at is not None, lead.notify_due_at) == (True, lead.updated_at)
+    (mail,) = smtp.messages
+    assert mail.recipients == ["owner@acme.test"]
 
 
 def test_the_migration_makes_existing_leads_due_from_their_last_change(acme):

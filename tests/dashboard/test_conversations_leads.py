@@ -7,6 +7,7 @@ import csv
 import io
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
@@ -180,6 +181,7 @@ def test_a_lead_whose_email_to_the_owner_was_given_up_says_so_in_the_list_and_on
         email="ana@example.com",
         notify_gave_up_at=timezone.now(),
         notify_error=refused,
+        notify_gave_up_reason="refused",
     )
     ben = lead_in(tenant, session="l2", name="Ben", email="ben@example.com", notified_at=timezone.now())
 
@@ -192,3 +194,25 @@ def test_a_lead_whose_email_to_the_owner_was_given_up_says_so_in_the_list_and_on
     assert "We could not email you about this lead (to owner@acme.test)" in ana_page
     assert "We could not email you" not in ben_page
     assert refused not in listing + ana_page  # the mail server's words are for Netia staff
+    assert "If that address is wrong" in ana_page  # the owner's mailbox refused it: their address to check
+
+
+@pytest.mark.parametrize("reason", ["attempts", "age"])
+def test_a_lead_email_given_up_for_the_platforms_failure_does_not_blame_the_owners_address(
+    owner_client, tenant, lead_in, reason
+):
+    lead = lead_in(
+        tenant,
+        session="l1",
+        name="Ana",
+        email="ana@example.com",
+        notify_gave_up_at=timezone.now(),
+        notify_error="(535, b'5.7.8 Authentication credentials invalid')",
+        notify_gave_up_reason=reason,
+    )
+
+    page = owner_client.get(f"/portal/leads/{lead.pk}").content.decode()
+
+    assert "We could not email you about this lead (to owner@acme.test)" in page
+    assert "address is wrong" not in page
+    assert "Sending failed on our side, not because of your address" in page

@@ -47,6 +47,7 @@ class FakeSmtp:
         self.on_data: Callable[[ReceivedMail], Any] | None = None
         self._failures = 0
         self.refused: set[str] = set()
+        self.refused_senders: set[str] = set()
         self._lock = threading.Lock()
         self._server: socketserver.ThreadingTCPServer | None = None
 
@@ -60,10 +61,17 @@ class FakeSmtp:
         with self._lock:
             self.refused.add(address)
 
+    def refuse_sender(self, address: str) -> None:
+        """Answer MAIL FROM `address` with 553 from now on (the platform's sender is not allowed: our mistake,
+        not the recipient's)."""
+        with self._lock:
+            self.refused_senders.add(address)
+
     def clear_failures(self) -> None:
         """Accept messages again."""
         with self._lock:
             self._failures = 0
+            self.refused_senders.clear()
 
     def _take_failure(self) -> bool:
         with self._lock:
@@ -95,6 +103,8 @@ class FakeSmtp:
                         self.reply("250-fake-smtp.netia.test\r\n250-8BITMIME\r\n250 SMTPUTF8")
                     elif verb == "HELO":
                         self.reply("250 fake-smtp.netia.test")
+                    elif verb == "MAIL" and _address(argument) in fake.refused_senders:
+                        self.reply("553 5.7.1 Sender address rejected: not owned by user")
                     elif verb == "MAIL":
                         sender, recipients = _address(argument), []
                         self.reply("250 2.1.0 OK")

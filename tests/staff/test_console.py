@@ -219,7 +219,10 @@ def test_staff_find_the_tenants_and_leads_whose_lead_email_was_given_up(client, 
         conversation, _ = conversation_get_or_create(channel="api", session_id="s2")
         Lead.objects.create(conversation=conversation, email="sent@visitor.test", notified_at=timezone.now())
         Lead.objects.filter(email="joe@visitor.test").update(
-            notify_gave_up_at=timezone.now(), notify_attempts=1, notify_error="(550, b'5.1.1 No such mailbox')"
+            notify_gave_up_at=timezone.now(),
+            notify_attempts=1,
+            notify_error="(550, b'5.1.1 No such mailbox')",
+            notify_gave_up_reason="refused",
         )
     client.force_login(staff_user)
     changelist = reverse("admin:staff_tenantrecords_changelist")
@@ -236,5 +239,6 @@ def test_staff_find_the_tenants_and_leads_whose_lead_email_was_given_up(client, 
     assert page.context["records"].leads_email_given_up == 1
     assert "Given up" in page.content.decode()
     assert "(550, b&#x27;5.1.1 No such mailbox&#x27;)" in page.content.decode()
+    assert "(the recipient was refused for good) after 1 failed attempt; last error:" in page.content.decode()
     assert [lead.email for lead in only_given_up.context["records"].leads] == ["joe@visitor.test"]
     assert sorted(lead.email for lead in page.context["records"].leads) == ["joe@visitor.test", "sent@visitor.test"]
