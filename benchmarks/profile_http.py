@@ -5,7 +5,9 @@ metrics, Redis cache and broker), the same tenants and request bodies, no HTTP s
 figures are the application's own CPU per request (CPU time, not wall) and the CPU its PostgreSQL backend
 used. For instruction counts that a loaded machine does not move, run it under
 `valgrind --tool=callgrind --instr-atstart=no` with `--wait-for FILE --no-profile`, then
-`callgrind_control -i on PID` and create FILE: counting starts with the measured requests.
+`callgrind_control -i on PID` and create FILE: counting starts with the measured requests. Once they are
+served it prints "measured" and waits for FILE to be removed: `callgrind_control -i off PID` first, so that
+the process's exit is not counted.
 
     python -m benchmarks.profile_http [--endpoint webhook|chat|bare_durable|bare_chat] [--requests 500]
         [--sort cumulative|tottime] [--limit 40] [--output FILE.prof] [--no-migrate] [--no-profile]
@@ -146,6 +148,10 @@ def main() -> None:
         profiler = cProfile.Profile(time.process_time)
         profiler.runcall(serve, lines)
     cpu, wall = time.process_time() - started_cpu, time.perf_counter() - started
+    if args.wait_for:
+        print("measured", file=sys.stderr, flush=True)
+        while os.path.exists(args.wait_for):
+            time.sleep(0.1)
     backend_cpu = _backend_cpu_s() - backend_cpu
     print(
         f"{args.endpoint}: {args.requests} requests, {cpu * 1000 / args.requests:.3f} ms CPU "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -24,6 +24,8 @@ class BotAccess:
 
     allowed: bool
     reason: str = ""
+    # The billing state the decision read (when it got that far): the turn's other billing reads reuse it.
+    state: BillingState | None = field(default=None, compare=False, repr=False)
 
 
 class AccessReason:
@@ -186,11 +188,11 @@ def bot_access_get(*, tenant: Tenant, now: datetime | None = None) -> BotAccess:
     if own_trial and account.trial_ends_at <= now:
         return BotAccess(allowed=False, reason=AccessReason.TRIAL_ENDED)
     if state.plan.ai_replies_per_month is None:
-        return BotAccess(allowed=True)
+        return BotAccess(allowed=True, state=state)
     usage = usage_summary_get(tenant=tenant, account=account, plan=state.plan, now=now)
     if usage.ai_replies_limit is not None and usage.ai_replies >= usage.ai_replies_limit:
-        return BotAccess(allowed=False, reason=AccessReason.PLAN_LIMIT_REACHED)
-    return BotAccess(allowed=True)
+        return BotAccess(allowed=False, reason=AccessReason.PLAN_LIMIT_REACHED, state=state)
+    return BotAccess(allowed=True, state=state)
 
 
 def tenants_with_stripe_customer() -> QuerySet[Tenant]:
@@ -211,12 +213,12 @@ def plan_quota_check(*, tenant: Tenant, resource: str, used: int) -> None:
         raise PlanLimitExceeded(extra={"resource": resource, "limit": limit, "plan": plan.code})
 
 
-def llm_models_allowed(*, tenant: Tenant) -> list[str]:
+def llm_models_allowed(*, tenant: Tenant, state: BillingState | None = None) -> list[str]:
     """The LLM models the tenant may choose: the default (OPENAI_MODEL), then its plan's among LLM_MODELS.
 
-    The plan comes from the version-keyed billing cache (every chat turn asks).
+    The plan comes from `state` (the turn's bot-access decision read it) or the version-keyed billing cache.
     """
-    plan = billing_state_get(tenant=tenant).plan
+    plan = (state or billing_state_get(tenant=tenant)).plan
     default = settings.OPENAI_MODEL
     offered = [m for m in plan.llm_models or [] if isinstance(m, str) and m in settings.LLM_MODELS and m != default]
     return [default, *offered]
