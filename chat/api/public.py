@@ -80,8 +80,13 @@ class ChatMessageCreateApi(APIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # Limits apply before authentication, so guessing tokens is throttled too.
-        ratelimits.enforce(request, group="chat:ip", key=ratelimits.client_ip, rate=settings.CHAT_RATE_PER_IP)
-        ratelimits.enforce(request, group="chat:token", key=ratelimits.bearer_token, rate=settings.CHAT_RATE_PER_TOKEN)
+        ratelimits.enforce_all(
+            request,
+            [
+                ("chat:ip", ratelimits.client_ip, settings.CHAT_RATE_PER_IP),
+                ("chat:token", ratelimits.bearer_token, settings.CHAT_RATE_PER_TOKEN),
+            ],
+        )
         super().initial(request, *args, **kwargs)
         tenant: Tenant = request.auth  # type: ignore[assignment]  # ChatTokenAuthentication
         origin = request.headers.get("Origin")
