@@ -11,7 +11,7 @@ measured in rounds that alternate baseline and target (ABBA), and the ratio is t
 machine moves both sides. Requests rotate over `--tenants` tenants (a search_path switch and cache lookups
 per request, as a server of many tenants sees). Also measured: SQL statements per request (in process, with
 warm caches and the connection left in another tenant's schema) and the workers' resident memory after
-every request of the run. Writes benchmarks/results/http.json; database netia_bench_http, ports 8771–8773
+every request of the run. Writes benchmarks/results/http.json; database netia_bench_http, ports 8771-8773
 (`BENCH_HTTP_DATABASE` and `BENCH_HTTP_PORT`, the first of the three, override them).
 
     python -m benchmarks.bench_http [--tenants 20] [--seconds 8] [--rounds 3] [--connections 16]
