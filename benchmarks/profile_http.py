@@ -10,7 +10,7 @@ served it prints "measured" and waits for FILE to be removed: `callgrind_control
 the process's exit is not counted.
 
     python -m benchmarks.profile_http [--endpoint webhook|chat|bare_durable|bare_chat] [--requests 500]
-        [--sort cumulative|tottime] [--limit 40] [--output FILE.prof] [--no-migrate] [--no-profile]
+        [--offset 1000] [--sort cumulative|tottime] [--limit 40] [--output FILE.prof] [--no-migrate] [--no-profile]
 """
 
 from __future__ import annotations
@@ -71,6 +71,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--endpoint", default="chat", choices=["webhook", "chat", "bare_durable", "bare_chat"])
     parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument(
+        "--offset", type=int, default=1000, help="number of the first measured request (its question and ids)"
+    )
     parser.add_argument("--tenants", type=int, default=20)
     parser.add_argument("--sort", default="cumulative")
     parser.add_argument("--limit", type=int, default=45)
@@ -134,7 +137,7 @@ def main() -> None:
             response.close()
 
     serve([make_line(n) for n in range(50)])  # warm-up: imports, caches, connections
-    lines = [make_line(n) for n in range(1000, 1000 + args.requests)]
+    lines = [make_line(n) for n in range(args.offset, args.offset + args.requests)]
     print(f"serving {args.requests} requests in process {os.getpid()}", file=sys.stderr, flush=True)
     if args.wait_for:  # e.g. for `callgrind_control --instr=on` (valgrind --instr-atstart=no) to start counting
         while not os.path.exists(args.wait_for):

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -150,13 +151,21 @@ def billing_period_for(*, account: BillingAccount, now: datetime | None = None) 
     return _add_months(start, months), min(_add_months(start, months + 1), end)
 
 
+_USAGE_SQL = f'SELECT ai_replies FROM "{UsagePeriod._meta.db_table}" WHERE tenant_id = %s AND period_start = %s'  # noqa: S608
+
+
 def usage_summary_get(
     *, tenant: Tenant, account: BillingAccount | None = None, plan: Plan | None = None, now: datetime | None = None
 ) -> UsageSummary:
     """AI replies used in the tenant's current billing period, with the plan's limit."""
     account = account or billing_account_get(tenant=tenant)
     start, end = billing_period_for(account=account, now=now)
-    used = UsagePeriod.objects.filter(tenant=tenant, period_start=start).values_list("ai_replies", flat=True).first()
+    # One row by its unique key, read on every chat turn: plain SQL (the ORM's query building cost more than
+    # the query).
+    with connection.cursor() as cursor:
+        cursor.execute(_USAGE_SQL, [tenant.pk, start])
+        row = cursor.fetchone()
+    used = row[0] if row else 0
     return UsageSummary(
         period_start=start,
         period_end=end,
