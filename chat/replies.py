@@ -29,7 +29,7 @@ from chat.leads import extract_contact
 from chat.models import BotConfiguration, Conversation, Lead, Message
 from chat.selectors import bot_configuration_get, conversation_history
 from chat.services import conversation_hand_off, conversation_handoff_fields, handoff_counted, lead_upsert
-from netia.db import insert_unless_conflict
+from netia.db import insert_unless_conflict, insert_with_ids
 from netia.metrics import CHAT_REPLIES
 from tenants.models import Tenant
 
@@ -376,7 +376,7 @@ def first_turn_record(
             content=question,
             answered_by=reply,
         )
-        Message.objects.bulk_create([visitor, reply])
+        insert_with_ids([visitor, reply])
         result = TurnResult(conversation=conversation, visitor_messages=[visitor], reply=reply, intent=intent.intent)
         result.lead, result.lead_captured = lead_upsert(
             conversation=conversation, contact=extract_contact(question), intent=intent.intent
