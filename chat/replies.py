@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
@@ -29,7 +29,7 @@ from chat.leads import extract_contact
 from chat.models import BotConfiguration, Conversation, Lead, Message
 from chat.selectors import bot_configuration_get, conversation_history
 from chat.services import conversation_hand_off, conversation_handoff_fields, handoff_counted, lead_upsert
-from netia.db import insert_unless_conflict, insert_with_ids
+from netia.db import insert_unless_conflict_reserving, insert_with_ids
 from netia.metrics import CHAT_REPLIES
 from tenants.models import Tenant
 
@@ -332,16 +332,6 @@ def first_turn_local(*, config: BotConfiguration, question: str) -> LocalTurn | 
     return None if answer is None else LocalTurn(question=question, intent=intent, answer=answer)
 
 
-def _message_ids(count: int) -> list[int]:
-    """`count` new ids of chat messages, ascending (the sequence's next values)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) AS id FROM generate_series(1, %s) ORDER BY id",
-            [Message._meta.db_table, count],
-        )
-        return [row[0] for row in cursor.fetchall()]
-
-
 def first_turn_record(
     *, tenant: Tenant, config: BotConfiguration, conversation: Conversation, turn: LocalTurn, access: BotAccess
 ) -> tuple[Message, TurnResult] | None:
@@ -359,9 +349,11 @@ def first_turn_record(
         for name, value in conversation_handoff_fields(reason=answer.handoff_reason).items():
             setattr(conversation, name, value)
     with transaction.atomic(savepoint=False):
-        if not insert_unless_conflict(conversation):
+        # The two messages' ids come back with the conversation's (none are taken when its session is).
+        ids = insert_unless_conflict_reserving(conversation, ids_of=Message, count=2)
+        if ids is None:
             return None
-        visitor_id, reply_id = _message_ids(2)
+        visitor_id, reply_id = ids
         reply = _reply_message(
             config=config, conversation=conversation, deliver=False, answer=answer, intent=intent, question=question
         )

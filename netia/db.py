@@ -48,15 +48,28 @@ def insert_unless_conflict(instance: models.Model) -> bool:
     exists, so a lost race leaves the caller's transaction usable; get_or_create pays a SELECT, a
     SAVEPOINT and a RELEASE for the same. Sends no signals (like bulk_create).
     """
+    return insert_unless_conflict_reserving(instance, ids_of=None, count=0) is not None
+
+
+def insert_unless_conflict_reserving(
+    instance: models.Model, *, ids_of: type[models.Model] | None, count: int
+) -> list[int] | None:
+    """`insert_unless_conflict`, also taking `count` new ids from `ids_of`'s primary key sequence in the same
+    statement, only when the row was inserted: the ids (ascending), or None when it was not."""
     sql, fields = _insert_sql(type(instance), 1, with_pk=False, ignore_conflicts=True)
+    params = _values([instance], fields)
+    if ids_of is not None and count:
+        sequence = "nextval(pg_get_serial_sequence(%s, %s))"
+        sql += ", " + ", ".join([sequence] * count)
+        params += [ids_of._meta.db_table, str(ids_of._meta.pk.column)] * count
     with connection.cursor() as cursor:
-        cursor.execute(sql, _values([instance], fields))
+        cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
-        return False
+        return None
     instance.pk = row[0]
     _saved(instance)
-    return True
+    return sorted(row[1:])
 
 
 def insert_with_ids(objs: list[models.Model]) -> None:
