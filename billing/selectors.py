@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from billing.models import BillingAccount, Plan, UsagePeriod
 from netia.errors import PlanLimitExceeded
-from netia.versioned_cache import cached
+from netia.versioned_cache import Prefetched, cached
 from tenants.models import Tenant
 
 # Version-keyed cache of each tenant's billing account and plan (every BillingAccount or Plan write bumps it).
@@ -93,7 +93,12 @@ class BillingState:
     plan: Plan
 
 
-def billing_state_get(*, tenant: Tenant) -> BillingState:
+def billing_state_cache_key(*, tenant: Tenant) -> tuple[str, str]:
+    """Where `billing_state_get` caches the tenant's state (for `versioned_cache.prefetch`)."""
+    return BILLING_CACHE, f"tenant:{tenant.pk}"
+
+
+def billing_state_get(*, tenant: Tenant, prefetched: Prefetched | None = None) -> BillingState:
     """The tenant's billing account and applicable plan, from the version-keyed cache (BILLING_CACHE)."""
 
     def load() -> BillingState:
@@ -102,7 +107,7 @@ def billing_state_get(*, tenant: Tenant) -> BillingState:
         account.plan = None if account.plan_id is None else plan  # the plan once, not a second copy
         return BillingState(account=account, plan=plan)
 
-    state = cached(BILLING_CACHE, f"tenant:{tenant.pk}", load)
+    state = cached(*billing_state_cache_key(tenant=tenant), load, prefetched=prefetched)
     assert state is not None  # noqa: S101 - load() never returns None
     return state
 
@@ -174,7 +179,7 @@ def usage_summary_get(
     )
 
 
-def bot_access_get(*, tenant: Tenant, now: datetime | None = None) -> BotAccess:
+def bot_access_get(*, tenant: Tenant, now: datetime | None = None, prefetched: Prefetched | None = None) -> BotAccess:
     """The bot answers for tenants that are not suspended, in good standing, and within their plan's limit.
 
     Denied: suspended; canceled or unpaid; past_due beyond BILLING_PAST_DUE_GRACE_DAYS; trialing without a
@@ -187,7 +192,7 @@ def bot_access_get(*, tenant: Tenant, now: datetime | None = None) -> BotAccess:
     status = tenant.subscription_status
     if status not in ACTIVE_STATUSES:
         return BotAccess(allowed=False, reason=AccessReason.SUBSCRIPTION_INACTIVE)
-    state = billing_state_get(tenant=tenant)
+    state = billing_state_get(tenant=tenant, prefetched=prefetched)
     account = state.account
     grace = timedelta(days=settings.BILLING_PAST_DUE_GRACE_DAYS)
     past_due_since = account.past_due_since

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
@@ -52,10 +53,7 @@ def _chat(client: Any, tenant: Tenant, session: str, message: str, token: str = 
 
 def _statements(queries: list[dict[str, Any]]) -> list[str]:
     """Each captured statement's kind: its first word, or "SELECT … FOR UPDATE" for a row lock."""
-    return [
-        "SELECT … FOR UPDATE" if " FOR UPDATE" in q["sql"] else q["sql"].split(None, 1)[0].upper()
-        for q in queries
-    ]
+    return ["SELECT … FOR UPDATE" if " FOR UPDATE" in q["sql"] else q["sql"].split(None, 1)[0].upper() for q in queries]
 
 
 def test_a_chat_turn_of_a_new_session_answered_offline_sends_at_most_6_statements_and_locks_nothing(
@@ -171,3 +169,28 @@ def test_the_search_path_is_set_again_after_a_rollback_undid_it(tenant):
 
     # Once inside the block, and again after the rollback reverted it (before the next statement).
     assert (in_force, _search_path_sets(captured.captured_queries)) == (f"{tenant.schema_name}, public", 2)
+
+
+def test_a_chat_turn_of_a_new_session_makes_at_most_6_redis_round_trips(client, tenant, monkeypatch):
+    import redis
+
+    if not hasattr(cache, "client"):
+        pytest.skip("the cache is not Redis (REDIS_URL unset)")
+    with tenant_context(tenant):
+        knowledge_article_create(tenant=tenant, title="Shipping", content=SHIPPING)
+    assert _chat(client, tenant, "warm-up", "Hello, do you ship to Canada?").status_code == 200
+    commands: list[str] = []
+    execute = redis.Redis.execute_command
+
+    def counted(self: Any, *args: Any, **options: Any) -> Any:
+        commands.append(str(args[0]))
+        return execute(self, *args, **options)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", counted)
+
+    response = _chat(client, tenant, "visitor-3", "How long does shipping to Canada take?")
+
+    assert response.json()["reply"] == SHIPPING
+    # Rate limits per IP and token (one script), the tenant, the billing state and the bot's configuration
+    # (one MGET), the tenant's rate limit, the answer cache read and its write.
+    assert len(commands) <= 6, commands
