@@ -203,11 +203,13 @@ def _statements(tenants: list[Any]) -> dict[str, Any]:
         )
 
     figures: dict[str, Any] = {}
+    # Questions no earlier run asked: the answer cache misses (retrieval runs) in the warm-up and the measure.
+    fresh = 10**7 + uuid.uuid4().int % 10**7
     for name, call in (("webhook_ack", webhook), ("chat_turn", chat)):
-        assert call(0).status_code == 200
+        assert call(fresh).status_code == 200
         leave_in_other_schema()
         with CaptureQueriesContext(connection) as captured:
-            assert call(1).status_code == 200
+            assert call(fresh + 1).status_code == 200
         sql = [q["sql"] for q in captured.captured_queries]
         figures[name] = {
             "statements": len(sql),
