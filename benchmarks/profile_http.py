@@ -10,7 +10,8 @@ the instructions per request are valgrind's "Collected" total divided by `--requ
 DATABASE_CONN_MAX_AGE above the run's length (valgrind is slow): a reconnect would be counted too.
 
     python -m benchmarks.profile_http [--endpoint webhook|chat|bare_durable|bare_chat] [--requests 500]
-        [--sort cumulative|tottime] [--limit 40] [--output FILE.prof] [--no-migrate] [--no-profile] [--callgrind]
+        [--offset 1000] [--sort cumulative|tottime] [--limit 40] [--output FILE.prof] [--no-migrate]
+        [--no-profile] [--callgrind]
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--endpoint", default="chat", choices=["webhook", "chat", "bare_durable", "bare_chat"])
     parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument(
+        "--offset", type=int, default=1000, help="number of the first measured request (its question and ids)"
+    )
     parser.add_argument("--tenants", type=int, default=20)
     parser.add_argument("--sort", default="cumulative")
     parser.add_argument("--limit", type=int, default=45)
@@ -141,7 +145,7 @@ def main() -> None:
             response.close()
 
     serve([make_line(n) for n in range(50)])  # warm-up: imports, caches, connections
-    lines = [make_line(n) for n in range(1000, 1000 + args.requests)]
+    lines = [make_line(n) for n in range(args.offset, args.offset + args.requests)]
     print(f"serving {args.requests} requests in process {os.getpid()}", file=sys.stderr, flush=True)
     if args.wait_for:  # e.g. for `callgrind_control --instr=on` (valgrind --instr-atstart=no) to start counting
         while not os.path.exists(args.wait_for):
@@ -159,6 +163,10 @@ def main() -> None:
     cpu, wall = time.process_time() - started_cpu, time.perf_counter() - started
     if args.callgrind:
         _callgrind("off")
+    if args.wait_for:
+        print("measured", file=sys.stderr, flush=True)
+        while os.path.exists(args.wait_for):
+            time.sleep(0.1)
     backend_cpu = _backend_cpu_s() - backend_cpu
     print(
         f"{args.endpoint}: {args.requests} requests, {cpu * 1000 / args.requests:.3f} ms CPU "

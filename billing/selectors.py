@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from billing.models import BillingAccount, Plan, UsagePeriod
 from netia.errors import PlanLimitExceeded
-from netia.versioned_cache import cached
+from netia.versioned_cache import Prefetched, cached
 from tenants.models import Tenant
 
 # Version-keyed cache of each tenant's billing account and plan (every BillingAccount or Plan write bumps it).
@@ -24,6 +25,8 @@ class BotAccess:
 
     allowed: bool
     reason: str = ""
+    # The billing state the decision read (when it got that far): the turn's other billing reads reuse it.
+    state: BillingState | None = field(default=None, compare=False, repr=False)
 
 
 class AccessReason:
@@ -90,7 +93,12 @@ class BillingState:
     plan: Plan
 
 
-def billing_state_get(*, tenant: Tenant) -> BillingState:
+def billing_state_cache_key(*, tenant: Tenant) -> tuple[str, str]:
+    """Where `billing_state_get` caches the tenant's state (for `versioned_cache.prefetch`)."""
+    return BILLING_CACHE, f"tenant:{tenant.pk}"
+
+
+def billing_state_get(*, tenant: Tenant, prefetched: Prefetched | None = None) -> BillingState:
     """The tenant's billing account and applicable plan, from the version-keyed cache (BILLING_CACHE)."""
 
     def load() -> BillingState:
@@ -99,7 +107,7 @@ def billing_state_get(*, tenant: Tenant) -> BillingState:
         account.plan = None if account.plan_id is None else plan  # the plan once, not a second copy
         return BillingState(account=account, plan=plan)
 
-    state = cached(BILLING_CACHE, f"tenant:{tenant.pk}", load)
+    state = cached(*billing_state_cache_key(tenant=tenant), load, prefetched=prefetched)
     assert state is not None  # noqa: S101 - load() never returns None
     return state
 
@@ -148,13 +156,21 @@ def billing_period_for(*, account: BillingAccount, now: datetime | None = None) 
     return _add_months(start, months), min(_add_months(start, months + 1), end)
 
 
+_USAGE_SQL = f'SELECT ai_replies FROM "{UsagePeriod._meta.db_table}" WHERE tenant_id = %s AND period_start = %s'  # noqa: S608
+
+
 def usage_summary_get(
     *, tenant: Tenant, account: BillingAccount | None = None, plan: Plan | None = None, now: datetime | None = None
 ) -> UsageSummary:
     """AI replies used in the tenant's current billing period, with the plan's limit."""
     account = account or billing_account_get(tenant=tenant)
     start, end = billing_period_for(account=account, now=now)
-    used = UsagePeriod.objects.filter(tenant=tenant, period_start=start).values_list("ai_replies", flat=True).first()
+    # One row by its unique key, read on every chat turn: plain SQL (the ORM's query building cost more than
+    # the query).
+    with connection.cursor() as cursor:
+        cursor.execute(_USAGE_SQL, [tenant.pk, start])
+        row = cursor.fetchone()
+    used = row[0] if row else 0
     return UsageSummary(
         period_start=start,
         period_end=end,
@@ -163,7 +179,7 @@ def usage_summary_get(
     )
 
 
-def bot_access_get(*, tenant: Tenant, now: datetime | None = None) -> BotAccess:
+def bot_access_get(*, tenant: Tenant, now: datetime | None = None, prefetched: Prefetched | None = None) -> BotAccess:
     """The bot answers for tenants that are not suspended, in good standing, and within their plan's limit.
 
     Denied: suspended; canceled or unpaid; past_due beyond BILLING_PAST_DUE_GRACE_DAYS; trialing without a
@@ -176,7 +192,7 @@ def bot_access_get(*, tenant: Tenant, now: datetime | None = None) -> BotAccess:
     status = tenant.subscription_status
     if status not in ACTIVE_STATUSES:
         return BotAccess(allowed=False, reason=AccessReason.SUBSCRIPTION_INACTIVE)
-    state = billing_state_get(tenant=tenant)
+    state = billing_state_get(tenant=tenant, prefetched=prefetched)
     account = state.account
     grace = timedelta(days=settings.BILLING_PAST_DUE_GRACE_DAYS)
     past_due_since = account.past_due_since
@@ -186,11 +202,11 @@ def bot_access_get(*, tenant: Tenant, now: datetime | None = None) -> BotAccess:
     if own_trial and account.trial_ends_at <= now:
         return BotAccess(allowed=False, reason=AccessReason.TRIAL_ENDED)
     if state.plan.ai_replies_per_month is None:
-        return BotAccess(allowed=True)
+        return BotAccess(allowed=True, state=state)
     usage = usage_summary_get(tenant=tenant, account=account, plan=state.plan, now=now)
     if usage.ai_replies_limit is not None and usage.ai_replies >= usage.ai_replies_limit:
-        return BotAccess(allowed=False, reason=AccessReason.PLAN_LIMIT_REACHED)
-    return BotAccess(allowed=True)
+        return BotAccess(allowed=False, reason=AccessReason.PLAN_LIMIT_REACHED, state=state)
+    return BotAccess(allowed=True, state=state)
 
 
 def tenants_with_stripe_customer() -> QuerySet[Tenant]:
@@ -211,12 +227,12 @@ def plan_quota_check(*, tenant: Tenant, resource: str, used: int) -> None:
         raise PlanLimitExceeded(extra={"resource": resource, "limit": limit, "plan": plan.code})
 
 
-def llm_models_allowed(*, tenant: Tenant) -> list[str]:
+def llm_models_allowed(*, tenant: Tenant, state: BillingState | None = None) -> list[str]:
     """The LLM models the tenant may choose: the default (OPENAI_MODEL), then its plan's among LLM_MODELS.
 
-    The plan comes from the version-keyed billing cache (every chat turn asks).
+    The plan comes from `state` (the turn's bot-access decision read it) or the version-keyed billing cache.
     """
-    plan = billing_state_get(tenant=tenant).plan
+    plan = (state or billing_state_get(tenant=tenant)).plan
     default = settings.OPENAI_MODEL
     offered = [m for m in plan.llm_models or [] if isinstance(m, str) and m in settings.LLM_MODELS and m != default]
     return [default, *offered]

@@ -8,14 +8,20 @@ import uuid
 from django.core import signing
 from django.db.models import Q
 
-from billing.selectors import bot_access_get
+from billing.selectors import billing_state_cache_key, bot_access_get
 from chat.models import Conversation, Message
-from chat.replies import TurnResult, conversation_reply
-from chat.selectors import conversation_get_by_token, conversation_token_salt
+from chat.replies import TurnResult, conversation_reply, first_turn_local, first_turn_record
+from chat.selectors import (
+    bot_configuration_cache_key,
+    bot_configuration_get,
+    conversation_get_by_token,
+    conversation_token_salt,
+)
 from chat.services import message_record_visitor
 from netia.db import insert_unless_conflict
 from netia.errors import Conflict, PaymentRequired, ValidationFailed
 from netia.fields import max_length
+from netia.versioned_cache import prefetch
 from tenants.models import Tenant
 
 
@@ -49,7 +55,9 @@ def chat_api_turn(
     `session_id` (or nothing: the server picks one) only creates one, so another visitor who guesses it gets
     409, never the conversation. Raises PaymentRequired, storing nothing, when the tenant's bot may not answer.
     """
-    access = bot_access_get(tenant=tenant)
+    # The billing state and the bot's configuration in one cache round trip.
+    prefetched = prefetch([billing_state_cache_key(tenant=tenant), bot_configuration_cache_key()])
+    access = bot_access_get(tenant=tenant, prefetched=prefetched)
     if not access.allowed:
         raise PaymentRequired(extra={"reason": access.reason})
     created = not conversation_token
@@ -65,6 +73,17 @@ def chat_api_turn(
             visitor_name=visitor_name[: max_length(Conversation, "visitor_name")],
             visitor_email=visitor_email,
         )
+        # A first turn answered with no network call: the conversation, the message and the answer in one
+        # transaction. Only the LLM's answers take the two-phase path below (no transaction during the call).
+        config = bot_configuration_get(prefetched=prefetched)
+        local = first_turn_local(config=config, question=text)
+        if local is not None:
+            recorded = first_turn_record(
+                tenant=tenant, config=config, conversation=conversation, turn=local, access=access
+            )
+            if recorded is None:
+                raise ConversationExists(extra={"field": "session_id"})
+            return recorded
         # One statement; a taken session_id inserts nothing and changes nothing on the existing conversation.
         if not insert_unless_conflict(conversation):
             raise ConversationExists(extra={"field": "session_id"})

@@ -289,9 +289,52 @@ def compose_answer(
     cacheable = not history
     key = _cache_key(config, question) if cacheable else ""
     if cacheable:
-        cached = cache.get(key)
+        cached = _cached_answer(key)
         if cached is not None:
-            return Answer(text=cached["text"], source=Source.CACHE, sources=cached["sources"], model=cached["model"])
+            return cached
+    return _composed_answer(
+        config=config,
+        business_name=business_name,
+        question=question,
+        intent=intent,
+        history=history,
+        model=model,
+        cache_key=key,
+    )
+
+
+def _cached_answer(key: str) -> Answer | None:
+    cached = cache.get(key)
+    if cached is None:
+        return None
+    return Answer(text=cached["text"], source=Source.CACHE, sources=cached["sources"], model=cached["model"])
+
+
+def local_answer(*, config: BotConfiguration, question: str, intent: IntentResult) -> Answer | None:
+    """compose_answer for a first question, when it needs no network call: from the cache, or from the offline
+    responder when no LLM is configured; None when only the LLM can answer (the caller then asks it with no
+    transaction open)."""
+    key = _cache_key(config, question)
+    cached = _cached_answer(key)
+    if cached is not None or llm.llm_configured():
+        return cached
+    return _composed_answer(
+        config=config, business_name="", question=question, intent=intent, history=[], model="", cache_key=key
+    )
+
+
+def _composed_answer(
+    *,
+    config: BotConfiguration,
+    business_name: str,
+    question: str,
+    intent: IntentResult,
+    history: list[Message],
+    model: str,
+    cache_key: str,
+) -> Answer:
+    """The answer after the cache missed: retrieval, then the LLM or the offline responder (stored in the
+    cache under `cache_key` unless it is "")."""
     retrieval = knowledge_search(query=question, language=config.language, limit=settings.CHAT_RETRIEVAL_PASSAGES)
     # Below the relevance threshold the bot gets no passages: it says it does not know (offline) or hands off.
     passages = retrieval.relevant()
@@ -310,9 +353,9 @@ def compose_answer(
         )
     else:
         answer = offline_answer(passages=passages, terms=retrieval.terms, language=language, question=question)
-    if cacheable and answer.source in (Source.LLM, Source.OFFLINE):
+    if cache_key and answer.source in (Source.LLM, Source.OFFLINE):
         cache.set(
-            key,
+            cache_key,
             {"text": answer.text, "sources": answer.sources, "model": answer.model},
             timeout=settings.CHAT_RESPONSE_CACHE_SECONDS,
         )

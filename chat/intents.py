@@ -42,22 +42,33 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN_RE.findall(text)
 
 
+@lru_cache(maxsize=1024)
 def normalize(text: str) -> str:
-    """Return text as space-separated normalised tokens, the form every keyword comparison uses."""
+    """Return text as space-separated normalised tokens, the form every keyword comparison uses.
+
+    Memoised: a turn normalises the same question for each phrase list and the cache key, and the same
+    keyword lists on every turn.
+    """
     return " ".join(tokenize(text))
+
+
+@lru_cache(maxsize=256)
+def _needles(phrases: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(phrase, " normalised phrase ") for each phrase with words, first spelling of each only."""
+    needles: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for phrase in phrases:
+        needle = normalize(phrase)
+        if needle and needle not in seen:
+            seen.add(needle)
+            needles.append((phrase, f" {needle} "))
+    return tuple(needles)
 
 
 def contains_phrase(text: str, phrases: Iterable[str]) -> list[str]:
     """Return the phrases (as given, in given order, without duplicates) occurring in text as whole words."""
     haystack = f" {normalize(text)} "
-    found: list[str] = []
-    seen: set[str] = set()
-    for phrase in phrases:
-        needle = normalize(phrase)
-        if needle and needle not in seen and f" {needle} " in haystack:
-            seen.add(needle)
-            found.append(phrase)
-    return found
+    return [phrase for phrase, needle in _needles(tuple(phrases)) if needle in haystack]
 
 
 @dataclass(frozen=True, slots=True)

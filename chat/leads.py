@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields, replace
+from functools import lru_cache
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
 
 # Strict enough to find candidates in running text; email_validator decides what is actually valid.
 _EMAIL_RE = re.compile(
@@ -153,12 +155,31 @@ def extract_phone(text: str, default_region: str = "US") -> str | None:
     that are not valid for their region; numbers quoted as an order, invoice or ticket reference are skipped.
     """
     region = default_region.upper()
+    if sum(map(str.isdigit, text)) < _fewest_phone_digits(region):
+        return None  # most chat messages: libphonenumber's matcher (costly) could find nothing valid
     for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):
         before = text[max(0, match.start - _REFERENCE_WINDOW) : match.start]
         if _REFERENCE_BEFORE_RE.search(before):
             continue
         return phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
     return None
+
+
+@lru_cache(maxsize=32)
+def _fewest_phone_digits(region: str) -> int:
+    """The fewest digits a valid number (libphonenumber's metadata) has when read from text in `region`: written
+    internationally, a country code and that country's shortest number; nationally, the shortest number of
+    the region's country code."""
+    shortest: dict[int, int] = {}
+    for code, regions in COUNTRY_CODE_TO_REGION_CODE.items():
+        for name in regions:
+            metadata = PhoneMetadata.metadata_for_region_or_calling_code(code, name)
+            general = metadata.general_desc if metadata else None
+            lengths = [n for n in (general.possible_length if general else ()) if n > 0]
+            if lengths:
+                shortest[code] = min(shortest.get(code, min(lengths)), min(lengths))
+    international = min(len(str(code)) + length for code, length in shortest.items())
+    return min(international, shortest.get(phonenumbers.country_code_for_region(region), international))
 
 
 def extract_name(text: str) -> str | None:

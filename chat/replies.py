@@ -21,14 +21,15 @@ from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from billing.selectors import BotAccess, bot_access_get, llm_models_allowed
+from billing.selectors import BillingState, BotAccess, bot_access_get, llm_models_allowed
 from billing.services import usage_ai_reply_record
 from chat import engine
 from chat.intents import IntentResult
 from chat.leads import extract_contact
 from chat.models import BotConfiguration, Conversation, Lead, Message
 from chat.selectors import bot_configuration_get, conversation_history
-from chat.services import conversation_hand_off, lead_upsert
+from chat.services import conversation_hand_off, conversation_handoff_fields, handoff_counted, lead_upsert
+from netia.db import insert_unless_conflict_reserving, insert_with_ids
 from netia.metrics import CHAT_REPLIES
 from tenants.models import Tenant
 
@@ -68,6 +69,7 @@ class _Plan:
     question: str
     intent: IntentResult
     bot_since: datetime | None
+    billing: BillingState | None = None
 
 
 def _summary_note(*, conversation: Conversation, reason: str, question: str) -> str:
@@ -167,7 +169,12 @@ def _turn_open(
             answer = engine.Answer(text=config.away_message, source=engine.Source.AWAY)
         else:
             return _Plan(
-                result=result, config=config, question=question, intent=intent, bot_since=conversation.bot_since
+                result=result,
+                config=config,
+                question=question,
+                intent=intent,
+                bot_since=conversation.bot_since,
+                billing=access.state,
             )
         _record(
             tenant=tenant,
@@ -207,6 +214,7 @@ def _turn_close(*, tenant: Tenant, plan: _Plan, answer: engine.Answer, deliver: 
             question=plan.question,
             deliver=deliver,
             answered_at=now,
+            billing=plan.billing,
         )
     if not recorded:
         logger.info("turn_answered_meanwhile", conversation=result.conversation.pk)
@@ -225,34 +233,19 @@ def _record(
     question: str,
     deliver: bool,
     answered_at: datetime | None = None,
+    billing: BillingState | None = None,
 ) -> bool:
     """Store the bot's answer, mark the turn answered, meter it (caller holds the conversation's row lock).
 
     `answered_at`: step 3's time, already written as the conversation's last message time; the turn's
     messages must all be still unanswered, else the reply is withdrawn and nothing else is written (False).
+    `billing`: the billing state the turn's bot-access decision read (metering reuses it).
     """
     conversation = result.conversation
-    text = answer.text
-    if config.cite_sources and conversation.channel != Conversation.Channel.API and answer.sources:
-        # The chat API returns `sources` as data; a channel's visitor sees the titles in the text.
-        language = engine.reply_language(config=config, text=question)
-        text = engine.with_citation(text=text, sources=answer.sources, language=language)
-    result.reply = _bot_message(
-        conversation=conversation,
-        deliver=deliver,
-        role=Message.Role.BOT,
-        kind=Message.Kind.HANDOFF_NOTICE if answer.handoff_reason else Message.Kind.REPLY,
-        content=text,
-        intent=intent.intent,
-        intent_keywords=list(intent.matched),
-        sources=answer.sources,
-        llm_model=answer.model,
-        prompt_tokens=answer.prompt_tokens,
-        completion_tokens=answer.completion_tokens,
-        latency_ms=answer.latency_ms,
-        from_cache=answer.source == engine.Source.CACHE,
-        is_fallback=answer.source == engine.Source.FALLBACK,
+    result.reply = _reply_message(
+        config=config, conversation=conversation, deliver=deliver, answer=answer, intent=intent, question=question
     )
+    result.reply.save(force_insert=True)
     if answered_at is None:
         _mark_answered(result.visitor_messages, result.reply)
         Conversation.objects.filter(pk=conversation.pk).update(last_message_at=result.reply.created_at)
@@ -268,11 +261,124 @@ def _record(
             )
         _hand_off(conversation=conversation, deliver=deliver, reason=answer.handoff_reason)
     if answer.source in engine.METERED_SOURCES:
-        usage_ai_reply_record(tenant=tenant)
+        usage_ai_reply_record(tenant=tenant, state=billing)
+    _answered(result=result, answer=answer)
+    return True
+
+
+def _answered(*, result: TurnResult, answer: engine.Answer) -> None:
     result.handoff, result.handoff_reason = bool(answer.handoff_reason), answer.handoff_reason
     result.sources, result.source = answer.sources, answer.source
-    CHAT_REPLIES.labels(channel=conversation.channel, source=answer.source).inc()
-    return True
+    CHAT_REPLIES.labels(channel=result.conversation.channel, source=answer.source).inc()
+
+
+def _reply_message(
+    *,
+    config: BotConfiguration,
+    conversation: Conversation,
+    deliver: bool,
+    answer: engine.Answer,
+    intent: IntentResult,
+    question: str,
+) -> Message:
+    """The bot's message carrying `answer` (unsaved)."""
+    text = answer.text
+    if config.cite_sources and conversation.channel != Conversation.Channel.API and answer.sources:
+        # The chat API returns `sources` as data; a channel's visitor sees the titles in the text.
+        language = engine.reply_language(config=config, text=question)
+        text = engine.with_citation(text=text, sources=answer.sources, language=language)
+    return Message(
+        conversation=conversation,
+        channel=conversation.channel,
+        delivery_status=Message.Delivery.PENDING if deliver else Message.Delivery.NOT_APPLICABLE,
+        role=Message.Role.BOT,
+        kind=Message.Kind.HANDOFF_NOTICE if answer.handoff_reason else Message.Kind.REPLY,
+        content=text,
+        intent=intent.intent,
+        intent_keywords=list(intent.matched),
+        sources=answer.sources,
+        llm_model=answer.model,
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+        latency_ms=answer.latency_ms,
+        from_cache=answer.source == engine.Source.CACHE,
+        is_fallback=answer.source == engine.Source.FALLBACK,
+    )
+
+
+@dataclass
+class LocalTurn:
+    """A first turn decided with no network call (see `first_turn_local`), for `first_turn_record` to store."""
+
+    question: str
+    intent: IntentResult
+    answer: engine.Answer
+
+
+def first_turn_local(*, config: BotConfiguration, question: str) -> LocalTurn | None:
+    """The bot's answer to a new conversation's first message when no network call makes it (a handoff, the away
+    message, the response cache, the offline responder), decided as `_turn_open` and `compose_answer` decide;
+    None when only the LLM can answer (the caller then takes `conversation_reply`'s two-phase path)."""
+    intent = engine.classifier(config).classify(question)
+    reason = engine.handoff_reason_for(config=config, text=question, intent=intent)
+    if reason:
+        answer: engine.Answer | None = engine.Answer(
+            text=config.handoff_message, source=engine.Source.HANDOFF, handoff_reason=reason
+        )
+    elif not engine.is_open(config=config, now=timezone.now()):
+        answer = engine.Answer(text=config.away_message, source=engine.Source.AWAY)
+    else:
+        answer = engine.local_answer(config=config, question=question, intent=intent)
+    return None if answer is None else LocalTurn(question=question, intent=intent, answer=answer)
+
+
+def first_turn_record(
+    *, tenant: Tenant, config: BotConfiguration, conversation: Conversation, turn: LocalTurn, access: BotAccess
+) -> tuple[Message, TurnResult] | None:
+    """Store the new (unsaved) `conversation`, its visitor's first message and the bot's local answer in one
+    transaction: the visitor's message and its answer; None, writing nothing, when the conversation's
+    session_id is taken.
+
+    Nobody else can see the conversation before this commits, so nothing is locked or read back: its only
+    unanswered message is the one written here (what `_turn_open` and `_turn_close` make sure of for a
+    conversation others can see). For the chat API (no channel delivery); `access` allowed the bot to answer.
+    """
+    answer, intent, question = turn.answer, turn.intent, turn.question
+    conversation.last_message_at = timezone.now()
+    if answer.handoff_reason:
+        for name, value in conversation_handoff_fields(reason=answer.handoff_reason).items():
+            setattr(conversation, name, value)
+    with transaction.atomic(savepoint=False):
+        # The two messages' ids come back with the conversation's (none are taken when its session is).
+        ids = insert_unless_conflict_reserving(conversation, ids_of=Message, count=2)
+        if ids is None:
+            return None
+        visitor_id, reply_id = ids
+        reply = _reply_message(
+            config=config, conversation=conversation, deliver=False, answer=answer, intent=intent, question=question
+        )
+        reply.id = reply_id
+        # The visitor's message names its answer, inserted in the same statement (the foreign key is checked
+        # at commit).
+        visitor = Message(
+            id=visitor_id,
+            conversation=conversation,
+            channel=conversation.channel,
+            role=Message.Role.VISITOR,
+            content=question,
+            answered_by=reply,
+        )
+        insert_with_ids([visitor, reply])
+        result = TurnResult(conversation=conversation, visitor_messages=[visitor], reply=reply, intent=intent.intent)
+        result.lead, result.lead_captured = lead_upsert(
+            conversation=conversation, contact=extract_contact(question), intent=intent.intent
+        )
+        if answer.source in engine.METERED_SOURCES:
+            usage_ai_reply_record(tenant=tenant, state=access.state)
+    if answer.handoff_reason:
+        handoff_counted(conversation=conversation, reason=answer.handoff_reason)
+    _answered(result=result, answer=answer)
+    return visitor, result
 
 
 def conversation_reply(
@@ -307,7 +413,8 @@ def conversation_reply(
         )
         # A model the plan no longer allows (a downgrade) falls back to the platform's default.
         config = opened.config
-        model = config.llm_model if config.llm_model in llm_models_allowed(tenant=tenant) else settings.OPENAI_MODEL
+        allowed = llm_models_allowed(tenant=tenant, state=opened.billing)
+        model = config.llm_model if config.llm_model in allowed else settings.OPENAI_MODEL
         answer = engine.compose_answer(
             config=config,
             business_name=tenant.name,

@@ -15,7 +15,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from chat.models import BotConfiguration, Conversation, KnowledgeArticle, Lead, Message
 from chat.retrieval import RetrievedPassage, passages_search
 from netia.tenancy import current_schema
-from netia.versioned_cache import cached
+from netia.versioned_cache import Prefetched, cached
 from tenants.models import Tenant
 
 CONVERSATION_TOKEN_SALT = "netia.chat.conversation"  # noqa: S105 - a signing namespace, not a secret
@@ -43,13 +43,18 @@ def bot_configuration_cache() -> str:
     return f"botconfig:{current_schema()}"
 
 
-def bot_configuration_get() -> BotConfiguration:
+def bot_configuration_cache_key() -> tuple[str, str]:
+    """Where `bot_configuration_get` caches the current tenant's configuration (for `versioned_cache.prefetch`)."""
+    return bot_configuration_cache(), "config"
+
+
+def bot_configuration_get(*, prefetched: Prefetched | None = None) -> BotConfiguration:
     """The tenant's bot configuration (created with defaults on first use), from the version-keyed cache."""
 
     def load() -> BotConfiguration:
         return BotConfiguration.objects.get_or_create(id=1)[0]
 
-    config = cached(bot_configuration_cache(), "config", load)
+    config = cached(*bot_configuration_cache_key(), load, prefetched=prefetched)
     assert config is not None  # noqa: S101 - load() never returns None
     return config
 

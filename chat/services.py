@@ -142,17 +142,27 @@ def message_record_agent(
 
 def conversation_hand_off(*, conversation: Conversation, reason: str) -> Conversation:
     """Move the conversation to human status: from now on the bot stays silent there."""
-    now = timezone.now()
-    Conversation.objects.filter(pk=conversation.pk).update(
-        status=Conversation.Status.HUMAN,
-        handoff_reason=reason[: max_length(Conversation, "handoff_reason")],
-        handed_off_at=now,
-        updated_at=now,
-    )
+    Conversation.objects.filter(pk=conversation.pk).update(**conversation_handoff_fields(reason=reason))
     conversation.refresh_from_db()
+    handoff_counted(conversation=conversation, reason=reason)
+    return conversation
+
+
+def conversation_handoff_fields(*, reason: str) -> dict[str, Any]:
+    """The columns a handoff sets (also on a conversation created handed off, `chat.replies.first_turn_record`)."""
+    now = timezone.now()
+    return {
+        "status": Conversation.Status.HUMAN,
+        "handoff_reason": reason[: max_length(Conversation, "handoff_reason")],
+        "handed_off_at": now,
+        "updated_at": now,
+    }
+
+
+def handoff_counted(*, conversation: Conversation, reason: str) -> None:
+    """Count and log a handoff that was just written."""
     HANDOFFS.labels(reason=reason.split(":")[0]).inc()
     logger.info("conversation_handed_off", conversation=conversation.pk, reason=reason)
-    return conversation
 
 
 def conversation_set_status(*, conversation: Conversation, status: str) -> Conversation:

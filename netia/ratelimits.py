@@ -1,17 +1,45 @@
-"""Rate limits on the shared cache (django-ratelimit), raised as our own 429 with an exact Retry-After."""
+"""Rate limits on the shared cache (django-ratelimit), raised as our own 429 with an exact Retry-After.
+
+On Redis (django-redis), the limits a request checks together are counted in one round trip (a Lua script)
+with django-ratelimit's own keys, windows and expiry, so both count the same requests; on any other cache
+(local development) django-ratelimit counts them.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
+from typing import Any
 
+import structlog
+from django.conf import settings
+from django.core.cache import caches
 from django.http import HttpRequest
-from django_ratelimit.core import get_usage
+from django_ratelimit import ALL
+from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key, _split_rate, get_usage
+from redis.exceptions import RedisError
 
 from netia.errors import RateLimited
 from netia.proxies import client_ip_get
 
+logger = structlog.get_logger(__name__)
+
 KeyFn = Callable[[str, HttpRequest], str]
+# (group, key, rate), as django-ratelimit's get_usage takes them.
+Limit = tuple[str, KeyFn, str]
+
+# Counts each key in order as django-ratelimit does (created at 1 with the window's expiry, else +1) and stops at
+# the first one over its limit: {its index from 1, its count}, or {0, 0}.
+_COUNT_SCRIPT = """
+for i, key in ipairs(KEYS) do
+  local count = redis.call('INCR', key)
+  if count == 1 then redis.call('EXPIRE', key, ARGV[2 * i - 1]) end
+  if count > tonumber(ARGV[2 * i]) then return {i, count} end
+end
+return {0, 0}
+"""
+_script: Any = None  # redis-py's Script (EVALSHA, loaded again when the server lost it), made once
 
 
 def client_ip(group: str, request: HttpRequest) -> str:
@@ -26,6 +54,41 @@ def bearer_token(group: str, request: HttpRequest) -> str:
 
 def enforce(request: HttpRequest, *, group: str, key: KeyFn, rate: str) -> None:
     """Count this request against `rate` for its key; raise RateLimited once over the limit."""
-    usage = get_usage(request, group=group, key=key, rate=rate, increment=True)
-    if usage and usage["should_limit"]:
-        raise RateLimited(extra={"limit": usage["limit"], "retry_after": max(1, int(usage["time_left"]))})
+    enforce_all(request, [(group, key, rate)])
+
+
+def enforce_all(request: HttpRequest, limits: list[Limit]) -> None:
+    """Count this request against each limit in order, as `enforce` would one after the other (the limits
+    after one that is exceeded are not counted), in one cache round trip on Redis; raise RateLimited."""
+    if not getattr(settings, "RATELIMIT_ENABLE", True) or not limits:
+        return
+    cache = caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
+    get_client = getattr(getattr(cache, "client", None), "get_client", None)
+    if get_client is None:  # not django-redis
+        for group, key, rate in limits:
+            usage = get_usage(request, group=group, key=key, rate=rate, increment=True)
+            if usage and usage["should_limit"]:
+                raise RateLimited(extra={"limit": usage["limit"], "retry_after": max(1, int(usage["time_left"]))})
+        return
+    keys, args, windows = [], [], []
+    for group, key, rate in limits:
+        limit, period = _split_rate(rate)
+        value = key(group, request)
+        window = _get_window(value, period)
+        keys.append(cache.make_key(_make_cache_key(group, window, rate, value, ALL)))
+        args += [period + EXPIRATION_FUDGE, limit]
+        windows.append((limit, window))
+    global _script
+    try:
+        client = get_client(write=True)
+        if _script is None:
+            _script = client.register_script(_COUNT_SCRIPT)
+        over, _ = _script(keys=keys, args=args, client=client)
+    except (RedisError, OSError):  # the cache is down: as django-ratelimit does
+        logger.warning("rate_limit_cache_unavailable", exc_info=True)
+        if getattr(settings, "RATELIMIT_FAIL_OPEN", False):
+            return
+        raise RateLimited(extra={"limit": 0, "retry_after": 1}) from None
+    if over:
+        limit, window = windows[int(over) - 1]
+        raise RateLimited(extra={"limit": limit, "retry_after": max(1, window - int(time.time()))})

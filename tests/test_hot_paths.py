@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
@@ -50,7 +51,12 @@ def _chat(client: Any, tenant: Tenant, session: str, message: str, token: str = 
     )
 
 
-def test_a_chat_turn_of_a_new_session_sends_at_most_12_statements(
+def _statements(queries: list[dict[str, Any]]) -> list[str]:
+    """Each captured statement's kind: its first word, or "SELECT … FOR UPDATE" for a row lock."""
+    return ["SELECT … FOR UPDATE" if " FOR UPDATE" in q["sql"] else q["sql"].split(None, 1)[0].upper() for q in queries]
+
+
+def test_a_chat_turn_of_a_new_session_answered_offline_sends_at_most_6_statements_and_locks_nothing(
     client, tenant, other_tenant, django_assert_max_num_queries
 ):
     with tenant_context(tenant):
@@ -58,14 +64,33 @@ def test_a_chat_turn_of_a_new_session_sends_at_most_12_statements(
     assert _chat(client, tenant, "warm-up", "Hello, do you ship to Canada?").status_code == 200
     _leave_connection_in(other_tenant)
 
-    with CaptureQueriesContext(connection) as captured, django_assert_max_num_queries(12):
+    with CaptureQueriesContext(connection) as captured, django_assert_max_num_queries(6):
         response = _chat(client, tenant, "visitor-1", "How long does shipping to Canada take?")
 
     assert response.status_code == 200
     assert response.json()["reply"] == SHIPPING
     assert _search_path_sets(captured.captured_queries) == 1
+    # Nobody else can see a new conversation before its turn commits: one transaction (BEGIN and COMMIT when
+    # served; here inside the test's own) writes the conversation, both messages and the usage; no row lock,
+    # nothing read back.
+    assert _statements(captured.captured_queries) == [
+        "SET",  # search_path
+        "SELECT",  # the period's usage (bot access)
+        "WITH",  # retrieval
+        "INSERT",  # the conversation unless its session_id is taken, returning the two messages' ids
+        "INSERT",  # the visitor's message and the answer naming it
+        "UPDATE",  # usage
+    ]
     with tenant_context(tenant):
-        assert Message.objects.filter(conversation__session_id="visitor-1").count() == 2
+        visitor, reply = Message.objects.filter(conversation__session_id="visitor-1").order_by("created_at")
+        assert (visitor.role, visitor.answered_by_id, reply.role, reply.content) == (
+            "visitor",
+            reply.pk,
+            "bot",
+            SHIPPING,
+        )
+        assert visitor.pk < reply.pk
+        assert reply.conversation.last_message_at is not None
 
 
 def test_a_later_turn_of_a_session_sends_at_most_12_statements(
@@ -144,3 +169,28 @@ def test_the_search_path_is_set_again_after_a_rollback_undid_it(tenant):
 
     # Once inside the block, and again after the rollback reverted it (before the next statement).
     assert (in_force, _search_path_sets(captured.captured_queries)) == (f"{tenant.schema_name}, public", 2)
+
+
+def test_a_chat_turn_of_a_new_session_makes_at_most_6_redis_round_trips(client, tenant, monkeypatch):
+    import redis
+
+    if not hasattr(cache, "client"):
+        pytest.skip("the cache is not Redis (REDIS_URL unset)")
+    with tenant_context(tenant):
+        knowledge_article_create(tenant=tenant, title="Shipping", content=SHIPPING)
+    assert _chat(client, tenant, "warm-up", "Hello, do you ship to Canada?").status_code == 200
+    commands: list[str] = []
+    execute = redis.Redis.execute_command
+
+    def counted(self: Any, *args: Any, **options: Any) -> Any:
+        commands.append(str(args[0]))
+        return execute(self, *args, **options)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", counted)
+
+    response = _chat(client, tenant, "visitor-3", "How long does shipping to Canada take?")
+
+    assert response.json()["reply"] == SHIPPING
+    # Rate limits per IP and token (one script), the tenant, the billing state and the bot's configuration
+    # (one MGET), the tenant's rate limit, the answer cache read and its write.
+    assert len(commands) <= 6, commands

@@ -8,7 +8,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from billing.models import BillingNotification, Plan, UsagePeriod
-from billing.selectors import billing_account_get, billing_period_for, billing_state_get
+from billing.selectors import BillingState, billing_account_get, billing_period_for, billing_state_get
 from billing.services.notifications import notify_once
 from tenants.models import Tenant
 
@@ -25,14 +25,15 @@ def current_period(*, tenant: Tenant, now: datetime | None = None) -> tuple[date
 
 
 @transaction.atomic(savepoint=False)
-def usage_ai_reply_record(*, tenant: Tenant) -> int:
+def usage_ai_reply_record(*, tenant: Tenant, state: BillingState | None = None) -> int:
     """Count one AI reply for the tenant's current period; returns the new count. Safe under concurrency.
 
     The increment is one UPDATE (row lock held to the end of the caller's transaction, so the count read
     back is exact); the period's first reply inserts the row, and a concurrent insert loses the unique race
     and increments instead. Crossing 80% / 100% of the plan's limit queues the owner's email, once.
+    `state`: the billing state this request already read (else read from the version-keyed cache).
     """
-    state = billing_state_get(tenant=tenant)
+    state = state or billing_state_get(tenant=tenant)
     start, end = billing_period_for(account=state.account)
     count = _increment(tenant=tenant, period_start=start)
     if count is None:

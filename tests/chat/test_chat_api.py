@@ -12,6 +12,7 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 from prometheus_client import REGISTRY
 
+from chat.api.public import ChatMessageCreateApi
 from chat.models import Conversation, Lead, Message
 from chat.services import bot_configuration_update, knowledge_article_create, lead_update
 from chat.tasks import lead_notifications_sweep, lead_notify
@@ -65,6 +66,10 @@ def test_offline_responder_answers_from_the_best_passage(client, acme):
         ]
     assert body["sources"] == [{"id": article_id, "title": "Shipping"}]
     assert body["conversation_id"] == str(conversation.public_id)
+    # The view builds its answer without the output serializer: it must be exactly what the schema says.
+    output = ChatMessageCreateApi.OutputSerializer(data=body)
+    assert output.is_valid(), output.errors
+    assert ChatMessageCreateApi.OutputSerializer(output.validated_data).data == body
 
 
 def test_offline_responder_says_honestly_when_nothing_matches(client, acme):

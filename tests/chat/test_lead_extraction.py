@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import phonenumbers
 import pytest
 
 from chat.leads import ContactInfo, extract_contact, extract_email, extract_name, extract_phone, redact_contact_details
@@ -206,3 +207,33 @@ def test_redaction_removes_emails_phones_and_the_known_details():
         "Contact: name [contact], email [contact], phone [contact]\n"
         "Last visitor message: call me on [phone] or write to [email], [contact] here"
     )
+
+
+@pytest.mark.parametrize("region", ["US", "GB", "AT", "NU", "ES", "ZZ"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Order (1017)?",
+        "+43 1234",
+        "+43 12345",
+        "+683 4002",
+        "+290 5123",
+        "ring 4002",
+        "01 2345",
+        "+800 1234 5678",
+        "12345",
+        "1234567",
+        "call \u0664\u0661\u0665 \u0665\u0665\u0665 \u0662\u0666\u0667\u0661",
+        # Arabic-Indic and fullwidth digits count as digits too.
+        "+\uff11 \uff14\uff11\uff15 \uff15\uff15\uff15 \uff12\uff16\uff17\uff11",
+    ],
+)
+def test_texts_with_too_few_digits_skip_the_matcher_and_miss_nothing(text: str, region: str) -> None:
+    # extract_phone skips libphonenumber's matcher below the fewest digits any valid number has: whatever the
+    # text and region, it finds what the matcher finds.
+    found = [
+        phonenumbers.format_number(m.number, phonenumbers.PhoneNumberFormat.E164)
+        for m in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID)
+    ]
+
+    assert extract_phone(text, default_region=region) == (found[0] if found else None)

@@ -1,0 +1,58 @@
+"""Rate limits counted together (`netia.ratelimits.enforce_all`, one Redis round trip) count exactly what
+django-ratelimit counts, on its keys, and stop where `enforce` one after the other would."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+from django.test import RequestFactory
+from django_ratelimit.core import get_usage
+
+from netia import ratelimits
+from netia.errors import RateLimited
+
+
+def _fixed(value: str) -> ratelimits.KeyFn:
+    return lambda group, request: value
+
+
+def _count(request, group: str, value: str, rate: str) -> int:
+    usage = get_usage(request, group=group, key=_fixed(value), rate=rate, increment=False)
+    return usage["count"]
+
+
+def test_limits_counted_together_are_django_ratelimits_counters():
+    request = RequestFactory().post("/api/v1/chat")
+    limits = [("t:ip", _fixed("1.2.3.4"), "10/m"), ("t:token", _fixed("abc"), "10/h")]
+
+    for _ in range(3):
+        ratelimits.enforce_all(request, limits)
+    # django-ratelimit counts on from where they left off: the same keys, one counter each.
+    get_usage(request, group="t:ip", key=_fixed("1.2.3.4"), rate="10/m", increment=True)
+
+    assert (_count(request, "t:ip", "1.2.3.4", "10/m"), _count(request, "t:token", "abc", "10/h")) == (4, 3)
+
+
+def test_the_first_limit_exceeded_raises_and_the_later_ones_are_not_counted():
+    request = RequestFactory().post("/api/v1/chat")
+    limits = [("t:ip", _fixed("5.6.7.8"), "2/m"), ("t:token", _fixed("xyz"), "100/m")]
+    ratelimits.enforce_all(request, limits)
+    ratelimits.enforce_all(request, limits)
+
+    with pytest.raises(RateLimited) as raised:
+        ratelimits.enforce_all(request, limits)
+
+    assert raised.value.extra["limit"] == 2
+    assert 1 <= raised.value.extra["retry_after"] <= 60
+    assert (_count(request, "t:ip", "5.6.7.8", "2/m"), _count(request, "t:token", "xyz", "100/m")) == (3, 2)
+
+
+def test_a_counter_expires_with_its_window():
+    request = RequestFactory().post("/api/v1/chat")
+    ratelimits.enforce_all(request, [("t:ttl", _fixed("k"), "5/m")])
+
+    keys = [key for key in cache.keys("rl:*")] if hasattr(cache, "keys") else []
+    if not keys:
+        pytest.skip("the cache is not Redis (REDIS_URL unset): django-ratelimit counts itself")
+    # The window plus django-ratelimit's fudge (`ttl` is django-redis').
+    assert all(0 < cache.ttl(key) <= 60 + 5 for key in keys)  # type: ignore[attr-defined]
