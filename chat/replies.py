@@ -132,6 +132,17 @@ def _unanswered(conversation: Conversation) -> list[Message]:
     return list(visitor_messages_unanswered().filter(conversation=conversation).order_by("created_at", "id"))
 
 
+def _rule_answer(*, config: BotConfiguration, question: str, intent: IntentResult) -> engine.Answer | None:
+    """The handoff message when `engine.handoff_reason_for` gives a reason, else the away message out of hours;
+    None when the knowledge base and the model (or the offline responder) should answer."""
+    reason = engine.handoff_reason_for(config=config, text=question, intent=intent)
+    if reason:
+        return engine.Answer(text=config.handoff_message, source=engine.Source.HANDOFF, handoff_reason=reason)
+    if not engine.is_open(config=config, now=timezone.now()):
+        return engine.Answer(text=config.away_message, source=engine.Source.AWAY)
+    return None
+
+
 def _turn_open(
     *, tenant: Tenant, conversation_id: int, deliver: bool, access: BotAccess | None
 ) -> TurnResult | _Plan | None:
@@ -162,12 +173,8 @@ def _turn_open(
         result.lead, result.lead_captured = lead_upsert(
             conversation=conversation, contact=extract_contact(question), intent=intent.intent
         )
-        reason = engine.handoff_reason_for(config=config, text=question, intent=intent)
-        if reason:
-            answer = engine.Answer(text=config.handoff_message, source=engine.Source.HANDOFF, handoff_reason=reason)
-        elif not engine.is_open(config=config, now=timezone.now()):
-            answer = engine.Answer(text=config.away_message, source=engine.Source.AWAY)
-        else:
+        answer = _rule_answer(config=config, question=question, intent=intent)
+        if answer is None:
             return _Plan(
                 result=result,
                 config=config,
@@ -320,15 +327,9 @@ def first_turn_local(*, config: BotConfiguration, question: str) -> LocalTurn | 
     message, the response cache, the offline responder), decided as `_turn_open` and `compose_answer` decide;
     None when only the LLM can answer (the caller then takes `conversation_reply`'s two-phase path)."""
     intent = engine.classifier(config).classify(question)
-    reason = engine.handoff_reason_for(config=config, text=question, intent=intent)
-    if reason:
-        answer: engine.Answer | None = engine.Answer(
-            text=config.handoff_message, source=engine.Source.HANDOFF, handoff_reason=reason
-        )
-    elif not engine.is_open(config=config, now=timezone.now()):
-        answer = engine.Answer(text=config.away_message, source=engine.Source.AWAY)
-    else:
-        answer = engine.local_answer(config=config, question=question, intent=intent)
+    answer = _rule_answer(config=config, question=question, intent=intent) or engine.local_answer(
+        config=config, question=question, intent=intent
+    )
     return None if answer is None else LocalTurn(question=question, intent=intent, answer=answer)
 
 
