@@ -155,7 +155,7 @@ def test_an_hmac_signature_of_the_raw_body_authenticates(client, connected, pape
 
 @pytest.mark.parametrize(
     ("age", "timestamp", "status"),
-    [(-301, None, 401), (301, None, 401), (0, "", 401), (0, "yesterday", 401), (-290, None, 200)],
+    [(-305, None, 401), (305, None, 401), (0, "", 401), (0, "yesterday", 401), (-290, None, 200)],
 )
 def test_a_signature_is_refused_outside_the_five_minute_window(
     client, connected, papercups, account, age, timestamp, status
