@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 from django.core import signing
+from django.core.cache import cache
 from django.db.models import Q
 
 from billing.selectors import billing_state_cache_key, bot_access_get
@@ -21,7 +22,7 @@ from chat.services import message_record_visitor
 from netia.db import insert_unless_conflict
 from netia.errors import Conflict, PaymentRequired, ValidationFailed
 from netia.fields import max_length
-from netia.versioned_cache import prefetch
+from netia.versioned_cache import Prefetched, prefetch_keys
 from tenants.models import Tenant
 
 
@@ -40,6 +41,12 @@ def conversation_token_issue(*, tenant: Tenant, conversation: Conversation) -> s
     return signing.dumps(str(conversation.public_id), salt=conversation_token_salt(tenant=tenant))
 
 
+def chat_api_turn_cache_keys(*, tenant: Tenant) -> list[str]:
+    """The cache entries a turn reads first (billing state, bot configuration), for the caller to read in one
+    round trip with its own commands and pass as `chat_api_turn`'s `prefetched` (caller in the tenant's schema)."""
+    return prefetch_keys([billing_state_cache_key(tenant=tenant), bot_configuration_cache_key()])
+
+
 def chat_api_turn(
     *,
     tenant: Tenant,
@@ -48,15 +55,18 @@ def chat_api_turn(
     conversation_token: str = "",
     visitor_name: str = "",
     visitor_email: str = "",
+    prefetched: Prefetched | None = None,
 ) -> tuple[Message, TurnResult]:
     """One turn of the public chat API: store the visitor's message, answer it synchronously.
 
     A conversation is continued only with the server-issued `conversation_token` of its first turn; a
     `session_id` (or nothing: the server picks one) only creates one, so another visitor who guesses it gets
     409, never the conversation. Raises PaymentRequired, storing nothing, when the tenant's bot may not answer.
+    `prefetched`: `chat_api_turn_cache_keys` as read by the caller (else read here, in one round trip).
     """
-    # The billing state and the bot's configuration in one cache round trip.
-    prefetched = prefetch([billing_state_cache_key(tenant=tenant), bot_configuration_cache_key()])
+    if prefetched is None:
+        keys = chat_api_turn_cache_keys(tenant=tenant)
+        prefetched = Prefetched(keys, cache.get_many(keys))
     access = bot_access_get(tenant=tenant, prefetched=prefetched)
     if not access.allowed:
         raise PaymentRequired(extra={"reason": access.reason})

@@ -2,19 +2,20 @@
 
 On Redis (django-redis), the limits a request checks together are counted in one round trip (a Lua script)
 with django-ratelimit's own keys, windows and expiry, so both count the same requests; on any other cache
-(local development) django-ratelimit counts them.
+(local development) django-ratelimit counts them. The same round trip can read cache entries the request needs
+next (`read`), so a limit costs no round trip of its own.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
 from django.conf import settings
-from django.core.cache import caches
+from django.core.cache import DEFAULT_CACHE_ALIAS, caches
 from django.http import HttpRequest
 from django_ratelimit import ALL
 from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key, _split_rate, get_usage
@@ -29,14 +30,17 @@ KeyFn = Callable[[str, HttpRequest], str]
 # (group, key, rate), as django-ratelimit's get_usage takes them.
 Limit = tuple[str, KeyFn, str]
 
-# Counts each key in order as django-ratelimit does (created at 1 with the window's expiry, else +1) and stops at
-# the first one over its limit: {its index from 1, its count}, or {0, 0}.
+# Counts the first #ARGV / 2 keys in order as django-ratelimit does (created at 1 with the window's expiry, else
+# +1) and stops at the first one over its limit: {its index from 1, its count}; else {0, 0, the values of the
+# remaining keys (MGET)}.
 _COUNT_SCRIPT = """
-for i, key in ipairs(KEYS) do
-  local count = redis.call('INCR', key)
-  if count == 1 then redis.call('EXPIRE', key, ARGV[2 * i - 1]) end
+local limits = #ARGV / 2
+for i = 1, limits do
+  local count = redis.call('INCR', KEYS[i])
+  if count == 1 then redis.call('EXPIRE', KEYS[i], ARGV[2 * i - 1]) end
   if count > tonumber(ARGV[2 * i]) then return {i, count} end
 end
+if #KEYS > limits then return {0, 0, redis.call('MGET', unpack(KEYS, limits + 1))} end
 return {0, 0}
 """
 _script: Any = None  # redis-py's Script (EVALSHA, loaded again when the server lost it), made once
@@ -49,7 +53,7 @@ def client_ip(group: str, request: HttpRequest) -> str:
 
 def bearer_token(group: str, request: HttpRequest) -> str:
     """A digest of the presented bearer credential (never the credential itself in cache keys)."""
-    return hashlib.sha256(request.headers.get("Authorization", "").encode()).hexdigest()
+    return hashlib.sha256(request.META.get("HTTP_AUTHORIZATION", "").encode()).hexdigest()
 
 
 def enforce(request: HttpRequest, *, group: str, key: KeyFn, rate: str) -> None:
@@ -57,19 +61,27 @@ def enforce(request: HttpRequest, *, group: str, key: KeyFn, rate: str) -> None:
     enforce_all(request, [(group, key, rate)])
 
 
-def enforce_all(request: HttpRequest, limits: list[Limit]) -> None:
+def enforce_all(request: HttpRequest, limits: list[Limit], *, read: Sequence[str] = ()) -> dict[str, Any]:
     """Count this request against each limit in order, as `enforce` would one after the other (the limits
-    after one that is exceeded are not counted), in one cache round trip on Redis; raise RateLimited."""
+    after one that is exceeded are not counted), in one cache round trip on Redis; raise RateLimited.
+
+    `read`: keys of the default cache to read too (in the same round trip when the limits are counted on it);
+    what `cache.get_many(read)` would return (nothing when the cache is down).
+    """
+    alias = getattr(settings, "RATELIMIT_USE_CACHE", DEFAULT_CACHE_ALIAS)
+    if read and alias != DEFAULT_CACHE_ALIAS:  # the reads cannot share the limits' round trip
+        enforce_all(request, limits)
+        return caches[DEFAULT_CACHE_ALIAS].get_many(read)
+    cache = caches[alias]
     if not getattr(settings, "RATELIMIT_ENABLE", True) or not limits:
-        return
-    cache = caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
+        return cache.get_many(read) if read else {}
     get_client = getattr(getattr(cache, "client", None), "get_client", None)
     if get_client is None:  # not django-redis
         for group, key, rate in limits:
             usage = get_usage(request, group=group, key=key, rate=rate, increment=True)
             if usage and usage["should_limit"]:
                 raise RateLimited(extra={"limit": usage["limit"], "retry_after": max(1, int(usage["time_left"]))})
-        return
+        return cache.get_many(read) if read else {}
     keys, args, windows = [], [], []
     for group, key, rate in limits:
         limit, period = _split_rate(rate)
@@ -83,12 +95,16 @@ def enforce_all(request: HttpRequest, limits: list[Limit]) -> None:
         client = get_client(write=True)
         if _script is None:
             _script = client.register_script(_COUNT_SCRIPT)
-        over, _ = _script(keys=keys, args=args, client=client)
+        over, _, *values = _script(keys=keys + [cache.make_key(name) for name in read], args=args, client=client)
     except (RedisError, OSError):  # the cache is down: as django-ratelimit does
         logger.warning("rate_limit_cache_unavailable", exc_info=True)
         if getattr(settings, "RATELIMIT_FAIL_OPEN", False):
-            return
+            return {}
         raise RateLimited(extra={"limit": 0, "retry_after": 1}) from None
     if over:
         limit, window = windows[int(over) - 1]
         raise RateLimited(extra={"limit": limit, "retry_after": max(1, window - int(time.time()))})
+    decode = cache.client.decode  # type: ignore[attr-defined]  # django-redis' client
+    return {
+        name: decode(value) for name, value in zip(read, values[0] if values else [], strict=True) if value is not None
+    }

@@ -63,17 +63,29 @@ def version_bump(namespace: str) -> None:
 
 
 class Prefetched:
-    """Versions and entries of several (namespace, key) pairs read in one round trip (`prefetch`), for the
-    `cached` calls of the same request to use instead of one round trip each."""
+    """Versions and entries read in one round trip (`prefetch`, or with other commands), for the `cached` and
+    `cached_instance` calls of the same request to use instead of one round trip each."""
 
-    def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
-        self.keys = {k for namespace, key in pairs for k in (_version_key(namespace), entry_key(namespace, key))}
-        self.found = cache.get_many(list(self.keys))
+    def __init__(self, keys: Iterable[str], found: dict[str, Any]) -> None:
+        self.keys = set(keys)
+        self.found = found
+
+
+def prefetch_keys(pairs: Iterable[tuple[str, str]]) -> list[str]:
+    """The cache keys of the version and entry of each (namespace, key) pair, for a `Prefetched`."""
+    return [k for namespace, key in pairs for k in (_version_key(namespace), entry_key(namespace, key))]
+
+
+def version_keys(namespaces: Iterable[str]) -> list[str]:
+    """The cache keys of the namespaces' versions, for a `Prefetched` that `cached_instance` checks its
+    process-local rows against."""
+    return [_version_key(namespace) for namespace in namespaces]
 
 
 def prefetch(pairs: Iterable[tuple[str, str]]) -> Prefetched:
     """Read the version and entry of each (namespace, key) pair in one round trip."""
-    return Prefetched(pairs)
+    keys = prefetch_keys(pairs)
+    return Prefetched(keys, cache.get_many(keys))
 
 
 def cached(
@@ -120,7 +132,13 @@ LOCAL_ROWS_MAX = 512
 
 
 def cached_instance(
-    model: type[M], namespace: str, key: str, load: Callable[[], M | None], *, timeout: int = DEFAULT_TIMEOUT
+    model: type[M],
+    namespace: str,
+    key: str,
+    load: Callable[[], M | None],
+    *,
+    timeout: int = DEFAULT_TIMEOUT,
+    prefetched: Prefetched | None = None,
 ) -> M | None:
     """A new instance of the row cached for `key` in `namespace` if still current, else of `load()`'s.
 
@@ -128,11 +146,18 @@ def cached_instance(
     row's thawed values with the version they were current for: while the namespace's version is unchanged,
     a lookup costs one cache read of the version, with no entry to unpickle and nothing to decrypt. Each call
     returns its own instance (mutable values copied), so a caller's changes never reach the next caller.
+    `prefetched`: the namespace's version read in this request (`version_keys`), used instead of reading it.
     """
     local_key = (namespace, key)
     local = _LOCAL_ROWS.get(local_key)
-    if local is not None and cache.get(_version_key(namespace)) == local[0]:
-        return _instance(model, local[1])
+    if local is not None:
+        version_key = _version_key(namespace)
+        if prefetched is not None and version_key in prefetched.keys:
+            version = prefetched.found.get(version_key)
+        else:
+            version = cache.get(version_key)
+        if version == local[0]:
+            return _instance(model, local[1])
 
     def frozen() -> dict[str, Any] | None:
         instance = load()

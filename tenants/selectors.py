@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db.models import Q, QuerySet
 
-from netia.versioned_cache import cached_instance
+from netia.versioned_cache import Prefetched, cached_instance, version_keys
 from tenants.models import ApiKey, Membership, Tenant, User, secret_fingerprint
 
 DEMO_SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -22,16 +22,24 @@ DEMO_SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 TENANTS_CACHE = "tenants"
 
 
-def tenant_get_cached(*, key: str, condition: Q) -> Tenant | None:
+def tenant_get_cached(*, key: str, condition: Q, prefetched: Prefetched | None = None) -> Tenant | None:
     """The one tenant matching `condition`, cached under `key` (unique per condition, e.g. "chat:<token>")."""
-    return cached_instance(Tenant, TENANTS_CACHE, key, lambda: Tenant.objects.filter(condition).first())
+    return cached_instance(
+        Tenant, TENANTS_CACHE, key, lambda: Tenant.objects.filter(condition).first(), prefetched=prefetched
+    )
 
 
-def tenant_get_by_chat_token(*, token: str) -> Tenant | None:
+def tenant_lookup_cache_keys() -> list[str]:
+    """The cache keys a cached tenant lookup reads first, for a caller to read them with its own round trip
+    and pass them as `prefetched` (`netia.versioned_cache.Prefetched`)."""
+    return version_keys([TENANTS_CACHE])
+
+
+def tenant_get_by_chat_token(*, token: str, prefetched: Prefetched | None = None) -> Tenant | None:
     """The tenant a public chat token belongs to (its current `public_token`; a rotated one no longer works)."""
     if not token:
         return None
-    return tenant_get_cached(key=f"chat:{token}", condition=Q(public_token=token))
+    return tenant_get_cached(key=f"chat:{token}", condition=Q(public_token=token), prefetched=prefetched)
 
 
 def tenant_get_by_webhook_secret(*, secret: str) -> Tenant | None:

@@ -56,3 +56,28 @@ def test_a_counter_expires_with_its_window():
         pytest.skip("the cache is not Redis (REDIS_URL unset): django-ratelimit counts itself")
     # The window plus django-ratelimit's fudge (`ttl` is django-redis').
     assert all(0 < cache.ttl(key) <= 60 + 5 for key in keys)  # type: ignore[attr-defined]
+
+
+def test_what_the_limits_round_trip_reads_is_what_get_many_reads(settings):
+    request = RequestFactory().post("/api/v1/chat")
+    cache.set_many({"r:int": 7, "r:dict": {"a": [1, "b"]}, "r:text": "é"})
+    keys = ["r:int", "r:dict", "r:missing", "r:text"]
+
+    found = ratelimits.enforce_all(request, [("t:read", _fixed("k"), "5/m")], read=keys)
+    counted = _count(request, "t:read", "k", "5/m")
+    settings.RATELIMIT_ENABLE = False
+    found_unlimited = ratelimits.enforce_all(request, [("t:read", _fixed("k"), "5/m")], read=keys)
+
+    assert found == found_unlimited == cache.get_many(keys) == {"r:int": 7, "r:dict": {"a": [1, "b"]}, "r:text": "é"}
+    assert counted == 1
+
+
+def test_a_limit_exceeded_raises_before_anything_read_is_used():
+    request = RequestFactory().post("/api/v1/chat")
+    limits = [("t:over", _fixed("k"), "1/m")]
+    ratelimits.enforce_all(request, limits, read=["r:any"])
+
+    with pytest.raises(RateLimited):
+        ratelimits.enforce_all(request, limits, read=["r:any"])
+
+    assert _count(request, "t:over", "k", "1/m") == 2

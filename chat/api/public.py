@@ -2,28 +2,42 @@
 
 from __future__ import annotations
 
+import io
 import re
-from typing import Any
+from dataclasses import dataclass
+from typing import IO, Any, cast
 
 from django.conf import settings
-from django.http import HttpRequest
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import EmailValidator
+from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
+from rest_framework.parsers import JSONParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chat.chat_api import chat_api_turn, conversation_token_issue
+from chat.chat_api import chat_api_turn, chat_api_turn_cache_keys, conversation_token_issue
 from netia import ratelimits
-from netia.errors import PermissionDenied
+from netia.errors import PermissionDenied, ValidationFailed, api_error_response
 from netia.openapi import error_responses
 from netia.serializers import StrictSerializer
-from tenants.authentication import ChatTokenAuthentication
+from netia.versioned_cache import Prefetched
+from tenants.authentication import ChatTokenAuthentication, chat_token_authenticate
 from tenants.models import Tenant
-from tenants.selectors import tenant_chat_turns_per_hour, tenant_origin_allowed
+from tenants.selectors import tenant_chat_turns_per_hour, tenant_lookup_cache_keys, tenant_origin_allowed
 
 # Set on the request when the view accepted the browser's Origin (read by `cors_allowed` below).
 _CORS_FLAG = "netia_cors_allowed"
+# Requests served without DRF's wrapping: a JSON body (as DRF's JSONParser reads it: UTF-8) and an Accept header
+# DRF's negotiation answers with plain JSON. Any other request is DRF's to negotiate (406, 415, indented JSON).
+_DIRECT_CONTENT_TYPES = frozenset(
+    ["application/json", "application/json; charset=utf-8", "application/json;charset=utf-8"]
+)
+_JSON_ACCEPTED = frozenset(["*/*", "application/*", "application/json"])
 
 
 class ChatMessageCreateApi(APIView):
@@ -38,6 +52,7 @@ class ChatMessageCreateApi(APIView):
     """
 
     authentication_classes = [ChatTokenAuthentication]
+    prefetched: Prefetched  # by `initial`, on DRF's path
 
     class InputSerializer(StrictSerializer):
         class Meta:
@@ -78,31 +93,34 @@ class ChatMessageCreateApi(APIView):
         lead_captured = serializers.BooleanField()
         sources = SourceRef(many=True)
 
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        """A plain JSON POST (the hot path) is served without DRF's request wrapping, content negotiation and
+        template response, answering byte for byte what DRF would; other requests go through DRF."""
+        if not _served_directly(request):
+            return super().dispatch(request, *args, **kwargs)
+        allow = ", ".join(self.allowed_methods)  # as DRF answers, errors included
+        try:
+            # The tenant cache's version comes with the limits: the token's tenant costs no round trip.
+            keys = tenant_lookup_cache_keys()
+            tenant = chat_token_authenticate(
+                request, prefetched=Prefetched(keys, _limit_per_ip_and_token(request, read=keys))
+            )
+            # What DRF's authentication leaves on the request.
+            request.user, request.auth = None, tenant  # type: ignore[assignment,attr-defined]
+            prefetched = _admit(request, tenant)
+            answer = _answer(tenant=tenant, body=_parsed(request), prefetched=prefetched)
+        except Exception as exc:
+            response = api_error_response(exc)
+            if response is None:
+                raise
+            response["Allow"] = allow
+            return response
+        return HttpResponse(JSONRenderer().render(answer), content_type="application/json", headers={"Allow": allow})
+
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        # Limits apply before authentication, so guessing tokens is throttled too.
-        ratelimits.enforce_all(
-            request,
-            [
-                ("chat:ip", ratelimits.client_ip, settings.CHAT_RATE_PER_IP),
-                ("chat:token", ratelimits.bearer_token, settings.CHAT_RATE_PER_TOKEN),
-            ],
-        )
+        _limit_per_ip_and_token(request._request)
         super().initial(request, *args, **kwargs)
-        tenant: Tenant = request.auth  # type: ignore[assignment]  # ChatTokenAuthentication
-        origin = request.headers.get("Origin")
-        if origin is not None:
-            if not tenant_origin_allowed(tenant=tenant, origin=origin):
-                raise PermissionDenied(
-                    "This website may not use this chat token.", extra={"reason": "origin_not_allowed"}
-                )
-            setattr(request._request, _CORS_FLAG, True)
-        # Whatever the IPs and tokens used, a tenant's anonymous turns are capped per hour.
-        ratelimits.enforce(
-            request,
-            group="chat:tenant",
-            key=lambda group, req: str(tenant.pk),
-            rate=f"{tenant_chat_turns_per_hour(tenant=tenant)}/h",
-        )
+        self.prefetched = _admit(request._request, request.auth)  # type: ignore[arg-type]  # ChatTokenAuthentication
 
     @extend_schema(
         request=InputSerializer,
@@ -110,30 +128,205 @@ class ChatMessageCreateApi(APIView):
         operation_id="chat_message_create",
     )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        visitor = data.validated_data.get("visitor", {})
         tenant: Tenant = request.auth  # type: ignore[assignment]  # ChatTokenAuthentication
-        message, result = chat_api_turn(
-            tenant=tenant,
-            session_id=data.validated_data.get("session_id", ""),
-            conversation_token=data.validated_data.get("conversation_token", ""),
-            text=data.validated_data["message"],
-            visitor_name=visitor.get("name", ""),
-            visitor_email=visitor.get("email", ""),
-        )
-        # OutputSerializer's shape, built directly (the hot path; tests check the two agree).
-        output = {
-            "conversation_id": str(result.conversation.public_id),
-            "conversation_token": conversation_token_issue(tenant=tenant, conversation=result.conversation),
-            "message_id": str(message.public_id),
-            "reply": result.reply.content if result.reply and not result.reply.private else None,
-            "intent": result.intent,
-            "handoff": result.handoff,
-            "lead_captured": result.lead_captured,
-            "sources": [{"id": int(s["id"]), "title": str(s["title"])} for s in result.sources],
-        }
-        return Response(output)
+        return Response(_answer(tenant=tenant, body=request.data, prefetched=self.prefetched))
+
+
+def _served_directly(request: HttpRequest) -> bool:
+    """Whether DRF would treat the request as plain JSON in, plain JSON out (no `?format=` either)."""
+    meta = request.META
+    if request.method != "POST" or meta.get("QUERY_STRING") or meta.get("CONTENT_TYPE") not in _DIRECT_CONTENT_TYPES:
+        return False
+    accept = meta.get("HTTP_ACCEPT")
+    # A parameter (`indent`, a version) changes what DRF renders or whether it can.
+    return accept is None or (";" not in accept and any(media.strip() in _JSON_ACCEPTED for media in accept.split(",")))
+
+
+def _limit_per_ip_and_token(request: HttpRequest, *, read: list[str] | None = None) -> dict[str, Any]:
+    """The per-IP and per-token limits, counted before authentication so guessing tokens is throttled too;
+    what the round trip read of `read` (cache keys)."""
+    return ratelimits.enforce_all(
+        request,
+        [
+            ("chat:ip", ratelimits.client_ip, settings.CHAT_RATE_PER_IP),
+            ("chat:token", ratelimits.bearer_token, settings.CHAT_RATE_PER_TOKEN),
+        ],
+        read=read or (),
+    )
+
+
+def _admit(request: HttpRequest, tenant: Tenant) -> Prefetched:
+    """Refuse a browser on an origin the tenant does not allow, then count the tenant's hourly cap, reading
+    what the turn needs from the cache in the same round trip."""
+    origin = request.META.get("HTTP_ORIGIN")
+    if origin is not None:
+        if not tenant_origin_allowed(tenant=tenant, origin=origin):
+            raise PermissionDenied("This website may not use this chat token.", extra={"reason": "origin_not_allowed"})
+        setattr(request, _CORS_FLAG, True)
+    keys = chat_api_turn_cache_keys(tenant=tenant)
+    # Whatever the IPs and tokens used, a tenant's anonymous turns are capped per hour.
+    found = ratelimits.enforce_all(
+        request,
+        [("chat:tenant", lambda group, req: str(tenant.pk), f"{tenant_chat_turns_per_hour(tenant=tenant)}/h")],
+        read=keys,
+    )
+    return Prefetched(keys, found)
+
+
+def _parsed(request: HttpRequest) -> Any:
+    """The JSON body exactly as DRF's Request.data reads it: {} when empty, its JSONParser's ParseError."""
+    meta = request.META
+    try:
+        length = int(meta.get("CONTENT_LENGTH", meta.get("HTTP_CONTENT_LENGTH", 0)))
+    except (ValueError, TypeError):
+        length = 0
+    if length == 0:
+        return {}
+    # DRF reads the request as a stream unless something read its body already.
+    stream = cast(IO[bytes], io.BytesIO(request.body) if request._read_started else request)  # type: ignore[attr-defined]
+    return JSONParser().parse(stream, "application/json", {"encoding": request.encoding or settings.DEFAULT_CHARSET})
+
+
+def _answer(*, tenant: Tenant, body: Any, prefetched: Prefetched) -> dict[str, Any]:
+    """Validate the body, run the turn; the answer in OutputSerializer's shape (tests check the two agree)."""
+    data = chat_input_validate(body)
+    message, result = chat_api_turn(
+        tenant=tenant,
+        session_id=data.session_id,
+        conversation_token=data.conversation_token,
+        text=data.message,
+        visitor_name=data.visitor_name,
+        visitor_email=data.visitor_email,
+        prefetched=prefetched,
+    )
+    return {
+        "conversation_id": str(result.conversation.public_id),
+        "conversation_token": conversation_token_issue(tenant=tenant, conversation=result.conversation),
+        "message_id": str(message.public_id),
+        "reply": result.reply.content if result.reply and not result.reply.private else None,
+        "intent": result.intent,
+        "handoff": result.handoff,
+        "lead_captured": result.lead_captured,
+        "sources": [{"id": int(s["id"]), "title": str(s["title"])} for s in result.sources],
+    }
+
+
+# --- The body, checked as InputSerializer checks it (same errors, same messages; tests compare the two) ----------
+@dataclass(frozen=True)
+class ChatInput:
+    message: str
+    session_id: str = ""
+    conversation_token: str = ""
+    visitor_name: str = ""
+    visitor_email: str = ""
+
+
+class _FieldInvalid(Exception):
+    def __init__(self, errors: Any) -> None:
+        self.errors = errors
+
+
+_EMAIL = EmailValidator()
+_NOT_A_STRING = "Expected a string."
+_NOT_NULL = "This field may not be null."
+# (name, max_length, min_length, allow_blank) of InputSerializer's string fields and Visitor's.
+_TOP = (("session_id", 128, 1, False), ("conversation_token", 512, 1, False), ("message", 4000, 1, False))
+_VISITOR = (("name", 200, None, True), ("email", None, None, True))
+
+
+def _text(value: Any, max_length: int | None, min_length: int | None, allow_blank: bool, email: bool) -> str:
+    """A present CharField (EmailField) value of a right JSON type: DRF's CharField.run_validation."""
+    if value is None:
+        raise _FieldInvalid([_NOT_NULL])
+    if value == "" or value.strip() == "":
+        if not allow_blank:
+            raise _FieldInvalid(["This field may not be blank."])
+        return ""
+    value = value.strip()
+    errors = []
+    if max_length is not None and len(value) > max_length:
+        errors.append(f"Ensure this field has no more than {max_length} characters.")
+    if min_length is not None and len(value) < min_length:
+        errors.append(f"Ensure this field has at least {min_length} characters.")
+    if "\x00" in value:
+        errors.append("Null characters are not allowed.")
+    surrogate = next((ord(ch) for ch in value if 0xD800 <= ord(ch) <= 0xDFFF), None)
+    if surrogate is not None:
+        errors.append(f"Surrogate characters are not allowed: U+{surrogate:X}.")
+    if email:
+        try:
+            _EMAIL(value)
+        except DjangoValidationError:
+            errors.append("Enter a valid email address.")
+    if errors:
+        raise _FieldInvalid(errors)
+    return value
+
+
+def _visitor(value: Any) -> dict[str, str]:
+    """The nested Visitor serializer's run_validation for a present value that is null or an object."""
+    if value is None:
+        raise _FieldInvalid([_NOT_NULL])
+    wrong = {
+        name: [_NOT_A_STRING] for name, *_ in _VISITOR if name in value and not isinstance(value[name], str | None)
+    }
+    if wrong:
+        raise _FieldInvalid(wrong)
+    errors, out = {}, {}
+    for name, max_length, min_length, allow_blank in _VISITOR:
+        if name in value:
+            try:
+                out[name] = _text(value[name], max_length, min_length, allow_blank, name == "email")
+            except _FieldInvalid as invalid:
+                errors[name] = invalid.errors
+    if errors:
+        raise _FieldInvalid(errors)
+    return out
+
+
+def chat_input_validate(data: Any) -> ChatInput:
+    """The chat body (decoded JSON) checked as `ChatMessageCreateApi.InputSerializer` checks it, without its
+    per-request field copies; ValidationFailed with the same `fields` errors."""
+    if data is None:
+        raise ValidationFailed(extra={"fields": {"non_field_errors": ["No data provided"]}})
+    if not isinstance(data, dict):
+        message = f"Invalid data. Expected a dictionary, but got {type(data).__name__}."
+        raise ValidationFailed(extra={"fields": {"non_field_errors": [message]}})
+    # StrictSerializer: JSON types first.
+    wrong = {name: [_NOT_A_STRING] for name, *_ in _TOP if name in data and not isinstance(data[name], str | None)}
+    if "visitor" in data and not isinstance(data["visitor"], dict | None):
+        wrong["visitor"] = ["Expected an object."]
+    if wrong:
+        raise ValidationFailed(extra={"fields": wrong})
+    errors: dict[str, Any] = {}
+    out: dict[str, Any] = {}
+    for name, max_length, min_length, allow_blank in _TOP:
+        if name not in data:
+            if name == "message":
+                errors[name] = ["This field is required."]
+            continue
+        try:
+            out[name] = _text(data[name], max_length, min_length, allow_blank, False)
+        except _FieldInvalid as invalid:
+            errors[name] = invalid.errors
+    visitor: dict[str, str] = {}
+    if "visitor" in data:
+        try:
+            visitor = _visitor(data["visitor"])
+        except _FieldInvalid as invalid:
+            errors["visitor"] = invalid.errors
+    if errors:
+        raise ValidationFailed(extra={"fields": errors})
+    if "session_id" in out and "conversation_token" in out:
+        message = "Send either session_id (new) or conversation_token (continue)."
+        raise ValidationFailed(extra={"fields": {"non_field_errors": [message]}})
+    return ChatInput(
+        message=out["message"],
+        session_id=out.get("session_id", ""),
+        conversation_token=out.get("conversation_token", ""),
+        visitor_name=visitor.get("name", ""),
+        visitor_email=visitor.get("email", ""),
+    )
 
 
 def cors_allowed(sender: Any, request: HttpRequest, **kwargs: Any) -> bool:
