@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -30,20 +31,50 @@ KeyFn = Callable[[str, HttpRequest], str]
 # (group, key, rate), as django-ratelimit's get_usage takes them.
 Limit = tuple[str, KeyFn, str]
 
-# Counts the first #ARGV / 2 keys in order as django-ratelimit does (created at 1 with the window's expiry, else
-# +1) and stops at the first one over its limit: {its index from 1, its count}; else {0, 0, the values of the
-# remaining keys (MGET)}.
+# KEYS: the limits' counters, the guarded limits' counters, the guard's key (with guarded limits), keys to read.
+# ARGV: (expiry, limit) per counter, then the number of limits, of guarded limits, and the guard's value.
+# Counts each counter in order as django-ratelimit does (created at 1 with the window's expiry, else +1), the
+# guarded ones only while the guard's key holds the guard's value, and stops at the first one over its limit:
+# {its index from 1, its count}; else {0, 0, 1 if the guarded ones were counted else 0, the values read (MGET)}.
 _COUNT_SCRIPT = """
-local limits = #ARGV / 2
-for i = 1, limits do
-  local count = redis.call('INCR', KEYS[i])
-  if count == 1 then redis.call('EXPIRE', KEYS[i], ARGV[2 * i - 1]) end
-  if count > tonumber(ARGV[2 * i]) then return {i, count} end
+local limits, guarded, guard = tonumber(ARGV[#ARGV - 2]), tonumber(ARGV[#ARGV - 1]), ARGV[#ARGV]
+local function over(first, last)
+  for i = first, last do
+    local count = redis.call('INCR', KEYS[i])
+    if count == 1 then redis.call('EXPIRE', KEYS[i], ARGV[2 * i - 1]) end
+    if count > tonumber(ARGV[2 * i]) then return {i, count} end
+  end
 end
-if #KEYS > limits then return {0, 0, redis.call('MGET', unpack(KEYS, limits + 1))} end
-return {0, 0}
+local exceeded = over(1, limits)
+if exceeded then return exceeded end
+local counted, read_from = 0, limits + 1
+if guarded > 0 then
+  read_from = limits + guarded + 2
+  if redis.call('GET', KEYS[limits + guarded + 1]) == guard then
+    counted = 1
+    exceeded = over(limits + 1, limits + guarded)
+    if exceeded then return exceeded end
+  end
+end
+if #KEYS >= read_from then return {0, 0, counted, redis.call('MGET', unpack(KEYS, read_from))} end
+return {0, 0, counted}
 """
 _script: Any = None  # redis-py's Script (EVALSHA, loaded again when the server lost it), made once
+
+
+@dataclass
+class Guard:
+    """Limits counted only while a key of the default cache holds `value` (e.g. the version a cached row was
+    current for: counted only for the row still current), with the other limits in their round trip.
+
+    After `enforce_all`: `counted` says whether they were, `exceeded` holds the RateLimited one of them raised:
+    the caller raises it when its own checks come to that limit (`enforce_all` raises only the other limits')."""
+
+    key: str
+    value: Any
+    limits: list[Limit]
+    counted: bool = False
+    exceeded: RateLimited | None = None
 
 
 def client_ip(group: str, request: HttpRequest) -> str:
@@ -61,12 +92,16 @@ def enforce(request: HttpRequest, *, group: str, key: KeyFn, rate: str) -> None:
     enforce_all(request, [(group, key, rate)])
 
 
-def enforce_all(request: HttpRequest, limits: list[Limit], *, read: Sequence[str] = ()) -> dict[str, Any]:
+def enforce_all(
+    request: HttpRequest, limits: list[Limit], *, read: Sequence[str] = (), guard: Guard | None = None
+) -> dict[str, Any]:
     """Count this request against each limit in order, as `enforce` would one after the other (the limits
     after one that is exceeded are not counted), in one cache round trip on Redis; raise RateLimited.
 
     `read`: keys of the default cache to read too (in the same round trip when the limits are counted on it);
     what `cache.get_many(read)` would return (nothing when the cache is down).
+    `guard`: limits counted after `limits` if its key holds its value, in the same round trip on Redis with
+    the default cache (else not counted: the caller counts them its own way).
     """
     alias = getattr(settings, "RATELIMIT_USE_CACHE", DEFAULT_CACHE_ALIAS)
     if read and alias != DEFAULT_CACHE_ALIAS:  # the reads cannot share the limits' round trip
@@ -82,20 +117,29 @@ def enforce_all(request: HttpRequest, limits: list[Limit], *, read: Sequence[str
             if usage and usage["should_limit"]:
                 raise RateLimited(extra={"limit": usage["limit"], "retry_after": max(1, int(usage["time_left"]))})
         return cache.get_many(read) if read else {}
+    counters = list(limits)
+    guarded = guard.limits if guard is not None and alias == DEFAULT_CACHE_ALIAS else []
     keys, args, windows = [], [], []
-    for group, key, rate in limits:
+    for group, key, rate in counters + guarded:
         limit, period = _split_rate(rate)
         value = key(group, request)
         window = _get_window(value, period)
         keys.append(cache.make_key(_make_cache_key(group, window, rate, value, ALL)))
         args += [period + EXPIRATION_FUDGE, limit]
         windows.append((limit, window))
+    decode = cache.client.decode  # type: ignore[attr-defined]  # django-redis' client
+    if guarded:
+        assert guard is not None  # noqa: S101 - for mypy
+        keys.append(cache.make_key(guard.key))
+        args += [len(counters), len(guarded), cache.client.encode(guard.value)]  # type: ignore[attr-defined]
+    else:
+        args += [len(counters), 0, ""]
     global _script
     try:
         client = get_client(write=True)
         if _script is None:
             _script = client.register_script(_COUNT_SCRIPT)
-        over, _, *values = _script(keys=keys + [cache.make_key(name) for name in read], args=args, client=client)
+        over, _, *rest = _script(keys=keys + [cache.make_key(name) for name in read], args=args, client=client)
     except (RedisError, OSError):  # the cache is down: as django-ratelimit does
         logger.warning("rate_limit_cache_unavailable", exc_info=True)
         if getattr(settings, "RATELIMIT_FAIL_OPEN", False):
@@ -103,8 +147,13 @@ def enforce_all(request: HttpRequest, limits: list[Limit], *, read: Sequence[str
         raise RateLimited(extra={"limit": 0, "retry_after": 1}) from None
     if over:
         limit, window = windows[int(over) - 1]
-        raise RateLimited(extra={"limit": limit, "retry_after": max(1, window - int(time.time()))})
-    decode = cache.client.decode  # type: ignore[attr-defined]  # django-redis' client
-    return {
-        name: decode(value) for name, value in zip(read, values[0] if values else [], strict=True) if value is not None
-    }
+        exceeded = RateLimited(extra={"limit": limit, "retry_after": max(1, window - int(time.time()))})
+        if int(over) <= len(counters):
+            raise exceeded
+        assert guard is not None  # noqa: S101 - only guarded limits come after the others
+        guard.counted, guard.exceeded = True, exceeded
+        return {}
+    if guard is not None:
+        guard.counted = bool(rest[0])
+    values = rest[1] if len(rest) > 1 else []
+    return {name: decode(value) for name, value in zip(read, values, strict=True) if value is not None}

@@ -175,6 +175,15 @@ def cached_instance(
     return instance
 
 
+def local_instance(model: type[M], namespace: str, key: str) -> tuple[str, str, M] | None:
+    """The row this process keeps for `key` (`cached_instance`), not checked against the shared version:
+    (the version's cache key, the version it was current for, a new instance); None when not kept."""
+    local = _LOCAL_ROWS.get((namespace, key))
+    if local is None:
+        return None
+    return _version_key(namespace), local[0], _instance(model, local[1])
+
+
 _ATTNAMES: dict[type[models.Model], list[str]] = {}
 
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db.models import Q, QuerySet
 
-from netia.versioned_cache import Prefetched, cached_instance, version_keys
+from netia.versioned_cache import Prefetched, cached_instance, local_instance, version_keys
 from tenants.models import ApiKey, Membership, Tenant, User, secret_fingerprint
 
 DEMO_SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -114,6 +114,13 @@ def api_key_list(*, tenant: Tenant) -> QuerySet[ApiKey]:
 def tenant_demo_slug(*, tenant: Tenant) -> str:
     """The public slug of the tenant's demo page (`/demo/<slug>/`): its schema name, readable."""
     return tenant.schema_name.removeprefix("t_").replace("_", "-")
+
+
+def tenant_chat_token_guess(*, token: str) -> tuple[str, str, Tenant] | None:
+    """The tenant this process last found for a chat token, unchecked: (the tenant cache's version key, the
+    version it is current for, the tenant). While the shared version still is that one, it is the tenant
+    `tenant_get_by_chat_token` returns; a caller may act on the guess only under that condition."""
+    return local_instance(Tenant, TENANTS_CACHE, f"chat:{token}") if token else None
 
 
 def tenant_get_by_demo_slug(*, slug: str) -> Tenant | None:

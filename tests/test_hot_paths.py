@@ -171,7 +171,7 @@ def test_the_search_path_is_set_again_after_a_rollback_undid_it(tenant):
     assert (in_force, _search_path_sets(captured.captured_queries)) == (f"{tenant.schema_name}, public", 2)
 
 
-def test_a_chat_turn_of_a_new_session_makes_at_most_4_redis_round_trips(client, tenant, monkeypatch):
+def test_a_chat_turn_of_a_new_session_makes_3_redis_round_trips(client, tenant, monkeypatch):
     import redis
 
     if not hasattr(cache, "client"):
@@ -191,6 +191,7 @@ def test_a_chat_turn_of_a_new_session_makes_at_most_4_redis_round_trips(client, 
     response = _chat(client, tenant, "visitor-3", "How long does shipping to Canada take?")
 
     assert response.json()["reply"] == SHIPPING
-    # The rate limits per IP and token with the tenant cache's version (one script); the tenant's hourly cap
-    # with the billing state and the bot's configuration (one script); the answer cache's read and its write.
-    assert commands == ["EVALSHA", "EVALSHA", "GET", "SET"]
+    # One script: the rate limits per IP and token, the tenant cache's version, the tenant's hourly cap (the
+    # worker knows the token's tenant), the billing state and the bot's configuration. Then the answer cache's
+    # read and its write.
+    assert commands == ["EVALSHA", "GET", "SET"]

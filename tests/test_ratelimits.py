@@ -81,3 +81,28 @@ def test_a_limit_exceeded_raises_before_anything_read_is_used():
         ratelimits.enforce_all(request, limits, read=["r:any"])
 
     assert _count(request, "t:over", "k", "1/m") == 2
+
+
+def test_guarded_limits_count_only_while_the_guard_key_holds_its_value():
+    if not hasattr(cache, "client"):
+        pytest.skip("the cache is not Redis (REDIS_URL unset): the caller counts guarded limits itself")
+    request = RequestFactory().post("/api/v1/chat")
+    cache.set("r:version", "v1")
+    limits = [("t:ip", _fixed("g"), "10/m")]
+
+    def guard(value: str) -> ratelimits.Guard:
+        return ratelimits.Guard(key="r:version", value=value, limits=[("t:cap", _fixed("g"), "1/h")])
+
+    matched, stale, over = guard("v1"), guard("v0"), guard("v1")
+    ratelimits.enforce_all(request, limits, guard=matched)
+    ratelimits.enforce_all(request, limits, guard=stale)
+    found = ratelimits.enforce_all(request, limits, read=["r:version"], guard=over)
+
+    assert [(g.counted, g.exceeded is not None) for g in (matched, stale, over)] == [
+        (True, False),
+        (False, False),
+        (True, True),
+    ]
+    assert getattr(over.exceeded, "extra", None) == {"limit": 1, "retry_after": over.exceeded.extra["retry_after"]}
+    assert found == {}  # the script stopped at the exceeded limit
+    assert (_count(request, "t:ip", "g", "10/m"), _count(request, "t:cap", "g", "1/h")) == (3, 2)

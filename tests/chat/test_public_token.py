@@ -11,7 +11,7 @@ from chat.models import BotConfiguration, Conversation, Message
 from chat.services import knowledge_article_create
 from tenants.audit import SYSTEM
 from tenants.models import Tenant
-from tenants.services import api_key_create
+from tenants.services import api_key_create, chat_token_rotate
 
 URL = "/api/v1/chat"
 
@@ -79,6 +79,57 @@ def test_a_tenants_anonymous_turns_are_capped_per_hour_whatever_the_ips(client, 
     assert [r.status_code for r in other] == [200, 200, 200, 429]
     with tenant_context(tenant):
         assert Message.objects.filter(role="visitor").count() == 2
+
+
+def _tenant_turns_counted(tenant: Tenant, per_hour: int) -> int:
+    """django-ratelimit's count of the tenant's hourly cap (0 when nothing was counted)."""
+    from django.test import RequestFactory
+    from django_ratelimit.core import get_usage
+
+    usage = get_usage(
+        RequestFactory().post(URL), group="chat:tenant", key=lambda g, r: str(tenant.pk), rate=f"{per_hour}/h"
+    )
+    return usage["count"] if usage else 0
+
+
+def test_the_cap_counts_only_turns_of_the_tenant_the_token_still_opens_from_an_allowed_origin(client, tenant, settings):
+    """The cap is counted with the IP and token limits when the worker knows the token's tenant: never for a
+    token rotated meanwhile, nor for an origin the tenant refuses."""
+    settings.CHAT_TENANT_TURNS_PER_HOUR = 50
+    Tenant.objects.filter(pk=tenant.pk).update(chat_allowed_origins=["https://shop.example"])
+    old_token = Tenant.objects.get(pk=tenant.pk).public_token
+    first = chat(client, old_token, {"message": "hi"})  # the worker now knows the token's tenant
+    refused = chat(client, old_token, {"message": "hi"}, HTTP_ORIGIN="https://evil.example")
+    counted_before_rotation = _tenant_turns_counted(tenant, 50)
+
+    chat_token_rotate(tenant=Tenant.objects.get(pk=tenant.pk), actor=SYSTEM)
+    rotated = chat(client, old_token, {"message": "hi"})
+
+    assert [first.status_code, refused.status_code, rotated.status_code] == [200, 403, 401]
+    assert (counted_before_rotation, _tenant_turns_counted(tenant, 50)) == (1, 1)
+
+
+@pytest.mark.parametrize("accept", [None, "application/json;q=0.9"], ids=["direct", "drf"])
+def test_a_capped_turn_from_an_allowed_origin_gets_cors_headers_an_ip_limited_one_none(
+    client, tenant, settings, accept
+):
+    settings.CHAT_TENANT_TURNS_PER_HOUR = 2
+    Tenant.objects.filter(pk=tenant.pk).update(chat_allowed_origins=["https://shop.example"])
+    extra = {"HTTP_ORIGIN": "https://shop.example", **({"HTTP_ACCEPT": accept} if accept else {})}
+
+    answers = [chat(client, tenant.chat_token, {"message": "hi"}, **extra) for _ in range(3)]
+    settings.CHAT_RATE_PER_IP = "1/m"
+    chat(client, tenant.chat_token, {"message": "hi"}, REMOTE_ADDR="10.1.1.1", **extra)
+    ip_limited = chat(client, tenant.chat_token, {"message": "hi"}, REMOTE_ADDR="10.1.1.1", **extra)
+
+    assert [(r.status_code, r.get("Access-Control-Allow-Origin")) for r in [*answers, ip_limited]] == [
+        (200, "https://shop.example"),
+        (200, "https://shop.example"),
+        (429, "https://shop.example"),
+        (429, None),
+    ]
+    assert answers[2].json()["error"]["details"]["limit"] == 2
+    assert _tenant_turns_counted(tenant, 2) == 4  # the IP-limited turn was not counted
 
 
 # --- Metering and models ---------------------------------------------------------------------------------------------
