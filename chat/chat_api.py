@@ -86,7 +86,7 @@ def chat_api_turn(
         # A first turn answered with no network call: the conversation, the message and the answer in one
         # transaction. Only the LLM's answers take the two-phase path below (no transaction during the call).
         config = bot_configuration_get(prefetched=prefetched)
-        local = first_turn_local(config=config, question=text)
+        local = first_turn_local(config=config, question=text, prefetched=prefetched)
         if local is not None:
             recorded = first_turn_record(
                 tenant=tenant, config=config, conversation=conversation, turn=local, access=access

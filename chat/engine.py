@@ -24,6 +24,7 @@ from chat.retrieval import RetrievedPassage, knowledge_search
 from chat.stopwords import LOCATION_QUESTIONS, NUMBER_QUESTIONS, PRICE_QUESTIONS
 from chat.text import base_language, language_detect, lexemes, sentences_split
 from netia.tenancy import current_schema
+from netia.versioned_cache import Prefetched
 
 logger = structlog.get_logger(__name__)
 
@@ -142,7 +143,24 @@ def _cache_key(config: BotConfiguration, question: str) -> str:
     # Offline and LLM answers differ: switching the LLM on or off must not serve the other kind from cache.
     # So must turning embeddings on or off (they choose passages and quoted sentences).
     mode = f"{'llm' if llm.llm_configured() else 'offline'}:{embeddings.model()}"
-    return f"chat:answer:{current_schema()}:{config.version}:{config.knowledge_version}:{mode}:{digest}"
+    schema = current_schema()
+    prefix = f"chat:answer:{schema}:{config.version}:{config.knowledge_version}:{mode}:"
+    if len(_KEY_PREFIXES) >= 1024 and schema not in _KEY_PREFIXES:
+        _KEY_PREFIXES.clear()
+    _KEY_PREFIXES[schema] = prefix
+    return prefix + digest
+
+
+# The answer cache's key prefix (versions and mode) this process last used, per schema: `answer_cache_key_guess`.
+_KEY_PREFIXES: dict[str, str] = {}
+
+
+def answer_cache_key_guess(*, question: str) -> str | None:
+    """The answer cache key a first `question` most likely has in the current schema (this process's last
+    versions and mode), for a caller to read with its own round trip and pass as `prefetched`; None when this
+    process has not answered there yet. The turn uses the read only if the key turns out to be the one."""
+    prefix = _KEY_PREFIXES.get(current_schema())
+    return None if prefix is None else prefix + hashlib.sha256(normalize(question).encode()).hexdigest()
 
 
 def with_citation(*, text: str, sources: list[dict[str, object]], language: str) -> str:
@@ -303,19 +321,21 @@ def compose_answer(
     )
 
 
-def _cached_answer(key: str) -> Answer | None:
-    cached = cache.get(key)
+def _cached_answer(key: str, prefetched: Prefetched | None = None) -> Answer | None:
+    cached = prefetched.found.get(key) if prefetched is not None and key in prefetched.keys else cache.get(key)
     if cached is None:
         return None
     return Answer(text=cached["text"], source=Source.CACHE, sources=cached["sources"], model=cached["model"])
 
 
-def local_answer(*, config: BotConfiguration, question: str, intent: IntentResult) -> Answer | None:
+def local_answer(
+    *, config: BotConfiguration, question: str, intent: IntentResult, prefetched: Prefetched | None = None
+) -> Answer | None:
     """compose_answer for a first question, when it needs no network call: from the cache, or from the offline
     responder when no LLM is configured; None when only the LLM can answer (the caller then asks it with no
-    transaction open)."""
+    transaction open). `prefetched`: the cache entry read by the caller (`answer_cache_key_guess`), if any."""
     key = _cache_key(config, question)
-    cached = _cached_answer(key)
+    cached = _cached_answer(key, prefetched)
     if cached is not None or llm.llm_configured():
         return cached
     return _composed_answer(

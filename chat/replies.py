@@ -31,6 +31,7 @@ from chat.selectors import bot_configuration_get, conversation_history
 from chat.services import conversation_hand_off, conversation_handoff_fields, handoff_counted, lead_upsert
 from netia.db import insert_unless_conflict_reserving, insert_with_ids
 from netia.metrics import CHAT_REPLIES
+from netia.versioned_cache import Prefetched
 from tenants.models import Tenant
 
 logger = structlog.get_logger(__name__)
@@ -322,13 +323,16 @@ class LocalTurn:
     answer: engine.Answer
 
 
-def first_turn_local(*, config: BotConfiguration, question: str) -> LocalTurn | None:
+def first_turn_local(
+    *, config: BotConfiguration, question: str, prefetched: Prefetched | None = None
+) -> LocalTurn | None:
     """The bot's answer to a new conversation's first message when no network call makes it (a handoff, the away
     message, the response cache, the offline responder), decided as `_turn_open` and `compose_answer` decide;
-    None when only the LLM can answer (the caller then takes `conversation_reply`'s two-phase path)."""
+    None when only the LLM can answer (the caller then takes `conversation_reply`'s two-phase path).
+    `prefetched`: the answer cache's entry, if the caller read it (`engine.answer_cache_key_guess`)."""
     intent = engine.classifier(config).classify(question)
     answer = _rule_answer(config=config, question=question, intent=intent) or engine.local_answer(
-        config=config, question=question, intent=intent
+        config=config, question=question, intent=intent, prefetched=prefetched
     )
     return None if answer is None else LocalTurn(question=question, intent=intent, answer=answer)
 

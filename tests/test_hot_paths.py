@@ -171,7 +171,7 @@ def test_the_search_path_is_set_again_after_a_rollback_undid_it(tenant):
     assert (in_force, _search_path_sets(captured.captured_queries)) == (f"{tenant.schema_name}, public", 2)
 
 
-def test_a_chat_turn_of_a_new_session_makes_3_redis_round_trips(client, tenant, monkeypatch):
+def test_a_chat_turn_of_a_new_session_makes_2_redis_round_trips(client, tenant, monkeypatch):
     import redis
 
     if not hasattr(cache, "client"):
@@ -192,6 +192,32 @@ def test_a_chat_turn_of_a_new_session_makes_3_redis_round_trips(client, tenant, 
 
     assert response.json()["reply"] == SHIPPING
     # One script: the rate limits per IP and token, the tenant cache's version, the tenant's hourly cap (the
-    # worker knows the token's tenant), the billing state and the bot's configuration. Then the answer cache's
-    # read and its write.
-    assert commands == ["EVALSHA", "GET", "SET"]
+    # worker knows the token's tenant), the billing state, the bot's configuration and the answer cache's entry
+    # (missing: a new question). Then the answer's write to the cache.
+    assert commands == ["EVALSHA", "SET"]
+
+
+def test_a_repeated_first_question_is_answered_from_the_cache_in_one_redis_round_trip(client, tenant, monkeypatch):
+    import redis
+
+    if not hasattr(cache, "client"):
+        pytest.skip("the cache is not Redis (REDIS_URL unset)")
+    with tenant_context(tenant):
+        knowledge_article_create(tenant=tenant, title="Shipping", content=SHIPPING)
+    question = "How long does shipping to Canada take?"
+    assert _chat(client, tenant, "visitor-4", question).json()["reply"] == SHIPPING
+    commands: list[str] = []
+    execute = redis.Redis.execute_command
+
+    def counted(self: Any, *args: Any, **options: Any) -> Any:
+        commands.append(str(args[0]))
+        return execute(self, *args, **options)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", counted)
+
+    response = _chat(client, tenant, "visitor-5", question)
+
+    assert response.json()["reply"] == SHIPPING
+    assert commands == ["EVALSHA"]
+    with tenant_context(tenant):
+        assert Message.objects.get(conversation__session_id="visitor-5", role="bot").from_cache is True

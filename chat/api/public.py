@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat.chat_api import chat_api_turn, chat_api_turn_cache_keys, conversation_token_issue
+from chat.engine import answer_cache_key_guess
 from netia import ratelimits
 from netia.errors import PermissionDenied, ValidationFailed, api_error_response
 from netia.openapi import error_responses
@@ -106,8 +107,7 @@ class ChatMessageCreateApi(APIView):
             return super().dispatch(request, *args, **kwargs)
         allow = ", ".join(self.allowed_methods)  # as DRF answers, errors included
         try:
-            tenant, prefetched = _admit_directly(request)
-            answer = _answer(tenant=tenant, body=_parsed(request), prefetched=prefetched)
+            answer = _answer(*_admit_directly(request))
         except Exception as exc:
             response = api_error_response(exc)
             if response is None:
@@ -128,7 +128,7 @@ class ChatMessageCreateApi(APIView):
     )
     def post(self, request: Request) -> Response:
         tenant: Tenant = request.auth  # type: ignore[assignment]  # ChatTokenAuthentication
-        return Response(_answer(tenant=tenant, body=request.data, prefetched=self.prefetched))
+        return Response(_answer(tenant, chat_input_validate(request.data), self.prefetched))
 
 
 def _served_directly(request: HttpRequest) -> bool:
@@ -183,11 +183,20 @@ def _check_origin(request: HttpRequest, tenant: Tenant) -> None:
         setattr(request, _CORS_FLAG, True)
 
 
-def _admit_directly(request: HttpRequest) -> tuple[Tenant, Prefetched]:
-    """The limits, the token's tenant, the origin check and the tenant's cap, in DRF's order (`initial`), in
-    one cache round trip when this process knows the token's tenant: the tenant's cap is then counted with the
-    IP and token limits, on condition that the tenant cache's version is still the one the guess was current
-    for (so only for the tenant the token authenticates) and only when the origin is allowed."""
+def _admit_directly(request: HttpRequest) -> tuple[Tenant, ChatInput, Prefetched]:
+    """The limits, the token's tenant, the origin check, the tenant's cap and the body's check, in DRF's order
+    (`initial`, then `post`), with one cache round trip when this process knows the token's tenant.
+
+    The tenant's cap is then counted with the IP and token limits, on condition that the tenant cache's version
+    is still the one the guess was current for (so only for the tenant the token authenticates) and only when
+    the origin is allowed; the same round trip reads what the turn reads first, the answer cache's entry for
+    a new session's question included. The body is read first for that, its errors raised in their turn.
+    """
+    try:
+        data: ChatInput | None = chat_input_validate(_parsed(request))
+        invalid: Exception | None = None
+    except Exception as exc:
+        data, invalid = None, exc
     tenant_keys = tenant_lookup_cache_keys()
     header = request.META.get("HTTP_AUTHORIZATION", "")
     guess = tenant_chat_token_guess(token=header[7:].strip()) if header.startswith("Bearer ") else None
@@ -197,6 +206,9 @@ def _admit_directly(request: HttpRequest) -> tuple[Tenant, Prefetched]:
         # The turn's cache keys are the schema's (no statement runs before authentication sets it again).
         tenant_connection().set_tenant(guessed)
         turn_keys = chat_api_turn_cache_keys(tenant=guessed)
+        if data is not None and not data.conversation_token:
+            answer_key = answer_cache_key_guess(question=data.message)
+            turn_keys += [answer_key] if answer_key else []
         use_public_schema()
         guard = ratelimits.Guard(key=version_key, value=version, limits=[_tenant_cap(guessed)])
     found = _limit_per_ip_and_token(request, read=tenant_keys + turn_keys, guard=guard)
@@ -204,11 +216,16 @@ def _admit_directly(request: HttpRequest) -> tuple[Tenant, Prefetched]:
     # What DRF's authentication leaves on the request.
     request.user, request.auth = None, tenant  # type: ignore[assignment,attr-defined]
     if guard is None or not guard.counted:
-        return tenant, _admit(request, tenant)
-    _check_origin(request, tenant)
-    if guard.exceeded is not None:
-        raise guard.exceeded
-    return tenant, Prefetched(turn_keys, found)
+        prefetched = _admit(request, tenant)
+    else:
+        _check_origin(request, tenant)
+        if guard.exceeded is not None:
+            raise guard.exceeded
+        prefetched = Prefetched(turn_keys, found)
+    if invalid is not None:
+        raise invalid
+    assert data is not None  # noqa: S101 - for mypy
+    return tenant, data, prefetched
 
 
 def _parsed(request: HttpRequest) -> Any:
@@ -225,9 +242,8 @@ def _parsed(request: HttpRequest) -> Any:
     return JSONParser().parse(stream, "application/json", {"encoding": request.encoding or settings.DEFAULT_CHARSET})
 
 
-def _answer(*, tenant: Tenant, body: Any, prefetched: Prefetched) -> dict[str, Any]:
-    """Validate the body, run the turn; the answer in OutputSerializer's shape (tests check the two agree)."""
-    data = chat_input_validate(body)
+def _answer(tenant: Tenant, data: ChatInput, prefetched: Prefetched) -> dict[str, Any]:
+    """Run the turn; the answer in OutputSerializer's shape (tests check the two agree)."""
     message, result = chat_api_turn(
         tenant=tenant,
         session_id=data.session_id,
