@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._django import percentile, setup
+from tests import processes
 
 RESULTS = Path(__file__).parent / "results" / "webhooks.json"
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,7 +115,7 @@ class Worker:
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.log = log
         self._out = log.open("wb")
-        self.process = subprocess.Popen(  # our own worker, fixed arguments
+        self.process = processes.spawn(  # our own worker, fixed arguments; dies with this process
             [*WORKER_COMMAND, "--without-gossip", "--without-mingle", "--loglevel=INFO"],
             cwd=ROOT,
             env={**os.environ, **env},
@@ -128,8 +129,7 @@ class Worker:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=30)
+        processes.stop(self.process, signal.SIGTERM, timeout=30)
         self._out.close()
 
 

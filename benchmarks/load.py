@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._django import percentile
+from tests import processes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,7 +107,8 @@ class Gunicorn:
 
     def __enter__(self) -> Gunicorn:
         out = self.log.open("ab") if self.log else None
-        self.process = subprocess.Popen(self.command, cwd=ROOT, env=self.env, stdout=out, stderr=out)
+        # Dies with this process even if it is killed (tests/processes.py): no gunicorn left behind on the machine.
+        self.process = processes.spawn(self.command, cwd=ROOT, env=self.env, stdout=out, stderr=out)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -144,8 +146,7 @@ class Gunicorn:
 
     def __exit__(self, *exc: object) -> None:
         if self.process is not None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=30)
+            processes.stop(self.process, signal.SIGTERM, timeout=30)
 
 
 def replay(*, port: int, lines_file: Path, seconds: float, threads: int, connections: int) -> dict[str, Any]:

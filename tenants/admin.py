@@ -10,12 +10,12 @@ from django.contrib.admin.options import InlineModelAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from netia.admin import is_set_filter
-from netia.errors import ValidationFailed
+from netia.errors import Conflict, ValidationFailed
 from netia.ratelimits import client_ip
 from tenants.audit import Actor
 from tenants.models import ApiKey, AuditEvent, Domain, Membership, Tenant, User
@@ -71,6 +71,10 @@ class DomainForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk is not None:
             self.fields["domain"].disabled = True
+        else:
+            # The model's default (django-tenants: True) would tick every new row; a tenant's first domain
+            # becomes primary anyway (domain_add).
+            self.initial["is_primary"] = False
 
     def clean_domain(self) -> str:
         if self.instance.pk is not None:
@@ -82,13 +86,14 @@ class DomainForm(forms.ModelForm):
 
 
 class DomainFormSet(BaseInlineFormSet):
-    """The tenant keeps exactly one primary domain (the services refuse removing it without a successor)."""
+    """The tenant keeps exactly one primary domain (the services refuse removing it without a successor). A tenant
+    without domains may add them all unticked: the first one added becomes primary (domain_add)."""
 
     def clean(self) -> None:
         super().clean()
         kept = [f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
         primaries = sum(1 for f in kept if f.cleaned_data.get("is_primary"))
-        if (kept or self.initial_forms) and primaries != 1:
+        if primaries > 1 or (primaries == 0 and self.initial_forms):
             raise forms.ValidationError("Keep exactly one primary domain.")
 
 
@@ -166,6 +171,17 @@ class TenantAdmin(admin.ModelAdmin):
         tenant_settings_update(
             tenant=obj, changes=changes, actor=console_actor(request), ip=client_ip("audit", request)
         )
+
+    def changeform_view(
+        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        """A domain service's Conflict at save time (a host name another tenant took after the form was validated)
+        is shown as an error; the view's transaction has rolled the whole change back."""
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except Conflict as error:
+            self.message_user(request, f"Nothing was saved: {error.message}", messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         """Domains go through their audited services (additions and the primary first, so the old primary can

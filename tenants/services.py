@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.validators import validate_email
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -214,11 +214,18 @@ def _primary_domain(tenant: Tenant) -> Domain | None:
 def domain_add(*, tenant: Tenant, domain: str, actor: Actor, ip: str | None = None, primary: bool = False) -> Domain:
     """Give the tenant another host name, its primary one if `primary` (or if it has none); 409 if taken."""
     name = domain_name_clean(domain)
+    taken = Conflict(f"{name} is already a tenant's domain.", extra={"field": "domain"})
     Tenant.objects.select_for_update().get(pk=tenant.pk)  # serialises the tenant's domain changes
     if Domain.objects.filter(domain=name).exists():
-        raise Conflict(f"{name} is already a tenant's domain.", extra={"field": "domain"})
+        raise taken
     previous = _primary_domain(tenant)
-    added = Domain.objects.create(tenant=tenant, domain=name, is_primary=primary or previous is None)
+    try:
+        # The tenant lock does not cover another tenant adding the same name since the check: the unique
+        # constraint decides, in a savepoint so the caller's transaction stays usable.
+        with transaction.atomic():
+            added = Domain.objects.create(tenant=tenant, domain=name, is_primary=primary or previous is None)
+    except IntegrityError:
+        raise taken from None
     details: dict[str, Any] = {"domain": name, "primary": added.is_primary}
     if added.is_primary and previous is not None:
         details["previous_primary"] = previous.domain

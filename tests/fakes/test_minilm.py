@@ -62,3 +62,18 @@ def test_the_fake_serves_it_through_the_openai_client_and_similar_meanings_are_n
     assert len(question) == 384
     assert _cosine(question, repair) > _cosine(question, bakery) + 0.2
     assert fake_openai.embedding_inputs() == [texts]  # one request for the batch
+
+
+def test_the_fakes_vector_cache_serves_what_the_model_computes_and_recomputes_a_cut_short_file(model, tmp_path):
+    texts = ["Do you ship to Canada?", "We ship worldwide within a week.", "Do you ship to Canada?"]
+    fresh = model.encode(texts)
+
+    first = minilm.cached_encode(texts, tmp_path)
+    files = sorted(tmp_path.iterdir())
+    files[0].write_bytes(files[0].read_bytes()[:100])  # a run that died mid-write
+    second = minilm.cached_encode(texts, tmp_path)
+
+    assert len(files) == 2  # one file per distinct text
+    assert [_cosine(list(a), list(b)) for a, b in zip(first, fresh, strict=True)] == pytest.approx([1.0] * 3)
+    assert [_cosine(list(a), list(b)) for a, b in zip(second, fresh, strict=True)] == pytest.approx([1.0] * 3)
+    assert sorted(f.stat().st_size for f in tmp_path.iterdir()) == [384 * 4, 384 * 4]

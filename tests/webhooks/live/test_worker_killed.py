@@ -21,6 +21,7 @@ from django_tenants.utils import tenant_context
 
 from chat.models import Message
 from netia.celery import app as celery_app
+from tests import processes
 from tests.webhooks.conftest import SHIPPING, wait_until
 from tests.webhooks.live.conftest import QUIET, Live
 
@@ -62,7 +63,7 @@ class ProcessWorker:
         command = [sys.executable, "-m", "celery", "-A", "netia", "worker", "--pool=prefork", "--concurrency=1"]
         self.log = log
         self._log_file = log.open("wb")
-        self.process = subprocess.Popen(  # noqa: S603 - our own worker, fixed arguments
+        self.process = processes.spawn(
             [*command, "--without-gossip", "--without-mingle", "--loglevel=INFO"],
             cwd=ROOT,
             env=env,
@@ -81,13 +82,7 @@ class ProcessWorker:
         """Nothing to wait for beyond what the test waited for; the process is stopped by the fixture."""
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGQUIT)  # cold shutdown: the children go too
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        processes.stop(self.process, signal.SIGQUIT)  # cold shutdown: the children go too
         self._log_file.close()
 
 
