@@ -133,16 +133,37 @@ def _values(objs: list[models.Model], fields: tuple[Field, ...]) -> list[list[An
     return rows
 
 
-def _statement(head: str, rows: list[list[Any]], tail: str) -> tuple[str, list[Any]]:
-    """The INSERT with its VALUES rows: NULL written out for a None, every other value a parameter.
+def _literal(value: Any) -> str:
+    """The SQL client-side binding sends for `value` when it is NULL, a boolean or the empty string, else ""."""
+    if value is None:
+        return "NULL"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return "''" if type(value) is str and not value else ""
 
-    Client-side binding sends a None parameter as NULL anyway, so the server gets the same statement; fewer
-    parameters keep the query under psycopg's cache of parsed queries (MAX_CACHED_STATEMENT_PARAMS, 50),
-    which a two-message INSERT's 52 parameters exceeded, re-parsing its text on every turn.
+
+def _statement(head: str, rows: list[list[Any]], tail: str) -> tuple[str, list[Any]]:
+    """The INSERT with its VALUES rows: NULL, true, false and '' written out, every other value a parameter.
+
+    Client-side binding sends those values as exactly these literals anyway, so the server gets the same
+    statement; fewer parameters keep the query under psycopg's cache of parsed queries
+    (MAX_CACHED_STATEMENT_PARAMS, 50), which a two-message INSERT's 52 parameters exceeded, re-parsing its
+    text on every turn, and there are fewer values to adapt.
     """
-    params = [v for row in rows for v in row if v is not None]
-    values = ", ".join("(" + ", ".join(["%s", "NULL"][v is None] for v in row) + ")" for row in rows)
-    return head + values + tail, params
+    params = []
+    placeholders = []
+    for row in rows:
+        row_sql = []
+        for value in row:
+            literal = _literal(value)
+            if not literal:
+                literal = "%s"
+                params.append(value)
+            row_sql.append(literal)
+        placeholders.append("(" + ", ".join(row_sql) + ")")
+    return head + ", ".join(placeholders) + tail, params
 
 
 def _saved(instance: models.Model) -> None:

@@ -183,10 +183,12 @@ def test_a_two_message_insert_stays_within_psycopgs_cached_parameters_and_stores
         )
 
         inserts = [(sql, params) for sql, params in statements if sql.startswith("INSERT")]
-        # 2 x 26 columns: the 13 that are NULL are written out, the other 39 are parameters.
-        assert [len(params) for _, params in inserts] == [18, 39]
+        # 2 x 26 columns: 26 are NULL, true, false or '' written out as client-side binding writes them, the
+        # other 26 are parameters.
+        assert [len(params) for _, params in inserts] == [12, 26]
         assert all(len(params) <= PSYCOPG_CACHED_PARAMS for _, params in inserts)
-        assert inserts[1][0].count("NULL") == 13
+        values = inserts[1][0].split(" VALUES ", 1)[1]
+        assert [values.count(literal) for literal in ("NULL", "true", "false", "''", "%s")] == [13, 0, 6, 7, 26]
         stored = {m.pk: m for m in Message.objects.filter(conversation=conversation)}
         unique = {"id", "public_id", "created_at", "answered_by_id"}
         for ours, theirs in ((visitor, orm_visitor), (reply, orm_reply)):
@@ -210,3 +212,16 @@ def test_an_insert_whose_unique_row_exists_inserts_nothing_and_takes_no_ids(tena
         assert list(Conversation.objects.filter(session_id="taken").values_list("pk", "visitor_name")) == [
             (first.pk, "")
         ]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("value", [None, True, False, ""], ids=repr)
+def test_a_written_out_value_is_the_literal_client_side_binding_sends_for_it(value: Any) -> None:
+    with connection.cursor() as cursor:
+        sent = cursor.cursor.mogrify("%s", [value])  # psycopg's client-side binding, as Django uses it
+    assert db._literal(value) == {None: "NULL", True: "true", False: "false", "": "''"}[value] == sent
+
+
+@pytest.mark.parametrize("value", ["x", " ", 0, 1, 0.0, [], {}, Jsonb({}), Conversation.Status.BOT], ids=repr)
+def test_any_other_value_stays_a_parameter(value: Any) -> None:
+    assert db._literal(value) == ""
