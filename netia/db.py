@@ -178,41 +178,72 @@ def insert_unless_conflict(instance: models.Model) -> bool:
     exists, so a lost race leaves the caller's transaction usable; get_or_create pays a SELECT, a
     SAVEPOINT and a RELEASE for the same. Sends no signals (like bulk_create).
     """
-    return insert_unless_conflict_reserving(instance, ids_of=None, count=0) is not None
-
-
-def insert_unless_conflict_reserving(
-    instance: models.Model, *, ids_of: type[models.Model] | None, count: int
-) -> list[int] | None:
-    """`insert_unless_conflict`, also taking `count` new ids from `ids_of`'s primary key sequence in the same
-    statement, only when the row was inserted: the ids (ascending), or None when it was not."""
     head, tail, fields = _insert_sql(type(instance), with_pk=False, ignore_conflicts=True)
     sql, params = _statement(head, _values([instance], fields), tail)
-    if ids_of is not None and count:
-        sequence = "nextval(pg_get_serial_sequence(%s, %s))"
-        sql += ", " + ", ".join([sequence] * count)
-        params += [ids_of._meta.db_table, str(ids_of._meta.pk.column)] * count
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
-        return None
+        return False
     instance.pk = row[0]
     _saved(instance)
-    return sorted(row[1:])
+    return True
 
 
-def insert_with_ids(objs: list[models.Model]) -> None:
-    """INSERT new objects of one model whose primary keys are already set, in one statement of plain VALUES rows.
+def insert_unless_conflict_with_children(parent: models.Model, children: list[models.Model]) -> bool:
+    """`insert_unless_conflict(parent)`, with its new `children` (objects of one model) in the same statement
+    only when it was inserted: whether it was.
 
-    What `bulk_create` does for them without its per-call query building, and without the UNNEST arrays it
-    uses for several rows (cheaper for many rows, dearer for a few). Sends no signals (like bulk_create).
+    The children's primary keys come from their sequence in the same statement, ascending in list order; a
+    child's foreign key to `parent` or to another child of the list (assigned as objects, unsaved) is filled
+    in there too. One round trip: the caller needs no transaction for the three of them. Sends no signals.
     """
-    if any(obj.pk is None for obj in objs):
-        raise ValueError("insert_with_ids needs every primary key set")
-    head, tail, fields = _insert_sql(type(objs[0]), with_pk=True, ignore_conflicts=False)
-    sql, params = _statement(head, _values(objs, fields), tail)
+    model = type(children[0])
+    head, tail, parent_fields = _insert_sql(type(parent), with_pk=False, ignore_conflicts=True)
+    sql, params = _statement(head, _values([parent], parent_fields), tail)
+    count = len(children)
+    sequence = "nextval(pg_get_serial_sequence(%s, %s))"
+    sql += ", " + ", ".join(f"{sequence} AS n{i}" for i in range(count))
+    params += [model._meta.db_table, str(model._meta.pk.column)] * count
+    # The children's ids in ascending order (nextval's order within a row is not promised).
+    taken = ", ".join(f"n{i}" for i in range(count))
+    ctes = [
+        f"parent AS ({sql})",
+        f"ids AS (SELECT id, ARRAY(SELECT unnest(ARRAY[{taken}]) ORDER BY 1) AS c FROM parent)",  # noqa: S608
+    ]
+    expressions = {id(parent): "ids.id", **{id(child): f"ids.c[{i + 1}]" for i, child in enumerate(children)}}
+    child_head, _, fields = _insert_sql(model, with_pk=True, ignore_conflicts=False)
+    pk = model._meta.pk
+    links: list[tuple[Any, str]] = [(f, f.attname) for f in fields if f.is_relation and f.many_to_one]
+    for i, (child, row) in enumerate(zip(children, _values(children, fields), strict=True)):
+        linked = {attname: expressions.get(id(f.get_cached_value(child, None))) for f, attname in links}
+        columns = []
+        for field, value in zip(fields, row, strict=True):
+            expression = expressions[id(child)] if field is pk else linked.get(field.attname)
+            if expression is None:
+                expression = _literal(value) or "%s"
+                if expression == "%s":
+                    params.append(value)
+            columns.append(expression)
+        insert = child_head.removesuffix(" VALUES ")
+        ctes.append(f"child{i} AS ({insert} SELECT {', '.join(columns)} FROM ids)")  # noqa: S608
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-    for obj in objs:
-        _saved(obj)
+        cursor.execute(
+            f"WITH {', '.join(ctes)} SELECT id, c FROM ids",  # noqa: S608
+            params,
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    parent.pk = row[0]
+    _saved(parent)
+    for child, child_id in zip(children, row[1], strict=True):
+        child.pk = child_id
+        _saved(child)
+    for child in children:
+        for f, attname in links:
+            target = f.get_cached_value(child, None)
+            if target is parent or any(target is other for other in children):
+                setattr(child, attname, target.pk)
+                f.set_cached_value(child, target)  # the id's setter forgot the object; it is the same row
+    return True

@@ -14,12 +14,13 @@ from django.db import connection
 from django.db.models import Model, Value
 from django.db.models.functions import Now
 from django.db.models.sql.subqueries import InsertQuery
+from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
 from psycopg.types.json import Jsonb
 
 from chat.models import Conversation, Message
 from netia import db
-from netia.db import insert_unless_conflict, insert_unless_conflict_reserving, insert_with_ids
+from netia.db import insert_unless_conflict, insert_unless_conflict_with_children
 
 # psycopg parses a query's text once and caches it only up to this many parameters (psycopg/_queries.py).
 PSYCOPG_CACHED_PARAMS = 50
@@ -137,60 +138,67 @@ def _columns(obj: Model) -> dict[str, Any]:
     return {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields}
 
 
-def test_a_two_message_insert_stays_within_psycopgs_cached_parameters_and_stores_what_the_orm_stores(
+def _chat_turn(conversation: Conversation) -> tuple[Message, Message]:
+    """A first turn's two unsaved messages: the visitor's, naming the bot's answer."""
+    reply = Message(
+        conversation=conversation,
+        channel=conversation.channel,
+        role=Message.Role.BOT,
+        content="Hello",
+        intent="greeting",
+        intent_keywords=["hi"],
+        sources=[{"title": "Hours"}],
+    )
+    visitor = Message(
+        conversation=conversation,
+        channel=conversation.channel,
+        role=Message.Role.VISITOR,
+        content="Hi",
+        answered_by=reply,
+    )
+    return visitor, reply
+
+
+def test_a_conversation_and_its_two_messages_are_one_statement_within_psycopgs_cached_parameters(
     tenant: Any,
 ) -> None:
     with tenant_context(tenant):
         conversation = Conversation(channel=Conversation.Channel.API, session_id="db-test", visitor_name="Ana")
+        visitor, reply = _chat_turn(conversation)
         statements: list[tuple[str, list[Any]]] = []
         with _executed(statements):
-            visitor_id, reply_id = insert_unless_conflict_reserving(conversation, ids_of=Message, count=2) or []
-            reply = Message(
-                id=reply_id,
-                conversation=conversation,
-                channel=conversation.channel,
-                role=Message.Role.BOT,
-                content="Hello",
-                intent="greeting",
-                intent_keywords=["hi"],
-                sources=[{"title": "Hours"}],
-            )
-            visitor = Message(
-                id=visitor_id,
-                conversation=conversation,
-                channel=conversation.channel,
-                role=Message.Role.VISITOR,
-                content="Hi",
-                answered_by=reply,
-            )
-            insert_with_ids([visitor, reply])
-        # The same two messages, written by the ORM.
-        orm_reply = Message.objects.create(
-            conversation=conversation,
-            channel=conversation.channel,
-            role=Message.Role.BOT,
-            content="Hello",
-            intent="greeting",
-            intent_keywords=["hi"],
-            sources=[{"title": "Hours"}],
+            assert insert_unless_conflict_with_children(conversation, [visitor, reply])
+        # The same, written by the ORM.
+        orm_conversation = Conversation.objects.create(
+            channel=Conversation.Channel.API, session_id="db-test-orm", visitor_name="Ana"
         )
-        orm_visitor = Message.objects.create(
-            conversation=conversation,
-            channel=conversation.channel,
-            role=Message.Role.VISITOR,
-            content="Hi",
-            answered_by=orm_reply,
-        )
+        orm_visitor, orm_reply = _chat_turn(orm_conversation)
+        orm_reply.save()
+        orm_visitor.answered_by = orm_reply
+        orm_visitor.save()
 
-        inserts = [(sql, params) for sql, params in statements if sql.startswith("INSERT")]
-        # 2 x 26 columns: 26 are NULL, true, false or '' written out as client-side binding writes them, the
-        # other 26 are parameters.
-        assert [len(params) for _, params in inserts] == [12, 26]
-        assert all(len(params) <= PSYCOPG_CACHED_PARAMS for _, params in inserts)
-        values = inserts[1][0].split(" VALUES ", 1)[1]
-        assert [values.count(literal) for literal in ("NULL", "true", "false", "''", "%s")] == [13, 0, 6, 7, 26]
-        stored = {m.pk: m for m in Message.objects.filter(conversation=conversation)}
-        unique = {"id", "public_id", "created_at", "answered_by_id"}
+        writes = [(sql, params) for sql, params in statements if not sql.startswith("SET")]
+        # 20 + 2 x 26 columns: the ids and links come from the statement; NULL, true, false and '' are written
+        # out as client-side binding writes them; the other values are parameters: the conversation's 8, the
+        # sequence's name twice per message id, the visitor message's 10 and the answer's 11.
+        assert [(sql.split(None, 1)[0], len(params)) for sql, params in writes] == [("WITH", 8 + 4 + 10 + 11)]
+        assert len(writes[0][1]) <= PSYCOPG_CACHED_PARAMS
+        assert (visitor.conversation_id, reply.conversation_id, visitor.answered_by_id) == (
+            conversation.pk,
+            conversation.pk,
+            reply.pk,
+        )
+        assert conversation.pk is not None
+        assert visitor.pk < reply.pk
+        with CaptureQueriesContext(connection) as read:
+            assert (visitor.conversation, visitor.answered_by, reply.conversation) == (
+                conversation,
+                reply,
+                conversation,
+            )
+        assert read.captured_queries == []  # the objects are still the ones given
+        stored = {m.pk: m for m in Message.objects.filter(conversation__in=[conversation, orm_conversation])}
+        unique = {"id", "public_id", "created_at", "answered_by_id", "conversation_id"}
         for ours, theirs in ((visitor, orm_visitor), (reply, orm_reply)):
             row, orm_row = _columns(stored[ours.pk]), _columns(stored[theirs.pk])
             assert {k: v for k, v in row.items() if k not in unique} == {
@@ -199,19 +207,37 @@ def test_a_two_message_insert_stays_within_psycopgs_cached_parameters_and_stores
             assert row == _columns(ours)  # what the object says is what was stored
         assert (stored[visitor.pk].answered_by_id, stored[orm_visitor.pk].answered_by_id) == (reply.pk, orm_reply.pk)
         assert _columns(Conversation.objects.get(pk=conversation.pk)) == _columns(conversation)
+        assert (visitor._state.adding, reply._state.adding, conversation._state.adding) == (False, False, False)
 
 
-def test_an_insert_whose_unique_row_exists_inserts_nothing_and_takes_no_ids(tenant: Any) -> None:
+def _last_message_id() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT last_value FROM pg_sequences WHERE sequencename = 'chat_message_id_seq'")
+        return cursor.fetchone()[0] or 0
+
+
+def test_a_conversation_whose_session_is_taken_inserts_nothing_and_takes_no_ids(tenant: Any) -> None:
     with tenant_context(tenant):
         first = Conversation(channel=Conversation.Channel.API, session_id="taken")
         assert insert_unless_conflict(first)
         second = Conversation(channel=Conversation.Channel.API, session_id="taken", visitor_name="Other")
+        visitor, reply = _chat_turn(second)
+        before = _last_message_id()
 
-        assert insert_unless_conflict_reserving(second, ids_of=Message, count=2) is None
-        assert (second.pk, second._state.adding) == (None, True)
+        assert not insert_unless_conflict_with_children(second, [visitor, reply])
+
+        assert _last_message_id() == before
+        assert (second.pk, visitor.pk, reply.pk, second._state.adding, visitor._state.adding) == (
+            None,
+            None,
+            None,
+            True,
+            True,
+        )
         assert list(Conversation.objects.filter(session_id="taken").values_list("pk", "visitor_name")) == [
             (first.pk, "")
         ]
+        assert not Message.objects.filter(conversation__session_id="taken").exists()
 
 
 @pytest.mark.django_db
