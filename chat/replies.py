@@ -348,8 +348,8 @@ def first_turn_record(
     *, tenant: Tenant, config: BotConfiguration, conversation: Conversation, turn: LocalTurn, access: BotAccess
 ) -> tuple[Message, TurnResult] | None:
     """Store the new (unsaved) `conversation`, its visitor's first message and the bot's local answer in one
-    transaction: the visitor's message and its answer; None, writing nothing, when the conversation's
-    session_id is taken.
+    statement (in one transaction with the usage and the lead when they are written too): the visitor's
+    message and its answer; None, writing nothing, when the conversation's session_id is taken.
 
     Nobody else can see the conversation before this commits, so nothing is locked or read back: its only
     unanswered message is the one written here (what `_turn_open` and `_turn_close` make sure of for a
