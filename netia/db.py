@@ -134,8 +134,7 @@ def _values(objs: list[models.Model], fields: tuple[Field, ...]) -> list[list[An
 
 
 def _literal(value: Any) -> str:
-    """`value` as SQL when it is NULL, a boolean or the empty string (as psycopg's client-side binding writes
-    it), else ""."""
+    """The SQL client-side binding sends for `value` when it is NULL, a boolean or the empty string, else ""."""
     if value is None:
         return "NULL"
     if value is True:
@@ -148,8 +147,8 @@ def _literal(value: Any) -> str:
 def _statement(head: str, rows: list[list[Any]], tail: str) -> tuple[str, list[Any]]:
     """The INSERT with its VALUES rows: NULL, true, false and '' written out, every other value a parameter.
 
-    The column takes the literal as it takes the parameter (client-side binding writes exactly these literals
-    for them); fewer parameters keep the query under psycopg's cache of parsed queries
+    Client-side binding sends those values as exactly these literals anyway, so the server gets the same
+    statement; fewer parameters keep the query under psycopg's cache of parsed queries
     (MAX_CACHED_STATEMENT_PARAMS, 50), which a two-message INSERT's 52 parameters exceeded, re-parsing its
     text on every turn, and there are fewer values to adapt.
     """

@@ -16,7 +16,6 @@ from django.db.models.functions import Now
 from django.db.models.sql.subqueries import InsertQuery
 from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
-from psycopg import ClientCursor
 from psycopg.types.json import Jsonb
 
 from chat.models import Conversation, Message
@@ -246,9 +245,9 @@ def test_a_conversation_whose_session_is_taken_inserts_nothing_and_takes_no_ids(
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("value", [None, True, False, ""], ids=repr)
-def test_a_written_out_value_is_the_literal_psycopgs_client_side_binding_writes_for_it(value: Any) -> None:
-    connection.ensure_connection()
-    sent = ClientCursor(connection.connection).mogrify("%s", [value])  # psycopg's client-side binding
+def test_a_written_out_value_is_the_literal_client_side_binding_sends_for_it(value: Any) -> None:
+    with connection.cursor() as cursor:
+        sent = cursor.cursor.mogrify("%s", [value])  # psycopg's client-side binding, as Django uses it
     assert db._literal(value) == {None: "NULL", True: "true", False: "false", "": "''"}[value] == sent
 
 
