@@ -11,6 +11,7 @@ answer is dropped and the turn starts over: each visitor message is answered onc
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,8 +29,14 @@ from chat.intents import IntentResult
 from chat.leads import extract_contact
 from chat.models import BotConfiguration, Conversation, Lead, Message
 from chat.selectors import bot_configuration_get, conversation_history
-from chat.services import conversation_hand_off, conversation_handoff_fields, handoff_counted, lead_upsert
-from netia.db import insert_unless_conflict_reserving, insert_with_ids
+from chat.services import (
+    conversation_hand_off,
+    conversation_handoff_fields,
+    handoff_counted,
+    lead_upsert,
+    lead_upsert_writes,
+)
+from netia.db import insert_unless_conflict_with_children
 from netia.metrics import CHAT_REPLIES
 from netia.versioned_cache import Prefetched
 from tenants.models import Tenant
@@ -341,8 +348,8 @@ def first_turn_record(
     *, tenant: Tenant, config: BotConfiguration, conversation: Conversation, turn: LocalTurn, access: BotAccess
 ) -> tuple[Message, TurnResult] | None:
     """Store the new (unsaved) `conversation`, its visitor's first message and the bot's local answer in one
-    transaction: the visitor's message and its answer; None, writing nothing, when the conversation's
-    session_id is taken.
+    statement (in one transaction with the usage and the lead when they are written too): the visitor's
+    message and its answer; None, writing nothing, when the conversation's session_id is taken.
 
     Nobody else can see the conversation before this commits, so nothing is locked or read back: its only
     unanswered message is the one written here (what `_turn_open` and `_turn_close` make sure of for a
@@ -353,32 +360,30 @@ def first_turn_record(
     if answer.handoff_reason:
         for name, value in conversation_handoff_fields(reason=answer.handoff_reason).items():
             setattr(conversation, name, value)
-    with transaction.atomic(savepoint=False):
-        # The two messages' ids come back with the conversation's (none are taken when its session is).
-        ids = insert_unless_conflict_reserving(conversation, ids_of=Message, count=2)
-        if ids is None:
+    contact = extract_contact(question)
+    metered = answer.source in engine.METERED_SOURCES
+    reply = _reply_message(
+        config=config, conversation=conversation, deliver=False, answer=answer, intent=intent, question=question
+    )
+    # The visitor's message names its answer (the foreign key is checked at the statement's end).
+    visitor = Message(
+        conversation=conversation,
+        channel=conversation.channel,
+        role=Message.Role.VISITOR,
+        content=question,
+        answered_by=reply,
+    )
+    # One statement writes the conversation and both messages (none when its session is taken): a
+    # transaction only when the lead or the usage is written too.
+    needs_transaction = metered or lead_upsert_writes(contact=contact, intent=intent.intent)
+    with transaction.atomic(savepoint=False) if needs_transaction else nullcontext():
+        if not insert_unless_conflict_with_children(conversation, [visitor, reply]):
             return None
-        visitor_id, reply_id = ids
-        reply = _reply_message(
-            config=config, conversation=conversation, deliver=False, answer=answer, intent=intent, question=question
-        )
-        reply.id = reply_id
-        # The visitor's message names its answer, inserted in the same statement (the foreign key is checked
-        # at commit).
-        visitor = Message(
-            id=visitor_id,
-            conversation=conversation,
-            channel=conversation.channel,
-            role=Message.Role.VISITOR,
-            content=question,
-            answered_by=reply,
-        )
-        insert_with_ids([visitor, reply])
         result = TurnResult(conversation=conversation, visitor_messages=[visitor], reply=reply, intent=intent.intent)
         result.lead, result.lead_captured = lead_upsert(
-            conversation=conversation, contact=extract_contact(question), intent=intent.intent
+            conversation=conversation, contact=contact, intent=intent.intent
         )
-        if answer.source in engine.METERED_SOURCES:
+        if metered:
             usage_ai_reply_record(tenant=tenant, state=access.state)
     if answer.handoff_reason:
         handoff_counted(conversation=conversation, reason=answer.handoff_reason)

@@ -203,18 +203,24 @@ def _lexical_candidates(terms: list[Term], wanted: int) -> tuple[tuple[int, int]
     one-time filter: all tiers are one statement). The candidates are re-ranked by the caller
     (`chat.lexical.lexical_score`). The same statement reads the knowledge base's state, returned first.
     """
+    # Named parameters: the tiers share the terms' values, sent once each, so the statement's parameters
+    # (4 per term, 1 per tier, 2) stay under psycopg's cache of parsed queries (50): its text, which depends
+    # only on the number of terms and tiers, is parsed once.
     score_sql: list[str] = []
-    score_params: list[Any] = []
-    for term in terms:
-        score_sql.append("%s * (p.search_vector @@ %s::tsquery)::int + %s * (p.search_vector @@ %s::tsquery)::int")
-        score_params += [term.weight, _any_of(term.lexemes), term.weight * 0.3, _any_of(term.lexemes, weight="A")]
+    params: dict[str, Any] = {"wanted": wanted, "limit": LEXICAL_CANDIDATES}
+    for n, term in enumerate(terms):
+        score_sql.append(
+            f"%(w{n})s * (p.search_vector @@ %(q{n})s::tsquery)::int"
+            f" + %(v{n})s * (p.search_vector @@ %(a{n})s::tsquery)::int"
+        )
+        params[f"w{n}"], params[f"q{n}"] = term.weight, _any_of(term.lexemes)
+        params[f"v{n}"], params[f"a{n}"] = term.weight * 0.3, _any_of(term.lexemes, weight="A")
     score = " + ".join(score_sql)
     every = " & ".join(_any_of(term.lexemes) for term in terms)
     anyone = " | ".join(_any_of(term.lexemes) for term in terms)
 
     # The SQL below is assembled from fixed fragments and tier numbers only; every value is a parameter.
     ctes: list[str] = []
-    params: list[Any] = []
     queries = [q for q in dict.fromkeys([every, *(_covering(terms, share) for share in TIER_SHARES), anyone]) if q]
     for i, query in enumerate(queries):
         gate = ""
@@ -222,20 +228,20 @@ def _lexical_candidates(terms: list[Term], wanted: int) -> tuple[tuple[int, int]
             # A later tier runs only while the earlier ones together hold fewer than `wanted` passages.
             earlier = " UNION ALL ".join(f"SELECT id FROM tier{j}" for j in range(i))  # noqa: S608
             ctes.append(f"before{i} AS ({earlier})")
-            gate = f" AND (SELECT count(*) FROM before{i}) < %s AND p.id NOT IN (SELECT id FROM before{i})"  # noqa: S608
+            gate = f" AND (SELECT count(*) FROM before{i}) < %(wanted)s AND p.id NOT IN (SELECT id FROM before{i})"  # noqa: S608
         ctes.append(
             f"tier{i} AS MATERIALIZED (SELECT p.id, {score} AS score FROM chat_knowledgepassage p"  # noqa: S608
-            f" WHERE p.search_vector @@ %s::tsquery{gate} ORDER BY score DESC, p.id LIMIT %s)"
+            f" WHERE p.search_vector @@ %(t{i})s::tsquery{gate} ORDER BY score DESC, p.id LIMIT %(limit)s)"
         )
-        params += [*score_params, query, *([wanted] if i else []), LEXICAL_CANDIDATES]
+        params[f"t{i}"] = query
     union = " UNION ALL ".join(f"SELECT id, score, {i} AS tier FROM tier{i}" for i in range(len(queries)))  # noqa: S608
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH {', '.join(ctes)}, state AS ({_STATE_SQL})"  # noqa: S608
             f" SELECT s.version, s.newest, x.* FROM state s LEFT JOIN (SELECT {_COLUMNS} FROM ({union}) c"
             " JOIN chat_knowledgepassage p ON p.id = c.id JOIN chat_knowledgearticle a ON a.id = p.article_id"
-            " ORDER BY c.tier, c.score DESC, p.id LIMIT %s) x ON true",
-            [*params, LEXICAL_CANDIDATES],
+            " ORDER BY c.tier, c.score DESC, p.id LIMIT %(limit)s) x ON true",
+            params,
         )
         found = cursor.fetchall()
     state = (found[0][0] or 0, found[0][1] or 0)

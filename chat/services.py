@@ -177,15 +177,20 @@ def conversation_set_status(*, conversation: Conversation, status: str) -> Conve
 
 
 # --- Leads -----------------------------------------------------------------------------------------------------
+def lead_upsert_writes(*, contact: ContactInfo, intent: str) -> bool:
+    """Whether `lead_upsert` reads and writes a lead for this turn (else it changes nothing)."""
+    return bool(contact) or intent in engine.LEAD_INTENTS
+
+
 def lead_upsert(*, conversation: Conversation, contact: ContactInfo, intent: str) -> tuple[Lead | None, bool]:
     """Create or update the conversation's lead; returns (lead, whether new contact details were captured).
 
     A turn with no contact details and no lead intent changes no lead: nothing is read. The owner is emailed
     about a lead once (`chat.notifications`): the first time it has contact details.
     """
-    is_lead_intent = intent in engine.LEAD_INTENTS
-    if not contact and not is_lead_intent:
+    if not lead_upsert_writes(contact=contact, intent=intent):
         return None, False
+    is_lead_intent = intent in engine.LEAD_INTENTS
     lead = Lead.objects.select_for_update().filter(conversation=conversation).first()
     if lead is None:
         lead = Lead(conversation=conversation, intent=intent if is_lead_intent else "")

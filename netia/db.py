@@ -2,38 +2,168 @@
 
 from __future__ import annotations
 
+import datetime
+import uuid
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
 from django.db import connection, models
+from django.db.models.fields import Field
 from django.db.models.sql.subqueries import InsertQuery
+
+# How `_values` prepares a field's value without the ORM's calls, when the value is of the kind named (else the
+# ORM's own `pre_save` + `get_db_prep_save` prepare it, as for every field of a class not listed):
+_ORM = 0  # always the ORM's way
+_STR = 1  # a str (or a str subclass such as a TextChoices member): itself
+_BOOL = 2  # a bool: itself
+_INT = 3  # an int (exactly): itself, or what `convert` makes of it (PostgreSQL's typed integer wrappers)
+_UUID = 4  # a UUID: itself
+_DATETIME = 5  # an aware datetime: itself
+_JSON = 6  # a dict or a list: what `convert` makes of it (the backend's JSON adapter)
+
+# Exact field classes (never subclasses, which may prepare values their own way) and how their values go.
+_KINDS: dict[type[Field], int] = {
+    models.CharField: _STR,
+    models.TextField: _STR,
+    models.EmailField: _STR,
+    models.SlugField: _STR,
+    models.URLField: _STR,
+    models.BooleanField: _BOOL,
+    models.IntegerField: _INT,
+    models.BigIntegerField: _INT,
+    models.SmallIntegerField: _INT,
+    models.PositiveIntegerField: _INT,
+    models.PositiveBigIntegerField: _INT,
+    models.PositiveSmallIntegerField: _INT,
+    models.AutoField: _INT,
+    models.BigAutoField: _INT,
+    models.SmallAutoField: _INT,
+    models.UUIDField: _UUID,
+    models.DateTimeField: _DATETIME,
+    models.JSONField: _JSON,
+}
+
+# A field's plan: (field, attname, whether its own pre_save runs, kind, convert or None).
+_FieldPlan = tuple[Field, str, bool, int, Callable[[Any], Any] | None]
+
+
+def _field_plan(field: Field) -> _FieldPlan:
+    """How `_values` prepares `field`'s value (see _KINDS); a relation goes as the field it points to."""
+    target = field
+    if type(field) in (models.ForeignKey, models.OneToOneField):
+        target = field.target_field  # type: ignore[attr-defined]
+    kind = _KINDS.get(type(target), _ORM)
+    convert: Callable[[Any], Any] | None = None
+    if kind == _INT and not isinstance(target, models.AutoField | models.BigAutoField | models.SmallAutoField):
+        # IntegerField.get_db_prep_value wraps the int in the backend's type for its size (Int4, Int8 …).
+        def convert(value: Any, internal_type: str = target.get_internal_type()) -> Any:
+            return connection.ops.adapt_integerfield_value(value, internal_type)
+
+    elif kind == _JSON:
+
+        def convert(value: Any, encoder: Any = target.encoder) -> Any:  # type: ignore[attr-defined]
+            return connection.ops.adapt_json_value(value, encoder)
+
+    if target is not field and kind == _JSON:
+        kind = _ORM
+    # pre_save of these classes only reads the attribute (auto_now and auto_now_add fields set it first).
+    reads_attribute = type(field).pre_save is Field.pre_save or (
+        type(field) is models.DateTimeField and not field.auto_now and not field.auto_now_add
+    )
+    return field, str(field.attname), not reads_attribute, kind, convert
 
 
 @lru_cache(maxsize=64)
-def _insert_sql(model: type[models.Model], rows: int, *, with_pk: bool, ignore_conflicts: bool) -> tuple[str, tuple]:
-    """The INSERT of `rows` plain VALUES rows of `model`, with the fields it lists (built once per shape)."""
+def _plan(fields: tuple[Field, ...]) -> tuple[_FieldPlan, ...]:
+    return tuple(_field_plan(f) for f in fields)
+
+
+@lru_cache(maxsize=64)
+def _insert_sql(
+    model: type[models.Model], *, with_pk: bool, ignore_conflicts: bool
+) -> tuple[str, str, tuple[Field, ...]]:
+    """The INSERT of `model`'s VALUES rows up to the rows, what follows them, and the fields a row lists."""
     meta = model._meta
     fields = tuple(f for f in meta.local_concrete_fields if with_pk or f is not meta.auto_field)
     if any(hasattr(f, "get_placeholder") for f in fields):
         raise TypeError(f"{model.__name__} has a field with its own placeholder: use the ORM")
     quote = connection.ops.quote_name
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     # Names from the model's metadata, values as parameters.
     columns = ", ".join(quote(str(f.column)) for f in fields)
-    sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {', '.join([row] * rows)}"  # noqa: S608
-    if ignore_conflicts:
-        sql += " ON CONFLICT DO NOTHING"
+    head = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES "  # noqa: S608
+    tail = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
     if not with_pk:
-        sql += f" RETURNING {quote(str(meta.pk.column))}"
-    return sql, fields
+        tail += f" RETURNING {quote(str(meta.pk.column))}"
+    return head, tail, fields
 
 
-def _values(objs: list[models.Model], fields: tuple) -> list[Any]:
-    """Each object's column values as the ORM's INSERT prepares them (auto_now and defaults applied)."""
-    query = InsertQuery(type(objs[0]))
-    query.insert_values(fields, objs)
-    compiler = query.get_compiler(connection=connection)
-    return [compiler.prepare_value(f, compiler.pre_save_val(f, obj)) for obj in objs for f in fields]
+def _values(objs: list[models.Model], fields: tuple[Field, ...]) -> list[list[Any]]:
+    """Each object's column values as the ORM's INSERT prepares them (auto_now and defaults applied).
+
+    The ORM's `pre_save` and `get_db_prep_save` run only where they can change the value (see _KINDS); the
+    rest is the attribute itself. tests/test_db.py holds every field of every model to the ORM's values.
+    """
+    plan = _plan(fields)
+    compiler = None
+    rows = []
+    for obj in objs:
+        row = []
+        for field, attname, own_pre_save, kind, convert in plan:
+            value = field.pre_save(obj, True) if own_pre_save else getattr(obj, attname)
+            if value is None and kind != _ORM:
+                pass  # every listed class prepares None as None
+            elif (
+                (kind == _STR and isinstance(value, str))
+                or (kind == _DATETIME and isinstance(value, datetime.datetime) and value.utcoffset() is not None)
+                or (kind == _INT and type(value) is int)
+                or (kind == _BOOL and type(value) is bool)
+                or (kind == _UUID and isinstance(value, uuid.UUID))
+            ):
+                if convert is not None:
+                    value = convert(value)
+            elif kind == _JSON and type(value) in (dict, list):
+                value = convert(value)  # type: ignore[misc]
+            else:
+                if compiler is None:
+                    compiler = InsertQuery(type(obj)).get_compiler(connection=connection)
+                value = compiler.prepare_value(field, value)
+            row.append(value)
+        rows.append(row)
+    return rows
+
+
+def _literal(value: Any) -> str:
+    """The SQL client-side binding sends for `value` when it is NULL, a boolean or the empty string, else ""."""
+    if value is None:
+        return "NULL"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return "''" if type(value) is str and not value else ""
+
+
+def _statement(head: str, rows: list[list[Any]], tail: str) -> tuple[str, list[Any]]:
+    """The INSERT with its VALUES rows: NULL, true, false and '' written out, every other value a parameter.
+
+    Client-side binding sends those values as exactly these literals anyway, so the server gets the same
+    statement; fewer parameters keep the query under psycopg's cache of parsed queries
+    (MAX_CACHED_STATEMENT_PARAMS, 50), which a two-message INSERT's 52 parameters exceeded, re-parsing its
+    text on every turn, and there are fewer values to adapt.
+    """
+    params = []
+    placeholders = []
+    for row in rows:
+        row_sql = []
+        for value in row:
+            literal = _literal(value)
+            if not literal:
+                literal = "%s"
+                params.append(value)
+            row_sql.append(literal)
+        placeholders.append("(" + ", ".join(row_sql) + ")")
+    return head + ", ".join(placeholders) + tail, params
 
 
 def _saved(instance: models.Model) -> None:
@@ -48,40 +178,72 @@ def insert_unless_conflict(instance: models.Model) -> bool:
     exists, so a lost race leaves the caller's transaction usable; get_or_create pays a SELECT, a
     SAVEPOINT and a RELEASE for the same. Sends no signals (like bulk_create).
     """
-    return insert_unless_conflict_reserving(instance, ids_of=None, count=0) is not None
-
-
-def insert_unless_conflict_reserving(
-    instance: models.Model, *, ids_of: type[models.Model] | None, count: int
-) -> list[int] | None:
-    """`insert_unless_conflict`, also taking `count` new ids from `ids_of`'s primary key sequence in the same
-    statement, only when the row was inserted: the ids (ascending), or None when it was not."""
-    sql, fields = _insert_sql(type(instance), 1, with_pk=False, ignore_conflicts=True)
-    params = _values([instance], fields)
-    if ids_of is not None and count:
-        sequence = "nextval(pg_get_serial_sequence(%s, %s))"
-        sql += ", " + ", ".join([sequence] * count)
-        params += [ids_of._meta.db_table, str(ids_of._meta.pk.column)] * count
+    head, tail, fields = _insert_sql(type(instance), with_pk=False, ignore_conflicts=True)
+    sql, params = _statement(head, _values([instance], fields), tail)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
-        return None
+        return False
     instance.pk = row[0]
     _saved(instance)
-    return sorted(row[1:])
+    return True
 
 
-def insert_with_ids(objs: list[models.Model]) -> None:
-    """INSERT new objects of one model whose primary keys are already set, in one statement of plain VALUES rows.
+def insert_unless_conflict_with_children(parent: models.Model, children: list[models.Model]) -> bool:
+    """`insert_unless_conflict(parent)`, with its new `children` (objects of one model) in the same statement
+    only when it was inserted: whether it was.
 
-    What `bulk_create` does for them without its per-call query building, and without the UNNEST arrays it
-    uses for several rows (cheaper for many rows, dearer for a few). Sends no signals (like bulk_create).
+    The children's primary keys come from their sequence in the same statement, ascending in list order; a
+    child's foreign key to `parent` or to another child of the list (assigned as objects, unsaved) is filled
+    in there too. One round trip: the caller needs no transaction for the three of them. Sends no signals.
     """
-    if any(obj.pk is None for obj in objs):
-        raise ValueError("insert_with_ids needs every primary key set")
-    sql, fields = _insert_sql(type(objs[0]), len(objs), with_pk=True, ignore_conflicts=False)
+    model = type(children[0])
+    head, tail, parent_fields = _insert_sql(type(parent), with_pk=False, ignore_conflicts=True)
+    sql, params = _statement(head, _values([parent], parent_fields), tail)
+    count = len(children)
+    sequence = "nextval(pg_get_serial_sequence(%s, %s))"
+    sql += ", " + ", ".join(f"{sequence} AS n{i}" for i in range(count))
+    params += [model._meta.db_table, str(model._meta.pk.column)] * count
+    # The children's ids in ascending order (nextval's order within a row is not promised).
+    taken = ", ".join(f"n{i}" for i in range(count))
+    ctes = [
+        f"parent AS ({sql})",
+        f"ids AS (SELECT id, ARRAY(SELECT unnest(ARRAY[{taken}]) ORDER BY 1) AS c FROM parent)",  # noqa: S608
+    ]
+    expressions = {id(parent): "ids.id", **{id(child): f"ids.c[{i + 1}]" for i, child in enumerate(children)}}
+    child_head, _, fields = _insert_sql(model, with_pk=True, ignore_conflicts=False)
+    pk = model._meta.pk
+    links: list[tuple[Any, str]] = [(f, f.attname) for f in fields if f.is_relation and f.many_to_one]
+    for i, (child, row) in enumerate(zip(children, _values(children, fields), strict=True)):
+        linked = {attname: expressions.get(id(f.get_cached_value(child, None))) for f, attname in links}
+        columns = []
+        for field, value in zip(fields, row, strict=True):
+            expression = expressions[id(child)] if field is pk else linked.get(field.attname)
+            if expression is None:
+                expression = _literal(value) or "%s"
+                if expression == "%s":
+                    params.append(value)
+            columns.append(expression)
+        insert = child_head.removesuffix(" VALUES ")
+        ctes.append(f"child{i} AS ({insert} SELECT {', '.join(columns)} FROM ids)")  # noqa: S608
     with connection.cursor() as cursor:
-        cursor.execute(sql, _values(objs, fields))
-    for obj in objs:
-        _saved(obj)
+        cursor.execute(
+            f"WITH {', '.join(ctes)} SELECT id, c FROM ids",  # noqa: S608
+            params,
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    parent.pk = row[0]
+    _saved(parent)
+    for child, child_id in zip(children, row[1], strict=True):
+        child.pk = child_id
+        _saved(child)
+    for child in children:
+        for f, attname in links:
+            target = f.get_cached_value(child, None)
+            if target is parent or any(target is other for other in children):
+                setattr(child, attname, target.pk)
+                f.set_cached_value(child, target)  # the id's setter forgot the object; it is the same row
+    return True

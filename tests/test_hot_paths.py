@@ -56,7 +56,17 @@ def _statements(queries: list[dict[str, Any]]) -> list[str]:
     return ["SELECT … FOR UPDATE" if " FOR UPDATE" in q["sql"] else q["sql"].split(None, 1)[0].upper() for q in queries]
 
 
-def test_a_chat_turn_of_a_new_session_answered_offline_sends_at_most_6_statements_and_locks_nothing(
+def _with_atomic_depth(statements: list[tuple[str, int]]) -> Any:
+    """Record each statement's first word and how many atomic blocks were open around it."""
+
+    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        statements.append((sql.split(None, 1)[0].upper(), len(connection.atomic_blocks)))
+        return execute(sql, params, many, context)
+
+    return connection.execute_wrapper(record)
+
+
+def test_a_chat_turn_of_a_new_session_answered_offline_sends_at_most_5_statements_and_locks_nothing(
     client, tenant, other_tenant, django_assert_max_num_queries
 ):
     with tenant_context(tenant):
@@ -64,23 +74,25 @@ def test_a_chat_turn_of_a_new_session_answered_offline_sends_at_most_6_statement
     assert _chat(client, tenant, "warm-up", "Hello, do you ship to Canada?").status_code == 200
     _leave_connection_in(other_tenant)
 
-    with CaptureQueriesContext(connection) as captured, django_assert_max_num_queries(6):
+    depths: list[tuple[str, int]] = []
+    with CaptureQueriesContext(connection) as captured, django_assert_max_num_queries(5), _with_atomic_depth(depths):
         response = _chat(client, tenant, "visitor-1", "How long does shipping to Canada take?")
 
     assert response.status_code == 200
     assert response.json()["reply"] == SHIPPING
     assert _search_path_sets(captured.captured_queries) == 1
-    # Nobody else can see a new conversation before its turn commits: one transaction (BEGIN and COMMIT when
-    # served; here inside the test's own) writes the conversation, both messages and the usage; no row lock,
-    # nothing read back.
+    # Nobody else can see a new conversation before its turn commits: one statement writes the conversation
+    # and both messages, in one transaction with the usage (BEGIN and COMMIT when served; here inside the
+    # test's own); no row lock, nothing read back.
     assert _statements(captured.captured_queries) == [
         "SET",  # search_path
         "SELECT",  # the period's usage (bot access)
         "WITH",  # retrieval
-        "INSERT",  # the conversation unless its session_id is taken, returning the two messages' ids
-        "INSERT",  # the visitor's message and the answer naming it
+        "WITH",  # the conversation unless its session_id is taken, the visitor's message and the answer naming it
         "UPDATE",  # usage
     ]
+    outside = depths[0][1]
+    assert [depth - outside for _, depth in depths] == [0, 0, 0, 1, 2]  # usage_ai_reply_record's block nested
     with tenant_context(tenant):
         visitor, reply = Message.objects.filter(conversation__session_id="visitor-1").order_by("created_at")
         assert (visitor.role, visitor.answered_by_id, reply.role, reply.content) == (
@@ -91,6 +103,31 @@ def test_a_chat_turn_of_a_new_session_answered_offline_sends_at_most_6_statement
         )
         assert visitor.pk < reply.pk
         assert reply.conversation.last_message_at is not None
+
+
+def test_an_unmetered_first_turn_is_one_write_statement_with_no_transaction_of_its_own(
+    client, tenant, other_tenant, django_assert_max_num_queries
+):
+    assert _chat(client, tenant, "warm-up", "Hello").status_code == 200
+    _leave_connection_in(other_tenant)
+
+    depths: list[tuple[str, int]] = []
+    with CaptureQueriesContext(connection) as captured, _with_atomic_depth(depths):
+        response = _chat(client, tenant, "visitor-2", "Hello")
+
+    assert (response.status_code, response.json()["intent"]) == (200, "greeting")
+    # The greeting is not metered and captures no lead: one statement (reads aside) is the whole write, atomic
+    # alone: no block of its own around it.
+    assert [s for s in _statements(captured.captured_queries) if s != "SELECT"] == ["SET", "WITH"]
+    assert len({depth for _, depth in depths}) == 1
+    with tenant_context(tenant):
+        visitor, reply = Message.objects.filter(conversation__session_id="visitor-2").order_by("created_at")
+        assert (visitor.answered_by_id, visitor.conversation_id, reply.conversation_id) == (
+            reply.pk,
+            reply.conversation_id,
+            visitor.conversation.pk,
+        )
+        assert visitor.pk < reply.pk
 
 
 def test_a_later_turn_of_a_session_sends_at_most_12_statements(

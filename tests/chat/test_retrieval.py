@@ -304,3 +304,24 @@ def test_the_passage_index_keeps_no_pending_list(tenant):
     with tenant_context(tenant), connection.cursor() as cursor:
         cursor.execute("SELECT reloptions FROM pg_class WHERE oid = 'passage_search_gin'::regclass")
         assert cursor.fetchone()[0] == ["fastupdate=off"]
+
+
+def test_a_search_statement_keeps_within_psycopgs_cached_parameters_and_its_text_depends_on_the_term_count(tenant):
+    # psycopg parses a statement's text once and caches it only up to 50 parameters (psycopg/_queries.py):
+    # the tiers share the terms' values, so a six-term question with all four tiers sends 4 x 6 + 4 + 2.
+    add(tenant, "Vegan cakes", "Our vegan chocolate cake is baked on Saturdays and delivered on Sundays.")
+    sent: list[tuple[str, dict]] = []
+
+    def record(execute, sql, params, many, context):
+        sent.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with tenant_context(tenant):
+        knowledge_search(query="vegan chocolate cake", language="en", limit=4)
+        with connection.execute_wrapper(record):
+            knowledge_search(query="vegan chocolate cake baked saturday delivered", language="en", limit=4)
+            knowledge_search(query="chocolate vegan cake sunday baked delivery", language="en", limit=4)
+
+    assert [len(params) for _, params in sent] == [30, 30]
+    assert sent[0][0] == sent[1][0]
+    assert sent[0][1] != sent[1][1]

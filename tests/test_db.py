@@ -1,0 +1,256 @@
+"""netia.db's plain INSERTs: the values they send are the ORM's own, and the statements psycopg can cache."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+import warnings
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.apps import apps
+from django.db import connection
+from django.db.models import Model, Value
+from django.db.models.functions import Now
+from django.db.models.sql.subqueries import InsertQuery
+from django.test.utils import CaptureQueriesContext
+from django_tenants.utils import tenant_context
+from psycopg.types.json import Jsonb
+
+from chat.models import Conversation, Message
+from netia import db
+from netia.db import insert_unless_conflict, insert_unless_conflict_with_children
+
+# psycopg parses a query's text once and caches it only up to this many parameters (psycopg/_queries.py).
+PSYCOPG_CACHED_PARAMS = 50
+
+# Every kind of value a model attribute may hold before an INSERT, the odd ones included.
+SAMPLES: list[Any] = [
+    None,
+    "",
+    "text",
+    Conversation.Status.BOT,  # a TextChoices member: a str subclass
+    "7",
+    "6f1f0a52-3a3e-4a39-9c62-2f0f9d7c2a10",
+    True,
+    False,
+    0,
+    7,
+    2**40,
+    7.5,
+    Decimal("1.25"),
+    uuid.UUID("6f1f0a52-3a3e-4a39-9c62-2f0f9d7c2a10"),
+    datetime.datetime(2026, 5, 1, 12, 30, tzinfo=datetime.UTC),
+    datetime.datetime(2026, 5, 1, 12, 30, tzinfo=datetime.timezone(datetime.timedelta(hours=2))),
+    datetime.datetime(2026, 5, 1, 12, 30),  # noqa: DTZ001 - naive on purpose
+    datetime.date(2026, 5, 1),
+    {"a": [1, 2]},
+    [1, "x"],
+    {},
+    [],
+    b"bytes",
+    Value("v"),
+    Now(),
+]
+
+
+def _comparable(value: Any) -> Any:
+    """A prepared value as something == can compare, its type included (psycopg's wrappers compare by identity)."""
+    if isinstance(value, Jsonb):
+        return (Jsonb, value.obj, value.dumps)
+    if hasattr(value, "resolve_expression") or hasattr(value, "as_sql"):
+        return (type(value), repr(value))
+    return (type(value), value)
+
+
+def _orm_prepared(model: type[Model], field: Any, value: Any) -> Any:
+    """What Django's own INSERT compiler sends for `field` holding `value` (or the exception it raises)."""
+    obj = model()
+    setattr(obj, field.attname, value)
+    query = InsertQuery(model)
+    query.insert_values([field], [obj])
+    compiler = query.get_compiler(connection=connection)
+    try:
+        return _comparable(compiler.prepare_value(field, compiler.pre_save_val(field, obj))), obj
+    except Exception as error:  # the same failure is the expected answer
+        return (type(error), str(error)), obj
+
+
+def _fast_prepared(model: type[Model], field: Any, value: Any) -> Any:
+    obj = model()
+    setattr(obj, field.attname, value)
+    try:
+        return _comparable(db._values([obj], (field,))[0][0]), obj
+    except Exception as error:
+        return (type(error), str(error)), obj
+
+
+def _concrete_fields() -> list[tuple[type[Model], Any]]:
+    return [
+        (model, field)
+        for model in apps.get_models()
+        if not model._meta.proxy and model._meta.managed
+        for field in model._meta.local_concrete_fields
+    ]
+
+
+@pytest.mark.parametrize("value", SAMPLES, ids=repr)
+def test_every_field_of_every_model_is_prepared_as_the_orm_prepares_it(value: Any) -> None:
+    differences = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # naive datetimes warn on both paths
+        for model, field in _concrete_fields():
+            if db._field_plan(field)[3] == db._ORM:
+                continue  # prepared by the ORM's own code (an encrypted field's value differs every time)
+            (orm, _), (fast, fast_obj) = _orm_prepared(model, field, value), _fast_prepared(model, field, value)
+            if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+                # Both took the time now (a moment apart) and left it on the object: the same kind of value.
+                assert orm[0] is fast[0] is datetime.datetime, field
+                assert getattr(fast_obj, field.attname) == fast[1], field
+                continue
+            if orm != fast:
+                differences.append((f"{model._meta.label}.{field.name}", orm, fast))
+    assert differences == []
+
+
+def test_the_chat_turns_models_take_no_field_the_orm_way() -> None:
+    # A chat turn inserts a conversation and two messages: a field of a class _KINDS does not know would
+    # quietly make every turn prepare it through the ORM again (correct, only slower).
+    slow = [
+        f"{model.__name__}.{plan[0].name}"
+        for model in (Conversation, Message)
+        for plan in db._plan(tuple(model._meta.local_concrete_fields))
+        if plan[3] == db._ORM
+    ]
+    assert slow == []
+
+
+def _executed(statements: list[tuple[str, list[Any]]]) -> Any:
+    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        statements.append((sql, list(params or [])))
+        return execute(sql, params, many, context)
+
+    return connection.execute_wrapper(record)
+
+
+def _columns(obj: Model) -> dict[str, Any]:
+    return {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields}
+
+
+def _chat_turn(conversation: Conversation) -> tuple[Message, Message]:
+    """A first turn's two unsaved messages: the visitor's, naming the bot's answer."""
+    reply = Message(
+        conversation=conversation,
+        channel=conversation.channel,
+        role=Message.Role.BOT,
+        content="Hello",
+        intent="greeting",
+        intent_keywords=["hi"],
+        sources=[{"title": "Hours"}],
+    )
+    visitor = Message(
+        conversation=conversation,
+        channel=conversation.channel,
+        role=Message.Role.VISITOR,
+        content="Hi",
+        answered_by=reply,
+    )
+    return visitor, reply
+
+
+def test_a_conversation_and_its_two_messages_are_one_statement_within_psycopgs_cached_parameters(
+    tenant: Any,
+) -> None:
+    with tenant_context(tenant):
+        conversation = Conversation(channel=Conversation.Channel.API, session_id="db-test", visitor_name="Ana")
+        visitor, reply = _chat_turn(conversation)
+        statements: list[tuple[str, list[Any]]] = []
+        with _executed(statements):
+            assert insert_unless_conflict_with_children(conversation, [visitor, reply])
+        with connection.cursor() as cursor:
+            # The foreign keys are deferred to the commit, which this test's transaction never reaches.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        # The same, written by the ORM.
+        orm_conversation = Conversation.objects.create(
+            channel=Conversation.Channel.API, session_id="db-test-orm", visitor_name="Ana"
+        )
+        orm_visitor, orm_reply = _chat_turn(orm_conversation)
+        orm_reply.save()
+        orm_visitor.answered_by = orm_reply
+        orm_visitor.save()
+
+        writes = [(sql, params) for sql, params in statements if not sql.startswith("SET")]
+        # 20 + 2 x 26 columns: the ids and links come from the statement; NULL, true, false and '' are written
+        # out as client-side binding writes them; the other values are parameters: the conversation's 8, the
+        # sequence's name twice per message id, the visitor message's 10 and the answer's 11.
+        assert [(sql.split(None, 1)[0], len(params)) for sql, params in writes] == [("WITH", 8 + 4 + 10 + 11)]
+        assert len(writes[0][1]) <= PSYCOPG_CACHED_PARAMS
+        assert (visitor.conversation_id, reply.conversation_id, visitor.answered_by_id) == (
+            conversation.pk,
+            conversation.pk,
+            reply.pk,
+        )
+        assert conversation.pk is not None
+        assert visitor.pk < reply.pk
+        with CaptureQueriesContext(connection) as read:
+            assert (visitor.conversation, visitor.answered_by, reply.conversation) == (
+                conversation,
+                reply,
+                conversation,
+            )
+        assert read.captured_queries == []  # the objects are still the ones given
+        stored = {m.pk: m for m in Message.objects.filter(conversation__in=[conversation, orm_conversation])}
+        unique = {"id", "public_id", "created_at", "answered_by_id", "conversation_id"}
+        for ours, theirs in ((visitor, orm_visitor), (reply, orm_reply)):
+            row, orm_row = _columns(stored[ours.pk]), _columns(stored[theirs.pk])
+            assert {k: v for k, v in row.items() if k not in unique} == {
+                k: v for k, v in orm_row.items() if k not in unique
+            }
+            assert row == _columns(ours)  # what the object says is what was stored
+        assert (stored[visitor.pk].answered_by_id, stored[orm_visitor.pk].answered_by_id) == (reply.pk, orm_reply.pk)
+        assert _columns(Conversation.objects.get(pk=conversation.pk)) == _columns(conversation)
+        assert (visitor._state.adding, reply._state.adding, conversation._state.adding) == (False, False, False)
+
+
+def _last_message_id() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT last_value FROM pg_sequences WHERE sequencename = 'chat_message_id_seq'")
+        return cursor.fetchone()[0] or 0
+
+
+def test_a_conversation_whose_session_is_taken_inserts_nothing_and_takes_no_ids(tenant: Any) -> None:
+    with tenant_context(tenant):
+        first = Conversation(channel=Conversation.Channel.API, session_id="taken")
+        assert insert_unless_conflict(first)
+        second = Conversation(channel=Conversation.Channel.API, session_id="taken", visitor_name="Other")
+        visitor, reply = _chat_turn(second)
+        before = _last_message_id()
+
+        assert not insert_unless_conflict_with_children(second, [visitor, reply])
+
+        assert _last_message_id() == before
+        assert (second.pk, visitor.pk, reply.pk, second._state.adding, visitor._state.adding) == (
+            None,
+            None,
+            None,
+            True,
+            True,
+        )
+        assert list(Conversation.objects.filter(session_id="taken").values_list("pk", "visitor_name")) == [
+            (first.pk, "")
+        ]
+        assert not Message.objects.filter(conversation__session_id="taken").exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("value", [None, True, False, ""], ids=repr)
+def test_a_written_out_value_is_the_literal_client_side_binding_sends_for_it(value: Any) -> None:
+    with connection.cursor() as cursor:
+        sent = cursor.cursor.mogrify("%s", [value])  # psycopg's client-side binding, as Django uses it
+    assert db._literal(value) == {None: "NULL", True: "true", False: "false", "": "''"}[value] == sent
+
+
+@pytest.mark.parametrize("value", ["x", " ", 0, 1, 0.0, [], {}, Jsonb({}), Conversation.Status.BOT], ids=repr)
+def test_any_other_value_stays_a_parameter(value: Any) -> None:
+    assert db._literal(value) == ""
