@@ -68,13 +68,16 @@ class Guard:
     current for: counted only for the row still current), with the other limits in their round trip.
 
     After `enforce_all`: `counted` says whether they were, `exceeded` holds the RateLimited one of them raised:
-    the caller raises it when its own checks come to that limit (`enforce_all` raises only the other limits')."""
+    the caller raises it when its own checks come to that limit (`enforce_all` raises only the other limits');
+    `failed_open` says the round trip failed and the limits failed open (RATELIMIT_FAIL_OPEN): the script may
+    have run (a reply lost to a timeout), so the caller must not count the guarded limits again."""
 
     key: str
     value: Any
     limits: list[Limit]
     counted: bool = False
     exceeded: RateLimited | None = None
+    failed_open: bool = False
 
 
 def client_ip(group: str, request: HttpRequest) -> str:
@@ -99,7 +102,8 @@ def enforce_all(
     after one that is exceeded are not counted), in one cache round trip on Redis; raise RateLimited.
 
     `read`: keys of the default cache to read too (in the same round trip when the limits are counted on it);
-    what `cache.get_many(read)` would return (nothing when the cache is down).
+    what `cache.get_many(read)` would return, except nothing ({}) when the round trip failed (the cache down,
+    a reply lost) and when a guarded limit is exceeded (the script stops there).
     `guard`: limits counted after `limits` if its key holds its value, in the same round trip on Redis with
     the default cache (else not counted: the caller counts them its own way).
     """
@@ -143,6 +147,8 @@ def enforce_all(
     except (RedisError, OSError):  # the cache is down: as django-ratelimit does
         logger.warning("rate_limit_cache_unavailable", exc_info=True)
         if getattr(settings, "RATELIMIT_FAIL_OPEN", False):
+            if guard is not None:
+                guard.failed_open = True
             return {}
         raise RateLimited(extra={"limit": 0, "retry_after": 1}) from None
     if over:
