@@ -27,7 +27,6 @@ from netia import ratelimits
 from netia.errors import PermissionDenied, ValidationFailed, api_error_response
 from netia.openapi import error_responses
 from netia.serializers import StrictSerializer
-from netia.tenancy import tenant_connection, use_public_schema
 from netia.versioned_cache import Prefetched
 from tenants.authentication import ChatTokenAuthentication, chat_token_authenticate
 from tenants.models import Tenant
@@ -222,13 +221,10 @@ def _admit_directly(request: HttpRequest) -> tuple[Tenant, ChatInput, Prefetched
     guard, turn_keys = None, []
     if guess is not None and _origin_allowed(request, guess[2]):
         version_key, version, guessed = guess
-        # The turn's cache keys are the schema's (no statement runs before authentication sets it again).
-        tenant_connection().set_tenant(guessed)
         turn_keys = chat_api_turn_cache_keys(tenant=guessed)
         if data is not None and not data.conversation_token:
-            answer_key = answer_cache_key_guess(question=data.message)
+            answer_key = answer_cache_key_guess(schema=guessed.schema_name, question=data.message)
             turn_keys += [answer_key] if answer_key else []
-        use_public_schema()
         guard = ratelimits.Guard(key=version_key, value=version, limits=[_tenant_cap(guessed)])
     found = _limit_per_ip_and_token(request, read=tenant_keys + turn_keys, guard=guard)
     tenant = chat_token_authenticate(request, prefetched=Prefetched(tenant_keys, found))

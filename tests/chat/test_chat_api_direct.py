@@ -23,6 +23,7 @@ from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.throttling import BaseThrottle
 
 from chat.api.public import ChatMessageCreateApi
+from chat.chat_api import chat_api_turn_cache_keys
 from chat.models import Message
 from chat.services import knowledge_article_create
 from tenants.authentication import ChatTokenAuthentication
@@ -208,3 +209,15 @@ def test_a_reply_lost_after_the_script_ran_counts_the_tenant_cap_once(client, te
     assert response.status_code == 200  # the limits fail open
     assert proxy.dropped >= 1  # each attempt (redis-py retries) ran the script, which counted the cap once
     assert _tenant_cap_count(tenant, 50) - before == proxy.dropped
+
+
+def test_a_tenants_turn_cache_keys_are_the_same_from_any_schema(tenant, other_tenant):
+    # The direct path reads them before authentication, in the public schema, without switching to the tenant's.
+    from_public = chat_api_turn_cache_keys(tenant=tenant)
+    with tenant_context(other_tenant):
+        from_another_tenant = chat_api_turn_cache_keys(tenant=tenant)
+    with tenant_context(tenant):
+        from_its_own = chat_api_turn_cache_keys(tenant=tenant)
+
+    assert from_public == from_another_tenant == from_its_own
+    assert f"botconfig:{tenant.schema_name}" in " ".join(from_public)
