@@ -208,7 +208,11 @@ def _admit_directly(request: HttpRequest) -> tuple[Tenant, ChatInput, Prefetched
     The tenant's cap is then counted with the IP and token limits, on condition that the tenant cache's version
     is still the one the guess was current for (so only for the tenant the token authenticates) and only when
     the origin is allowed; the same round trip reads what the turn reads first, the answer cache's entry for
-    a new session's question included. The body is read first for that, its errors raised in their turn.
+    a new session's question included (only when that cap is counted: else the turn reads them itself).
+
+    Unlike DRF's path, the body (at most API_MAX_BODY_BYTES) is parsed and checked before the IP and
+    token limits are counted, even for a request they then refuse: the answer cache's key is the question's,
+    read in the limits' round trip. Its errors are raised in their turn, after the limits' and the token's.
     """
     try:
         data: ChatInput | None = chat_input_validate(_parsed(request))
@@ -225,8 +229,8 @@ def _admit_directly(request: HttpRequest) -> tuple[Tenant, ChatInput, Prefetched
         if data is not None and not data.conversation_token:
             answer_key = answer_cache_key_guess(schema=guessed.schema_name, question=data.message)
             turn_keys += [answer_key] if answer_key else []
-        guard = ratelimits.Guard(key=version_key, value=version, limits=[_tenant_cap(guessed)])
-    found = _limit_per_ip_and_token(request, read=tenant_keys + turn_keys, guard=guard)
+        guard = ratelimits.Guard(key=version_key, value=version, limits=[_tenant_cap(guessed)], read=turn_keys)
+    found = _limit_per_ip_and_token(request, read=tenant_keys, guard=guard)
     tenant = chat_token_authenticate(request, prefetched=Prefetched(tenant_keys, found))
     # What DRF's authentication leaves on the request.
     request.user, request.auth = None, tenant  # type: ignore[assignment,attr-defined]
