@@ -43,8 +43,10 @@ def conversation_token_issue(*, tenant: Tenant, conversation: Conversation) -> s
 
 def chat_api_turn_cache_keys(*, tenant: Tenant) -> list[str]:
     """The cache entries a turn reads first (billing state, bot configuration), for the caller to read in one
-    round trip with its own commands and pass as `chat_api_turn`'s `prefetched` (caller in the tenant's schema)."""
-    return prefetch_keys([billing_state_cache_key(tenant=tenant), bot_configuration_cache_key()])
+    round trip with its own commands and pass as `chat_api_turn`'s `prefetched` (in any schema)."""
+    return prefetch_keys(
+        [billing_state_cache_key(tenant=tenant), bot_configuration_cache_key(schema=tenant.schema_name)]
+    )
 
 
 def chat_api_turn(

@@ -155,11 +155,11 @@ def _cache_key(config: BotConfiguration, question: str) -> str:
 _KEY_PREFIXES: dict[str, str] = {}
 
 
-def answer_cache_key_guess(*, question: str) -> str | None:
-    """The answer cache key a first `question` most likely has in the current schema (this process's last
+def answer_cache_key_guess(*, schema: str, question: str) -> str | None:
+    """The answer cache key a first `question` most likely has in the tenant `schema` (this process's last
     versions and mode), for a caller to read with its own round trip and pass as `prefetched`; None when this
     process has not answered there yet. The turn uses the read only if the key turns out to be the one."""
-    prefix = _KEY_PREFIXES.get(current_schema())
+    prefix = _KEY_PREFIXES.get(schema)
     return None if prefix is None else prefix + hashlib.sha256(normalize(question).encode()).hexdigest()
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from django.db import connection
 
-from chat.text import base_language, is_stopword, language_detect, stem, surface_words, zipf
+from chat.text import base_language, is_stopword, language_detect, searchable, stem, surface_words, zipf
 
 TITLE_WEIGHT = 0.3  # a term in the title adds this much of its weight again
 PROXIMITY_WEIGHT = 0.2  # matched terms standing side by side add up to this much
@@ -164,7 +164,7 @@ def question_terms(question: str, *, language: str, vocabulary: Vocabulary) -> l
     languages = list(dict.fromkeys([language_detect(question, language), base_language(language)]))
     terms: dict[frozenset[str], Term] = {}
     for word, written in surface_words(question):
-        if is_stopword(word, languages) or (len(word) < 2 and not word.isdigit()):
+        if is_stopword(word, languages) or (len(word) < 2 and not word.isdigit()) or not searchable(word):
             continue
         stems = {stem(word, lang) for lang in languages} | {word}
         known = {s for s in stems if s in vocabulary.frequency}

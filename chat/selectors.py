@@ -38,14 +38,16 @@ def conversation_get_by_token(*, tenant: Tenant, token: str) -> Conversation | N
     return Conversation.objects.filter(channel=Conversation.Channel.API, public_id=public_id).first()
 
 
-def bot_configuration_cache() -> str:
-    """The version-keyed cache namespace of the current tenant's configuration (bumped by every write to it)."""
-    return f"botconfig:{current_schema()}"
+def bot_configuration_cache(*, schema: str = "") -> str:
+    """The version-keyed cache namespace of the tenant's configuration (bumped by every write to it): the
+    tenant of `schema`, else of the connection's current schema."""
+    return f"botconfig:{schema or current_schema()}"
 
 
-def bot_configuration_cache_key() -> tuple[str, str]:
-    """Where `bot_configuration_get` caches the current tenant's configuration (for `versioned_cache.prefetch`)."""
-    return bot_configuration_cache(), "config"
+def bot_configuration_cache_key(*, schema: str = "") -> tuple[str, str]:
+    """Where `bot_configuration_get` caches the tenant's configuration (for `versioned_cache.prefetch`): the
+    tenant of `schema`, else of the connection's current schema."""
+    return bot_configuration_cache(schema=schema), "config"
 
 
 def bot_configuration_get(*, prefetched: Prefetched | None = None) -> BotConfiguration:

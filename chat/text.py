@@ -32,6 +32,9 @@ SNOWBALL = {
 }
 # PostgreSQL keeps positions up to 16383; later words of a long passage share the last position.
 MAX_POSITION = 16383
+# PostgreSQL refuses a lexeme longer than this many bytes ("word is too long") in a tsvector or a tsquery; such
+# a "word" (a pasted hash, a run of one letter) names nothing to search for, so it is left out of both.
+MAX_LEXEME_BYTES = 2047
 _stemmers = threading.local()  # a PyStemmer object is not safe to share between threads
 
 
@@ -106,13 +109,18 @@ def stem(word: str, language: str) -> str:
     return result
 
 
+def searchable(word: str) -> bool:
+    """Whether a folded word can be a lexeme: not over PostgreSQL's longest (stems never get longer)."""
+    return len(word) * 4 <= MAX_LEXEME_BYTES or len(word.encode()) <= MAX_LEXEME_BYTES
+
+
 def lexemes(text: str, language: str, *, start: int = 1) -> list[tuple[str, int]]:
     """(stem, position) of the content words of `text`, positions counting every word from `start`."""
     stopwords = STOPWORDS.get(language, frozenset())
     return [
         (stem(word, language), min(start + offset, MAX_POSITION))
         for offset, word in enumerate(tokenize(text))
-        if word not in stopwords and (len(word) > 1 or word.isdigit())
+        if word not in stopwords and (len(word) > 1 or word.isdigit()) and searchable(word)
     ]
 
 

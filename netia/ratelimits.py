@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -31,13 +31,16 @@ KeyFn = Callable[[str, HttpRequest], str]
 # (group, key, rate), as django-ratelimit's get_usage takes them.
 Limit = tuple[str, KeyFn, str]
 
-# KEYS: the limits' counters, the guarded limits' counters, the guard's key (with guarded limits), keys to read.
-# ARGV: (expiry, limit) per counter, then the number of limits, of guarded limits, and the guard's value.
+# KEYS: the limits' counters, the guarded limits' counters, the guard's key (with guarded limits), keys to read,
+# keys to read only with the guarded limits counted.
+# ARGV: (expiry, limit) per counter, then the number of limits, of guarded limits, the guard's value and the
+# number of keys read only with the guarded limits.
 # Counts each counter in order as django-ratelimit does (created at 1 with the window's expiry, else +1), the
 # guarded ones only while the guard's key holds the guard's value, and stops at the first one over its limit:
 # {its index from 1, its count}; else {0, 0, 1 if the guarded ones were counted else 0, the values read (MGET)}.
 _COUNT_SCRIPT = """
-local limits, guarded, guard = tonumber(ARGV[#ARGV - 2]), tonumber(ARGV[#ARGV - 1]), ARGV[#ARGV]
+local limits, guarded, guard = tonumber(ARGV[#ARGV - 3]), tonumber(ARGV[#ARGV - 2]), ARGV[#ARGV - 1]
+local read_to = #KEYS - tonumber(ARGV[#ARGV])
 local function over(first, last)
   for i = first, last do
     local count = redis.call('INCR', KEYS[i])
@@ -56,7 +59,8 @@ if guarded > 0 then
     if exceeded then return exceeded end
   end
 end
-if #KEYS >= read_from then return {0, 0, counted, redis.call('MGET', unpack(KEYS, read_from))} end
+if counted == 1 then read_to = #KEYS end
+if read_to >= read_from then return {0, 0, counted, redis.call('MGET', unpack(KEYS, read_from, read_to))} end
 return {0, 0, counted}
 """
 _script: Any = None  # redis-py's Script (EVALSHA, loaded again when the server lost it), made once
@@ -68,13 +72,17 @@ class Guard:
     current for: counted only for the row still current), with the other limits in their round trip.
 
     After `enforce_all`: `counted` says whether they were, `exceeded` holds the RateLimited one of them raised:
-    the caller raises it when its own checks come to that limit (`enforce_all` raises only the other limits')."""
+    the caller raises it when its own checks come to that limit (`enforce_all` raises only the other limits');
+    `failed_open` says the round trip failed and the limits failed open (RATELIMIT_FAIL_OPEN): the script may
+    have run (a reply lost to a timeout), so the caller must not count the guarded limits again."""
 
     key: str
     value: Any
     limits: list[Limit]
+    read: list[str] = field(default_factory=list)  # keys read (with `enforce_all`'s) only when they are counted
     counted: bool = False
     exceeded: RateLimited | None = None
+    failed_open: bool = False
 
 
 def client_ip(group: str, request: HttpRequest) -> str:
@@ -99,9 +107,11 @@ def enforce_all(
     after one that is exceeded are not counted), in one cache round trip on Redis; raise RateLimited.
 
     `read`: keys of the default cache to read too (in the same round trip when the limits are counted on it);
-    what `cache.get_many(read)` would return (nothing when the cache is down).
+    what `cache.get_many(read)` would return, except nothing ({}) when the round trip failed (the cache down,
+    a reply lost) and when a guarded limit is exceeded (the script stops there).
     `guard`: limits counted after `limits` if its key holds its value, in the same round trip on Redis with
-    the default cache (else not counted: the caller counts them its own way).
+    the default cache (else not counted: the caller counts them its own way); its `read` keys are read (and
+    returned) only when they are counted.
     """
     alias = getattr(settings, "RATELIMIT_USE_CACHE", DEFAULT_CACHE_ALIAS)
     if read and alias != DEFAULT_CACHE_ALIAS:  # the reads cannot share the limits' round trip
@@ -128,21 +138,26 @@ def enforce_all(
         args += [period + EXPIRATION_FUDGE, limit]
         windows.append((limit, window))
     decode = cache.client.decode  # type: ignore[attr-defined]  # django-redis' client
+    names = list(read)
     if guarded:
         assert guard is not None  # noqa: S101 - for mypy
         keys.append(cache.make_key(guard.key))
-        args += [len(counters), len(guarded), cache.client.encode(guard.value)]  # type: ignore[attr-defined]
+        names += guard.read
+        encoded = cache.client.encode(guard.value)  # type: ignore[attr-defined]
+        args += [len(counters), len(guarded), encoded, len(guard.read)]
     else:
-        args += [len(counters), 0, ""]
+        args += [len(counters), 0, "", 0]
     global _script
     try:
         client = get_client(write=True)
         if _script is None:
             _script = client.register_script(_COUNT_SCRIPT)
-        over, _, *rest = _script(keys=keys + [cache.make_key(name) for name in read], args=args, client=client)
+        over, _, *rest = _script(keys=keys + [cache.make_key(name) for name in names], args=args, client=client)
     except (RedisError, OSError):  # the cache is down: as django-ratelimit does
         logger.warning("rate_limit_cache_unavailable", exc_info=True)
         if getattr(settings, "RATELIMIT_FAIL_OPEN", False):
+            if guard is not None:
+                guard.failed_open = True
             return {}
         raise RateLimited(extra={"limit": 0, "retry_after": 1}) from None
     if over:
@@ -156,4 +171,5 @@ def enforce_all(
     if guard is not None:
         guard.counted = bool(rest[0])
     values = rest[1] if len(rest) > 1 else []
-    return {name: decode(value) for name, value in zip(read, values, strict=True) if value is not None}
+    names = names if guard is not None and guard.counted else list(read)
+    return {name: decode(value) for name, value in zip(names, values, strict=True) if value is not None}

@@ -106,3 +106,24 @@ def test_guarded_limits_count_only_while_the_guard_key_holds_its_value():
     assert getattr(over.exceeded, "extra", None) == {"limit": 1, "retry_after": over.exceeded.extra["retry_after"]}
     assert found == {}  # the script stopped at the exceeded limit
     assert (_count(request, "t:ip", "g", "10/m"), _count(request, "t:cap", "g", "1/h")) == (3, 2)
+
+
+def test_a_guards_reads_are_read_only_when_its_limits_are_counted():
+    if not hasattr(cache, "client"):
+        pytest.skip("the cache is not Redis (REDIS_URL unset): the caller counts guarded limits itself")
+    request = RequestFactory().post("/api/v1/chat")
+    cache.set_many({"r:version": "v1", "r:always": 1, "r:turn": 2})
+    limits = [("t:ip", _fixed("reads"), "10/m")]
+
+    def guard(value: str) -> ratelimits.Guard:
+        return ratelimits.Guard(
+            key="r:version", value=value, limits=[("t:cap", _fixed("reads"), "9/h")], read=["r:turn"]
+        )
+
+    matched, stale = guard("v1"), guard("v0")
+    with_guard = ratelimits.enforce_all(request, limits, read=["r:always"], guard=matched)
+    without = ratelimits.enforce_all(request, limits, read=["r:always"], guard=stale)
+
+    assert (matched.counted, stale.counted) == (True, False)
+    assert with_guard == {"r:always": 1, "r:turn": 2}
+    assert without == {"r:always": 1}

@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -26,7 +27,6 @@ from netia import ratelimits
 from netia.errors import PermissionDenied, ValidationFailed, api_error_response
 from netia.openapi import error_responses
 from netia.serializers import StrictSerializer
-from netia.tenancy import tenant_connection, use_public_schema
 from netia.versioned_cache import Prefetched
 from tenants.authentication import ChatTokenAuthentication, chat_token_authenticate
 from tenants.models import Tenant
@@ -103,7 +103,7 @@ class ChatMessageCreateApi(APIView):
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         """A plain JSON POST (the hot path) is served without DRF's request wrapping, content negotiation and
         template response, answering byte for byte what DRF would; other requests go through DRF."""
-        if not _served_directly(request):
+        if not (_served_directly(request) and _configured_as_served_directly(self)):
             return super().dispatch(request, *args, **kwargs)
         allow = ", ".join(self.allowed_methods)  # as DRF answers, errors included
         try:
@@ -134,11 +134,29 @@ class ChatMessageCreateApi(APIView):
 def _served_directly(request: HttpRequest) -> bool:
     """Whether DRF would treat the request as plain JSON in, plain JSON out (no `?format=` either)."""
     meta = request.META
-    if request.method != "POST" or meta.get("QUERY_STRING") or meta.get("CONTENT_TYPE") not in _DIRECT_CONTENT_TYPES:
+    if request.method != "POST" or meta.get("QUERY_STRING"):
+        return False
+    # A media type and its parameters' names and charset values are case-insensitive (RFC 9110).
+    if meta.get("CONTENT_TYPE", "").lower() not in _DIRECT_CONTENT_TYPES:
         return False
     accept = meta.get("HTTP_ACCEPT")
     # A parameter (`indent`, a version) changes what DRF renders or whether it can.
     return accept is None or (";" not in accept and any(media.strip() in _JSON_ACCEPTED for media in accept.split(",")))
+
+
+def _configured_as_served_directly(view: APIView) -> bool:
+    """Whether the view's DRF configuration is exactly what the direct path reproduces without `initial()`:
+    only ChatTokenAuthentication, no permission or throttle classes, no versioning, JSON in and out with
+    DRF's own negotiation. Anything else set on the view (or in REST_FRAMEWORK) sends every request to DRF."""
+    return (
+        list(view.authentication_classes) == [ChatTokenAuthentication]
+        and not view.permission_classes
+        and not view.throttle_classes
+        and view.versioning_class is None
+        and view.content_negotiation_class is DefaultContentNegotiation
+        and list(view.renderer_classes) == [JSONRenderer]
+        and list(view.parser_classes) == [JSONParser]
+    )
 
 
 def _limit_per_ip_and_token(
@@ -190,7 +208,11 @@ def _admit_directly(request: HttpRequest) -> tuple[Tenant, ChatInput, Prefetched
     The tenant's cap is then counted with the IP and token limits, on condition that the tenant cache's version
     is still the one the guess was current for (so only for the tenant the token authenticates) and only when
     the origin is allowed; the same round trip reads what the turn reads first, the answer cache's entry for
-    a new session's question included. The body is read first for that, its errors raised in their turn.
+    a new session's question included (only when that cap is counted: else the turn reads them itself).
+
+    Unlike DRF's path, the body (at most API_MAX_BODY_BYTES) is parsed and checked before the IP and
+    token limits are counted, even for a request they then refuse: the answer cache's key is the question's,
+    read in the limits' round trip. Its errors are raised in their turn, after the limits' and the token's.
     """
     try:
         data: ChatInput | None = chat_input_validate(_parsed(request))
@@ -203,19 +225,21 @@ def _admit_directly(request: HttpRequest) -> tuple[Tenant, ChatInput, Prefetched
     guard, turn_keys = None, []
     if guess is not None and _origin_allowed(request, guess[2]):
         version_key, version, guessed = guess
-        # The turn's cache keys are the schema's (no statement runs before authentication sets it again).
-        tenant_connection().set_tenant(guessed)
         turn_keys = chat_api_turn_cache_keys(tenant=guessed)
         if data is not None and not data.conversation_token:
-            answer_key = answer_cache_key_guess(question=data.message)
+            answer_key = answer_cache_key_guess(schema=guessed.schema_name, question=data.message)
             turn_keys += [answer_key] if answer_key else []
-        use_public_schema()
-        guard = ratelimits.Guard(key=version_key, value=version, limits=[_tenant_cap(guessed)])
-    found = _limit_per_ip_and_token(request, read=tenant_keys + turn_keys, guard=guard)
+        guard = ratelimits.Guard(key=version_key, value=version, limits=[_tenant_cap(guessed)], read=turn_keys)
+    found = _limit_per_ip_and_token(request, read=tenant_keys, guard=guard)
     tenant = chat_token_authenticate(request, prefetched=Prefetched(tenant_keys, found))
     # What DRF's authentication leaves on the request.
     request.user, request.auth = None, tenant  # type: ignore[assignment,attr-defined]
-    if guard is None or not guard.counted:
+    if guard is not None and guard.failed_open:
+        # The round trip failed and the limits failed open; its script may have counted the tenant's cap
+        # before the reply was lost, so the cap is not counted again (one request, counted once at most).
+        _check_origin(request, tenant)
+        prefetched = Prefetched([], {})
+    elif guard is None or not guard.counted:
         prefetched = _admit(request, tenant)
     else:
         _check_origin(request, tenant)
@@ -283,17 +307,48 @@ class _FieldInvalid(Exception):
 _EMAIL = EmailValidator()
 _NOT_A_STRING = "Expected a string."
 _NOT_NULL = "This field may not be null."
-# (name, max_length, min_length, allow_blank) of InputSerializer's string fields and Visitor's.
-_TOP = (("session_id", 128, 1, False), ("conversation_token", 512, 1, False), ("message", 4000, 1, False))
-_VISITOR = (("name", 200, None, True), ("email", None, None, True))
 
 
-def _text(value: Any, max_length: int | None, min_length: int | None, allow_blank: bool, email: bool) -> str:
+@dataclass(frozen=True)
+class _StringField:
+    """What `_text` checks of a CharField (EmailField) of InputSerializer or its Visitor."""
+
+    name: str
+    max_length: int | None
+    min_length: int | None
+    allow_blank: bool
+    required: bool
+    email: bool
+
+
+def _string_fields(serializer: type[serializers.Serializer]) -> tuple[_StringField, ...]:
+    """The serializer's string fields, read from its declaration (so a limit changed there is checked here)."""
+    return tuple(
+        _StringField(
+            name=name,
+            max_length=field.max_length,
+            min_length=field.min_length,
+            allow_blank=field.allow_blank,
+            required=field.required,
+            email=isinstance(field, serializers.EmailField),
+        )
+        for name, field in serializer().fields.items()
+        if isinstance(field, serializers.CharField)
+    )
+
+
+# InputSerializer's string fields and Visitor's (tests check that these are all their fields, as checked here).
+_TOP = _string_fields(ChatMessageCreateApi.InputSerializer)
+_VISITOR = _string_fields(ChatMessageCreateApi.InputSerializer.Visitor)
+
+
+def _text(value: Any, field: _StringField) -> str:
     """A present CharField (EmailField) value of a right JSON type: DRF's CharField.run_validation."""
     if value is None:
         raise _FieldInvalid([_NOT_NULL])
+    max_length, min_length = field.max_length, field.min_length
     if value == "" or value.strip() == "":
-        if not allow_blank:
+        if not field.allow_blank:
             raise _FieldInvalid(["This field may not be blank."])
         return ""
     value = value.strip()
@@ -307,7 +362,7 @@ def _text(value: Any, max_length: int | None, min_length: int | None, allow_blan
     surrogate = next((ord(ch) for ch in value if 0xD800 <= ord(ch) <= 0xDFFF), None)
     if surrogate is not None:
         errors.append(f"Surrogate characters are not allowed: U+{surrogate:X}.")
-    if email:
+    if field.email:
         try:
             _EMAIL(value)
         except DjangoValidationError:
@@ -321,18 +376,19 @@ def _visitor(value: Any) -> dict[str, str]:
     """The nested Visitor serializer's run_validation for a present value that is null or an object."""
     if value is None:
         raise _FieldInvalid([_NOT_NULL])
-    wrong = {
-        name: [_NOT_A_STRING] for name, *_ in _VISITOR if name in value and not isinstance(value[name], str | None)
-    }
+    wrong = {f.name: [_NOT_A_STRING] for f in _VISITOR if f.name in value and not isinstance(value[f.name], str | None)}
     if wrong:
         raise _FieldInvalid(wrong)
     errors, out = {}, {}
-    for name, max_length, min_length, allow_blank in _VISITOR:
-        if name in value:
-            try:
-                out[name] = _text(value[name], max_length, min_length, allow_blank, name == "email")
-            except _FieldInvalid as invalid:
-                errors[name] = invalid.errors
+    for field in _VISITOR:
+        if field.name not in value:
+            if field.required:
+                errors[field.name] = ["This field is required."]
+            continue
+        try:
+            out[field.name] = _text(value[field.name], field)
+        except _FieldInvalid as invalid:
+            errors[field.name] = invalid.errors
     if errors:
         raise _FieldInvalid(errors)
     return out
@@ -347,22 +403,22 @@ def chat_input_validate(data: Any) -> ChatInput:
         message = f"Invalid data. Expected a dictionary, but got {type(data).__name__}."
         raise ValidationFailed(extra={"fields": {"non_field_errors": [message]}})
     # StrictSerializer: JSON types first.
-    wrong = {name: [_NOT_A_STRING] for name, *_ in _TOP if name in data and not isinstance(data[name], str | None)}
+    wrong = {f.name: [_NOT_A_STRING] for f in _TOP if f.name in data and not isinstance(data[f.name], str | None)}
     if "visitor" in data and not isinstance(data["visitor"], dict | None):
         wrong["visitor"] = ["Expected an object."]
     if wrong:
         raise ValidationFailed(extra={"fields": wrong})
     errors: dict[str, Any] = {}
     out: dict[str, Any] = {}
-    for name, max_length, min_length, allow_blank in _TOP:
-        if name not in data:
-            if name == "message":
-                errors[name] = ["This field is required."]
+    for field in _TOP:
+        if field.name not in data:
+            if field.required:
+                errors[field.name] = ["This field is required."]
             continue
         try:
-            out[name] = _text(data[name], max_length, min_length, allow_blank, False)
+            out[field.name] = _text(data[field.name], field)
         except _FieldInvalid as invalid:
-            errors[name] = invalid.errors
+            errors[field.name] = invalid.errors
     visitor: dict[str, str] = {}
     if "visitor" in data:
         try:

@@ -130,3 +130,46 @@ def test_every_value_of_every_field_gets_what_the_serializer_gives():
         bodies += [{"message": "hi", "visitor": {name: value, "email": "nope"}} for value in VALUES]
 
     assert [(body, _ours(body)) for body in bodies if _ours(body) != _drf(body)] == []
+
+
+def test_the_check_reads_every_field_of_the_serializer_as_declared():
+    from django.core.validators import (
+        EmailValidator,
+        MaxLengthValidator,
+        MinLengthValidator,
+        ProhibitNullCharactersValidator,
+    )
+    from rest_framework.fields import CharField, EmailField, empty
+    from rest_framework.validators import ProhibitSurrogateCharactersValidator
+
+    from chat.api.public import _TOP, _VISITOR
+
+    top = ChatMessageCreateApi.InputSerializer().fields
+    visitor = top["visitor"]
+    assert [f.name for f in _TOP] == [name for name in top if name != "visitor"]
+    assert isinstance(visitor, ChatMessageCreateApi.InputSerializer.Visitor)
+    assert (visitor.required, visitor.allow_null, visitor.default) == (False, False, empty)
+    assert [f.name for f in _VISITOR] == list(visitor.fields) == ["name", "email"]
+    plain = {MaxLengthValidator, MinLengthValidator, ProhibitNullCharactersValidator}
+    plain.add(ProhibitSurrogateCharactersValidator)
+    for fields, copies in ((top, _TOP), (visitor.fields, _VISITOR)):
+        for copy in copies:
+            field: Any = fields[copy.name]
+            # What the check copies...
+            assert (field.max_length, field.min_length, field.allow_blank, field.required) == (
+                copy.max_length,
+                copy.min_length,
+                copy.allow_blank,
+                copy.required,
+            )
+            assert type(field) is (EmailField if copy.email else CharField)
+            # ...and what it takes for DRF's defaults.
+            assert (field.allow_null, field.trim_whitespace, field.read_only) == (False, True, False)
+            assert field.default is empty
+            assert field.source == copy.name
+            assert {type(v) for v in field.validators} <= plain | ({EmailValidator} if copy.email else set())
+    assert [(f.name, f.max_length, f.min_length, f.allow_blank, f.required) for f in _TOP] == [
+        ("session_id", 128, 1, False, False),
+        ("conversation_token", 512, 1, False, False),
+        ("message", 4000, 1, False, True),
+    ]

@@ -126,6 +126,24 @@ def test_a_visitor_message_is_stored_and_its_reply_queued_without_calling_out(
     assert papercups.requests == []
 
 
+def test_a_visitor_message_holding_an_overlong_word_is_answered(
+    client, connected, papercups, account, django_capture_on_commit_callbacks
+):
+    with tenant_context(connected):
+        knowledge_article_create(tenant=connected, title="Shipping", content=SHIPPING)
+    event = visitor_event(papercups, account, "Do you ship to Canada? " + "x" * 2100)  # PostgreSQL's lexemes: 2,047 B
+
+    with django_capture_on_commit_callbacks() as acknowledged:
+        assert post(client, event, token=connected.webhook_secret, process=False).status_code == 200
+    with django_capture_on_commit_callbacks() as queued:
+        acknowledged[0]()  # the worker (eager Celery) parses the event
+    queued[0]()  # the reply task: the turn, its knowledge search included
+
+    with tenant_context(connected):
+        bot = Message.objects.get(role="bot")
+    assert bot.content == SHIPPING
+
+
 def test_a_duplicate_delivery_is_acknowledged_and_changes_nothing(
     client, connected, papercups, account, django_capture_on_commit_callbacks
 ):
