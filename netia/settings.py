@@ -123,14 +123,20 @@ MIDDLEWARE = [
     # django-csp's, with a fixed policy for JSON responses.
     "netia.middleware.ContentSecurityPolicyMiddleware",
     "netia.middleware.BodySizeLimitMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # The host check (ALLOWED_HOSTS), APPEND_SLASH and Content-Length, on every path; before the sessions, which
+    # only CSRF_USE_SESSIONS (not used) would need first.
     "django.middleware.common.CommonMiddleware",
+    # From here to BrowserOnlyEnd: only for browsers. The webhooks and the token-authenticated API skip it
+    # (netia.middleware.is_machine_path); the admin API and the API docs, which a staff session may use, do not.
+    "netia.middleware.BrowserOnlyBegin",
+    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     # Resolves the portal's tenant from the session's membership and denies /portal/ to everyone else.
     "dashboard.middleware.PortalMiddleware",
+    "netia.middleware.BrowserOnlyEnd",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # django-structlog's, binding the client address netia.proxies resolves.
     "netia.middleware.RequestLogMiddleware",
