@@ -114,7 +114,7 @@ AUTH_USER_MODEL = "tenants.User"
 
 MIDDLEWARE = [
     "netia.proxies.TrustedProxyMiddleware",
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "netia.middleware.PrometheusBeforeMiddleware",
     "netia.middleware.PublicSchemaMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's, the API docs'): from the app directories in debug, collected in production.
@@ -140,7 +140,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # django-structlog's, binding the client address netia.proxies resolves.
     "netia.middleware.RequestLogMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # django-prometheus' metrics, their labelled children looked up once.
+    "netia.middleware.PrometheusAfterMiddleware",
     # Last, as django-axes requires: turns a locked-out sign-in into its 429 page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -182,7 +183,8 @@ _database.update(
     CONN_HEALTH_CHECKS=True,
 )
 DATABASES = {"default": _database}
-ORIGINAL_BACKEND = "django_prometheus.db.backends.postgresql"
+# django-prometheus' backend (statements and connections counted), its per-statement counting made cheaper.
+ORIGINAL_BACKEND = "netia.db_metrics"
 # `SET search_path` once per schema switch, not before every statement; made safe after rollbacks and on reused
 # or new connections by netia.db_backend.
 TENANT_LIMIT_SET_CALLS = True
