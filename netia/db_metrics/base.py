@@ -23,7 +23,7 @@ def counting_cursor(cursor_class: type, alias: str, vendor: str) -> type:
     executed_in_bulk = execute_many_total.labels(alias, vendor)
     duration = query_duration_seconds.labels(alias, vendor)
 
-    class CountingCursor(cursor_class):  # type: ignore[valid-type, misc]
+    class CountingCursor(cursor_class):
         def execute(self, *args: Any, **kwargs: Any) -> Any:
             executed.inc()
             started = default_timer()
