@@ -37,6 +37,8 @@ def connected(tenant: Tenant, account: Account, papercups: FakePapercups) -> Ten
     return channels.papercups_connect(tenant, account, papercups)
 
 
+# The endpoint fixtures are looked up by name: each test names `tenant` too, so that pytest-django schedules it
+# with the database tests (a test that only asks for the database at run time is run after the flushing ones).
 @pytest.fixture
 def ack(connected: Tenant, papercups: FakePapercups, account: Account) -> Callable[..., Any]:
     """POST a visitor's message to the Papercups webhook (`token` defaults to the tenant's secret)."""
@@ -79,7 +81,7 @@ def owner_session(tenant: Tenant) -> Client:
 
 # --- Security headers ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("endpoint", ["ack", "chat"])
-def test_machine_paths_get_every_security_header(request, client, settings, endpoint):
+def test_machine_paths_get_every_security_header(request, client, tenant, settings, endpoint):
     settings.SECURE_HSTS_SECONDS = 31536000
     settings.SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     send = request.getfixturevalue(endpoint)
@@ -130,7 +132,7 @@ def _finished(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     [("ack", 403, f"POST {WEBHOOK}?token=[redacted]"), ("chat", 401, f"POST {CHAT}")],
 )
 def test_a_refused_machine_request_is_logged_with_its_request_id_and_client(
-    request, client, caplog, endpoint, code, logged_request
+    request, client, tenant, caplog, endpoint, code, logged_request
 ):
     send = request.getfixturevalue(endpoint)
 
@@ -164,7 +166,7 @@ def _delta(before: dict[Any, float], after: dict[Any, float], name: str, **label
 
 
 @pytest.mark.parametrize(("endpoint", "view"), [("ack", "papercups-webhook"), ("chat", "chat-message-create")])
-def test_machine_requests_are_counted_with_their_view_status_and_statements(request, client, endpoint, view):
+def test_machine_requests_are_counted_with_their_view_status_and_statements(request, client, tenant, endpoint, view):
     send = request.getfixturevalue(endpoint)
     before = _samples()
 
