@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import uuid
 from collections.abc import Callable
+from timeit import default_timer
+from typing import Any
 
 import structlog
 from csp.constants import HEADER as CSP_HEADER
 from csp.middleware import CSPMiddleware
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.dispatch import Signal
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
+from django_prometheus import middleware as prometheus
+from django_structlog import signals
+from django_structlog.app_settings import app_settings
 from django_structlog.middlewares import RequestMiddleware
+from django_structlog.middlewares import request as request_log_module
 
 from netia.errors import PayloadTooLarge, error_body
 from netia.proxies import client_ip_get
@@ -20,6 +31,59 @@ from netia.tenancy import use_public_schema
 API_PATH_PREFIXES = ("/api/", "/papercups/", "/crisp/")
 # The Content-Security-Policy of JSON responses: a JSON document loads nothing and is never framed.
 JSON_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'"
+# Paths only programs call, each with a credential of its own (a webhook secret or signature, an API key, a chat
+# token), never with a browser's session: the webhooks and the API, except the admin API (a staff session
+# authenticates it, with CSRF) and the API's HTML documentation.
+MACHINE_PATH_PREFIXES = ("/papercups/", "/crisp/", "/api/")
+SESSION_API_PATH_PREFIXES = ("/api/v1/admin", "/api/v1/docs", "/api/v1/redoc")
+
+
+def is_machine_path(path_info: str) -> bool:
+    """Whether a request to `path_info` is served without the browser-only middleware."""
+    return path_info.startswith(MACHINE_PATH_PREFIXES) and not path_info.startswith(SESSION_API_PATH_PREFIXES)
+
+
+_browser_only = threading.local()  # the BrowserOnlyEnd built last in this thread, for its Begin
+
+
+class BrowserOnlyBegin:
+    """The middleware listed between this and BrowserOnlyEnd (sessions, CSRF, authentication, messages, htmx, the
+    portal) runs for browsers only: a request to a machine path goes from here straight to what follows
+    BrowserOnlyEnd. None of those views reads a session or a signed-in user, and all are CSRF-exempt (they
+    authenticate by token); about a fifth of the webhook ack's CPU went to that middleware.
+
+    What protects every path stays outside the range: security headers, Content-Security-Policy, the body limit,
+    the host check and Content-Length (CommonMiddleware), X-Frame-Options, request logging, metrics. The range's
+    process_view hooks stay registered with the handler, so CSRF still refuses an unsafe request to a view that
+    is not exempt, on every path.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        end = getattr(_browser_only, "end", None)
+        if end is None:
+            raise ImproperlyConfigured(
+                "netia.middleware.BrowserOnlyBegin needs a BrowserOnlyEnd after it in MIDDLEWARE."
+            )
+        _browser_only.end = None
+        self.get_response = get_response
+        self.skip_to = end.get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if is_machine_path(request.path_info):
+            return self.skip_to(request)
+        return self.get_response(request)
+
+
+class BrowserOnlyEnd:
+    """Where the browser-only middleware ends (see BrowserOnlyBegin)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        # Django builds the chain from the innermost middleware out: this End is built before its Begin.
+        self.get_response = get_response
+        _browser_only.end = self
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
 
 
 class PublicSchemaMiddleware:
@@ -63,14 +127,61 @@ class BodySizeLimitMiddleware:
 
 
 class RequestLogMiddleware(RequestMiddleware):
-    """django-structlog's request logging (request id, user, `request_started`/`request_finished`), with the
-    client address from `netia.proxies`: the one rate limits use (forwarded headers only from trusted proxies),
-    instead of django-ipware's scan of every forwarding header on each request (a tenth of the webhook ack's CPU).
+    """django-structlog's request logging (request id, client, user, `request_started`/`request_finished`), with
+    the client address from `netia.proxies` (the one rate limits use) instead of django-ipware's scan of every
+    forwarding header, and without building the events its logger's level drops.
+
+    Every request still gets its id, client address and user bound for the lines logged while it runs, and a
+    `request_finished` line at the level its status calls for; what is skipped is the request's description,
+    the signals and the structlog call of an event that would not be written (`request_started` and 2xx at
+    INFO, below the `django_structlog` logger's WARNING), unless a receiver listens to those signals.
     """
+
+    def prepare(self, request: HttpRequest) -> None:
+        if (
+            app_settings.TRUST_UPSTREAM_REQUEST_ID
+            or app_settings.TRUST_UPSTREAM_CORRELATION_ID
+            or not app_settings.IP_LOGGING_ENABLED
+            or _written(app_settings.STATUS_START_LOG_LEVEL, signals.bind_extra_request_metadata)
+        ):
+            super().prepare(request)
+            return
+        structlog.contextvars.bind_contextvars(request_id=str(uuid.uuid4()))
+        self.bind_user_id(request)
+        self.bind_ip(request)
+
+    def handle_response(self, request: HttpRequest, response: HttpResponse) -> None:
+        if (
+            hasattr(request, "_raised_exception")
+            or response.streaming
+            or _written(
+                self._log_level_for_status_code(response.status_code), signals.bind_extra_request_finished_metadata
+            )
+        ):
+            super().handle_response(request, response)
+            return
+        structlog.contextvars.clear_contextvars()
 
     @classmethod
     def bind_ip(cls, request: HttpRequest) -> None:
         structlog.contextvars.bind_contextvars(ip=client_ip_get(request))
+
+    @staticmethod
+    def bind_user_id(request: HttpRequest) -> None:
+        if not hasattr(request, "user"):
+            # A machine path (no AuthenticationMiddleware, no session) until DRF authenticates it: logged as
+            # an anonymous browser's request is.
+            structlog.contextvars.bind_contextvars(user_id=None)
+            return
+        RequestMiddleware.bind_user_id(request)
+
+
+_request_logger = logging.getLogger(request_log_module.__name__)
+
+
+def _written(level: int, signal: Signal) -> bool:
+    """Whether django-structlog's event at `level` would be written, or a receiver wants it built anyway."""
+    return bool(signal.receivers) or _request_logger.isEnabledFor(level)
 
 
 class ContentSecurityPolicyMiddleware(CSPMiddleware):
@@ -90,3 +201,40 @@ class ContentSecurityPolicyMiddleware(CSPMiddleware):
         if CSP_HEADER not in response and not getattr(response, "_csp_exempt", False):
             response[CSP_HEADER] = JSON_CONTENT_SECURITY_POLICY
         return response
+
+
+class PrometheusBeforeMiddleware(prometheus.PrometheusBeforeMiddleware):
+    """django-prometheus' first middleware (the latency including every middleware), unchanged but for the name."""
+
+
+class PrometheusAfterMiddleware(prometheus.PrometheusAfterMiddleware):
+    """django-prometheus' last middleware: the same metrics and labels, each labelled child looked up once.
+
+    prometheus_client's `labels()` validates and stringifies the labels, sorts their names and takes a lock on
+    every call: about ten calls per request. The children are kept per metric and label values instead (a
+    bounded set: methods, statuses, view names, charsets, template names), as prometheus_client keeps them.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def process_request(self, request: HttpRequest) -> None:
+        """django-prometheus' own, reading the two headers it needs from META: building `request.headers` for
+        them cost more than the four metrics they feed."""
+        method = self._method(request)
+        self.label_metric(self.metrics.requests_by_method, request, method=method).inc()
+        self.label_metric(self.metrics.requests_by_transport, request, transport=self._transport(request)).inc()
+        if request.META.get("HTTP_X_REQUESTED_WITH") == "XMLHttpRequest":
+            self.metrics.requests_ajax.inc()
+        self.metrics.requests_body_bytes.observe(int(request.META.get("CONTENT_LENGTH") or 0))
+        request.prometheus_after_middleware_event = default_timer()  # type: ignore[attr-defined]
+
+    def label_metric(self, metric: Any, request: HttpRequest, response: Any = None, **labels: Any) -> Any:
+        if not labels:
+            return metric
+        key = (metric, *labels.items())
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(**labels)
+        return child

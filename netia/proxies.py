@@ -27,13 +27,20 @@ def _networks(entries: tuple[str, ...]) -> tuple[_Network, ...]:
 
 def is_trusted_proxy(address: object) -> bool:
     """Whether `address` (an IP, as text or object) is one of NETIA_TRUSTED_PROXIES."""
+    entries = settings.NETIA_TRUSTED_PROXIES
+    return bool(entries) and _is_in(str(address).strip(), tuple(entries))
+
+
+@lru_cache(maxsize=1024)
+def _is_in(address: str, entries: tuple[str, ...]) -> bool:
+    """Whether `address` is in one of the networks `entries` name (each request asks for its peer at least twice)."""
     try:
-        ip = ipaddress.ip_address(str(address).strip())
+        ip = ipaddress.ip_address(address)
     except ValueError:
         return False
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    return any(ip in network for network in _networks(tuple(settings.NETIA_TRUSTED_PROXIES)))
+    return any(ip in network for network in _networks(entries))
 
 
 def client_ip_get(request: HttpRequest) -> str:

@@ -114,7 +114,7 @@ AUTH_USER_MODEL = "tenants.User"
 
 MIDDLEWARE = [
     "netia.proxies.TrustedProxyMiddleware",
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "netia.middleware.PrometheusBeforeMiddleware",
     "netia.middleware.PublicSchemaMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's, the API docs'): from the app directories in debug, collected in production.
@@ -123,18 +123,25 @@ MIDDLEWARE = [
     # django-csp's, with a fixed policy for JSON responses.
     "netia.middleware.ContentSecurityPolicyMiddleware",
     "netia.middleware.BodySizeLimitMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # The host check (ALLOWED_HOSTS), APPEND_SLASH and Content-Length, on every path; before the sessions, which
+    # only CSRF_USE_SESSIONS (not used) would need first.
     "django.middleware.common.CommonMiddleware",
+    # From here to BrowserOnlyEnd: only for browsers. The webhooks and the token-authenticated API skip it
+    # (netia.middleware.is_machine_path); the admin API and the API docs, which a staff session may use, do not.
+    "netia.middleware.BrowserOnlyBegin",
+    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     # Resolves the portal's tenant from the session's membership and denies /portal/ to everyone else.
     "dashboard.middleware.PortalMiddleware",
+    "netia.middleware.BrowserOnlyEnd",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # django-structlog's, binding the client address netia.proxies resolves.
     "netia.middleware.RequestLogMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # django-prometheus' metrics, their labelled children looked up once.
+    "netia.middleware.PrometheusAfterMiddleware",
     # Last, as django-axes requires: turns a locked-out sign-in into its 429 page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -176,7 +183,8 @@ _database.update(
     CONN_HEALTH_CHECKS=True,
 )
 DATABASES = {"default": _database}
-ORIGINAL_BACKEND = "django_prometheus.db.backends.postgresql"
+# django-prometheus' backend (statements and connections counted), its per-statement counting made cheaper.
+ORIGINAL_BACKEND = "netia.db_metrics"
 # `SET search_path` once per schema switch, not before every statement; made safe after rollbacks and on reused
 # or new connections by netia.db_backend.
 TENANT_LIMIT_SET_CALLS = True

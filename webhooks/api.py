@@ -34,7 +34,43 @@ _WEBHOOK_OUTCOME = inline_serializer(
 )
 
 
-class PapercupsWebhookApi(APIView):
+class WebhookAckApi(APIView):
+    """Base of the webhook receivers: POST (the ack, a hot path) is served without DRF's request wrapping,
+    content negotiation and template response: JSON in, JSON out, failures in the API's error shape from its
+    exception handler, with DRF's `Allow` header on every answer. Other methods go through DRF (405, OPTIONS).
+    """
+
+    authentication_classes: list[Any] = []
+    permission_classes: list[Any] = []
+
+    def receive(self, request: HttpRequest) -> dict[str, str]:
+        """Authenticate, check and store one webhook call; the answer's body."""
+        raise NotImplementedError
+
+    def post(self, request: Request) -> Response:
+        return Response(self.receive(request))
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if request.method != "POST":
+            return super().dispatch(request, *args, **kwargs)
+        allow = ", ".join(self.allowed_methods)  # as DRF answers
+        try:
+            answer = self.receive(request)
+        except Exception as exc:
+            response = api_error_response(exc)
+            if response is None:
+                raise
+            response["Allow"] = allow
+            return response
+        return HttpResponse(JSONRenderer().render(answer), content_type="application/json", headers={"Allow": allow})
+
+
+def _header(request: HttpRequest, name: str) -> str:
+    """The request header `name` (as `request.headers` reads it, without building that mapping), or ""."""
+    return str(request.META.get("HTTP_" + name.upper().replace("-", "_"), ""))
+
+
+class PapercupsWebhookApi(WebhookAckApi):
     """Papercups webhooks (`POST /papercups/webhook?token=<webhook secret>`), answered within milliseconds.
 
     Papercups does not sign webhooks: the call is authenticated by the tenant's webhook secret, in the URL's
@@ -43,9 +79,6 @@ class PapercupsWebhookApi(APIView):
     the payload's `account_id` and must own the secret. `webhook:verify` echoes the challenge. Events are
     stored once (keyed on Papercups' ids) and the bot's reply is queued; nothing slow happens here.
     """
-
-    authentication_classes: list[Any] = []
-    permission_classes: list[Any] = []
 
     _accepted = _WEBHOOK_OUTCOME
     _challenge = inline_serializer("PapercupsWebhookChallenge", {"challenge": serializers.CharField()})
@@ -87,30 +120,14 @@ class PapercupsWebhookApi(APIView):
     def post(self, request: Request) -> Response:
         return Response(self.receive(request))
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        """POST (the ack, a hot path) is served without DRF's request wrapping, content negotiation and
-        template response: JSON in, JSON out, failures in the API's error shape from its exception handler.
-        Other methods go through DRF (405, OPTIONS)."""
-        if request.method != "POST":
-            return super().dispatch(request, *args, **kwargs)
-        try:
-            answer = self.receive(request)
-        except Exception as exc:
-            response = api_error_response(exc)
-            if response is None:
-                raise
-            return response
-        allow = ", ".join(self.allowed_methods)  # as DRF answers
-        return HttpResponse(JSONRenderer().render(answer), content_type="application/json", headers={"Allow": allow})
-
     def receive(self, request: HttpRequest) -> dict[str, str]:
         """Authenticate, check and store one webhook call (or echo the verify challenge); the answer's body."""
         event = "unknown"
         try:
             credentials = WebhookCredentials(
                 token=request.GET.get("token", ""),
-                signature=request.headers.get(SIGNATURE_HEADER, ""),
-                timestamp=request.headers.get(TIMESTAMP_HEADER, ""),
+                signature=_header(request, SIGNATURE_HEADER),
+                timestamp=_header(request, TIMESTAMP_HEADER),
                 raw_body=request.body,
             )
             if not credentials.present:
@@ -263,7 +280,7 @@ class PapercupsWidgetApi(PapercupsApi):
 
 
 # --- Crisp ----------------------------------------------------------------------------------------------------------
-class CrispWebhookApi(APIView):
+class CrispWebhookApi(WebhookAckApi):
     """Crisp plugin hooks (`POST /crisp/webhook`, one URL for every website), answered within milliseconds.
 
     `X-Crisp-Signature` must be the hex HMAC-SHA256 of `[X-Crisp-Request-Timestamp;raw body]` with the plugin's
@@ -271,9 +288,6 @@ class CrispWebhookApi(APIView):
     (keyed on website, session and fingerprint) and the bot's turn queued; websites not connected to a tenant
     and events Netia does not use get 200 `ignored`.
     """
-
-    authentication_classes: list[Any] = []
-    permission_classes: list[Any] = []
 
     _hook = inline_serializer(
         "CrispHook",
@@ -301,19 +315,23 @@ class CrispWebhookApi(APIView):
         auth=[],
     )
     def post(self, request: Request) -> Response:
+        return Response(self.receive(request))
+
+    def receive(self, request: HttpRequest) -> dict[str, str]:
+        """Verify, check and store one hook; the answer's body."""
         event = "unknown"
         try:
             event = _crisp_event_label(request.body)
             outcome = services.crisp_webhook_receive(
                 raw_body=request.body,
-                timestamp=request.headers.get(crisp.TIMESTAMP_HEADER, ""),
-                signature=request.headers.get(crisp.SIGNATURE_HEADER, ""),
+                timestamp=_header(request, crisp.TIMESTAMP_HEADER),
+                signature=_header(request, crisp.SIGNATURE_HEADER),
             )
         except ApplicationError as error:
             WEBHOOK_EVENTS.labels(channel="crisp", event=event, outcome=error.code).inc()
             raise
         WEBHOOK_EVENTS.labels(channel="crisp", event=event, outcome=outcome).inc()
-        return Response({"status": outcome})
+        return {"status": outcome}
 
 
 def _crisp_event_label(raw_body: bytes) -> str:

@@ -198,6 +198,43 @@ def test_hooks_of_websites_not_connected_and_unused_events_are_ignored(client, c
     assert stored(connected) == ([], [])
 
 
+ERROR = b'{"error":{"code":"%s","message":"%s","details":{}}}'
+HEADERS = (b"X-Crisp-Request-Timestamp", b"X-Crisp-Signature")
+OFF = b"The Crisp channel is not set up on this Netia deployment."
+
+
+def test_answers_are_the_apis_json_byte_for_byte(client, connected, crisp, website, settings):
+    """The ack is served without DRF's machinery: its answers and errors stay exactly what DRF rendered."""
+    _, hook = visitor_hook(crisp, website)
+
+    accepted = post_hook(client, hook, crisp.signing_secret)
+    duplicate = post_hook(client, hook, crisp.signing_secret)
+    unsigned = post_hook(client, hook, crisp.signing_secret, timestamp=None)
+    forged = post_hook(client, hook, "not-the-secret")
+    malformed = post_hook(client, None, crisp.signing_secret, raw=b"{not json")
+    settings.CRISP_SIGNING_SECRET = ""
+    off = post_hook(client, hook, crisp.signing_secret)
+
+    answers = [accepted, duplicate, unsigned, forged, malformed, off]
+    assert [(a.status_code, a["Content-Type"], a.content) for a in answers] == [
+        (200, "application/json", b'{"status":"accepted"}'),
+        (200, "application/json", b'{"status":"duplicate"}'),
+        (401, "application/json", ERROR % (b"unauthenticated", b"A Crisp hook carries %s and %s." % HEADERS)),
+        (403, "application/json", ERROR % (b"forbidden", b"The hook signature is not valid.")),
+        (400, "application/json", ERROR % (b"malformed", b"The body is not valid JSON.")),
+        (503, "application/json", ERROR % (b"crisp_not_configured", OFF)),
+    ]
+    assert [a.get("Allow") for a in answers] == ["POST, OPTIONS"] * 6
+    assert [a.get("Vary") for a in answers] == [None] * 6
+
+
+def test_only_post_is_allowed(client, db):
+    response = client.get(URL)
+
+    assert (response.status_code, response["Allow"]) == (405, "POST, OPTIONS")
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
 # --- Humans in the Crisp inbox ---------------------------------------------------------------------------------------
 def test_an_operators_reply_hands_the_conversation_to_the_team_and_a_note_does_not(client, connected, crisp, website):
     session, hook = visitor_hook(crisp, website)

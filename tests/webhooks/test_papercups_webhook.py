@@ -368,6 +368,7 @@ def test_answers_are_the_apis_json_byte_for_byte(client, connected, papercups, a
         "application/json",
         b'{"error":{"code":"forbidden","message":"The webhook token is not valid for this account.","details":{}}}',
     )
+    assert [answer["Allow"] for answer in (accepted, refused, limited)] == ["POST, OPTIONS"] * 3
     assert (limited.status_code, limited["Retry-After"]) == (
         429,
         str(limited.json()["error"]["details"]["retry_after"]),
