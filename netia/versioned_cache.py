@@ -47,18 +47,35 @@ def entry_key(namespace: str, key: str) -> str:
     return f"entry:{namespace}:{digest}"
 
 
-def _new_version(namespace: str) -> None:
-    cache.set(_version_key(namespace), secrets.token_hex(8), timeout=None)
+# A version set inside a transaction is provisional: nothing is cached under it (what a reader loads meanwhile
+# may be a write that is rolled back), and it expires unless the commit replaces it with a final one.
+PROVISIONAL = "p"
+PROVISIONAL_TIMEOUT = 300
+
+
+def _new_version(namespace: str, *, provisional: bool = False) -> None:
+    if provisional:
+        cache.set(_version_key(namespace), PROVISIONAL + secrets.token_hex(8), timeout=PROVISIONAL_TIMEOUT)
+    else:
+        cache.set(_version_key(namespace), secrets.token_hex(8), timeout=None)
+
+
+def _cacheable(version: str | None) -> bool:
+    return version is not None and not version.startswith(PROVISIONAL)
 
 
 def version_bump(namespace: str) -> None:
     """Invalidate every entry of `namespace` now and again once the current transaction commits.
 
-    Now: this connection sees its own uncommitted write at once. After commit: another connection that read
-    the old row before the commit and cached it meanwhile is invalidated again.
+    Now: this connection sees its own uncommitted write at once. Inside a transaction the new version is
+    provisional: no entry is stored under it until the commit sets a final one, so a row read back before a
+    rollback (the write undone) is never served afterwards; after a rollback the provisional version expires
+    (PROVISIONAL_TIMEOUT) and caching resumes. After commit: another connection that read the old row before
+    the commit and cached it meanwhile is invalidated again.
     """
-    _new_version(namespace)
-    if transaction.get_connection().in_atomic_block:
+    in_transaction = transaction.get_connection().in_atomic_block
+    _new_version(namespace, provisional=in_transaction)
+    if in_transaction:
         transaction.on_commit(lambda: _new_version(namespace))
 
 
@@ -120,7 +137,7 @@ def _read_through(
         if not cache.add(version_key, version, timeout=None):
             version = cache.get(version_key)
     value = load()
-    if value is not None and version is not None:
+    if value is not None and _cacheable(version):
         cache.set(item_key, (version, value), timeout=timeout)
     return version, value
 
@@ -167,7 +184,7 @@ def cached_instance(
     if row is None:
         return None
     instance = row_thaw(model, row)
-    if version is not None:
+    if _cacheable(version):
         if len(_LOCAL_ROWS) >= LOCAL_ROWS_MAX:
             _LOCAL_ROWS.clear()
         values = tuple(_copy(getattr(instance, name)) for name in _attnames(model))

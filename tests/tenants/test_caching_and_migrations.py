@@ -3,8 +3,10 @@ pending-only filter."""
 
 from __future__ import annotations
 
+import contextlib
+
 from django.core.cache import cache
-from django.db import connection
+from django.db import connection, transaction
 
 from netia.versioned_cache import entry_key
 from tenants.migration_executor import schemas_with_pending_migrations
@@ -23,6 +25,32 @@ def test_a_cached_tenant_is_never_older_than_the_last_write(tenant):
     saved.save()
 
     assert (renamed, tenant_get_by_chat_token(token=token).name) == ("Renamed by an update", "Renamed by a save")
+
+
+def test_a_row_read_back_before_a_rollback_is_never_served_after_it(tenant):
+    """Inside a transaction the version is provisional: this connection sees its own write, but what it reads
+    back is not cached, so a rollback leaves nothing of the write behind (it stayed cached before)."""
+    token = tenant.public_token
+    tenant_get_by_chat_token(token=token)  # cached
+    with contextlib.suppress(RuntimeError), transaction.atomic():
+        Tenant.objects.filter(pk=tenant.pk).update(name="Never committed")
+        read_back = tenant_get_by_chat_token(token=token).name
+        raise RuntimeError("the transaction fails")
+
+    assert (read_back, tenant_get_by_chat_token(token=token).name) == ("Never committed", tenant.name)
+
+
+def test_the_commit_makes_the_version_final_and_caching_resumes(
+    tenant, django_capture_on_commit_callbacks, django_assert_num_queries
+):
+    token = tenant.public_token
+    with django_capture_on_commit_callbacks(execute=True):
+        Tenant.objects.filter(pk=tenant.pk).update(name="Committed")
+        assert tenant_get_by_chat_token(token=token).name == "Committed"
+    assert tenant_get_by_chat_token(token=token).name == "Committed"  # loaded, cached under the final version
+
+    with django_assert_num_queries(0):
+        assert tenant_get_by_chat_token(token=token).name == "Committed"
 
 
 def test_secrets_stay_encrypted_in_the_cache(tenant):
