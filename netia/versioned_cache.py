@@ -20,7 +20,7 @@ import copy
 import hashlib
 import secrets
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 from django.apps import apps
 from django.core.cache import cache
@@ -60,7 +60,8 @@ def _new_version(namespace: str, *, provisional: bool = False) -> None:
         cache.set(_version_key(namespace), secrets.token_hex(8), timeout=None)
 
 
-def _cacheable(version: str | None) -> bool:
+def _cacheable(version: str | None) -> TypeGuard[str]:
+    """Whether entries may be stored under `version` (a final one)."""
     return version is not None and not version.startswith(PROVISIONAL)
 
 
