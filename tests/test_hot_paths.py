@@ -67,11 +67,14 @@ def _with_atomic_depth(statements: list[tuple[str, int]]) -> Any:
 
 
 def test_a_chat_turn_of_a_new_session_answered_offline_sends_at_most_5_statements_and_locks_nothing(
-    client, tenant, other_tenant, django_assert_max_num_queries
+    client, tenant, other_tenant, django_assert_max_num_queries, django_capture_on_commit_callbacks
 ):
-    with tenant_context(tenant):
+    # Committed, as every earlier request's writes are (a version bumped inside a transaction is provisional:
+    # nothing is cached under it until the commit).
+    with django_capture_on_commit_callbacks(execute=True), tenant_context(tenant):
         knowledge_article_create(tenant=tenant, title="Shipping", content=SHIPPING)
-    assert _chat(client, tenant, "warm-up", "Hello, do you ship to Canada?").status_code == 200
+    with django_capture_on_commit_callbacks(execute=True):
+        assert _chat(client, tenant, "warm-up", "Hello, do you ship to Canada?").status_code == 200
     _leave_connection_in(other_tenant)
 
     depths: list[tuple[str, int]] = []
@@ -131,11 +134,12 @@ def test_an_unmetered_first_turn_is_one_write_statement_with_no_transaction_of_i
 
 
 def test_a_later_turn_of_a_session_sends_at_most_12_statements(
-    client, tenant, other_tenant, django_assert_max_num_queries
+    client, tenant, other_tenant, django_assert_max_num_queries, django_capture_on_commit_callbacks
 ):
-    with tenant_context(tenant):
+    with django_capture_on_commit_callbacks(execute=True), tenant_context(tenant):  # committed, as above
         knowledge_article_create(tenant=tenant, title="Shipping", content=SHIPPING)
-    first = _chat(client, tenant, "visitor-2", "Hello, do you ship to Canada?")
+    with django_capture_on_commit_callbacks(execute=True):
+        first = _chat(client, tenant, "visitor-2", "Hello, do you ship to Canada?")
     assert first.status_code == 200
     _leave_connection_in(other_tenant)
 
