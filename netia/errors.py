@@ -156,6 +156,21 @@ def api_error_response(exc: Exception) -> HttpResponse | None:
     return HttpResponse(JSONRenderer().render(body), status=status, headers=headers, content_type="application/json")
 
 
+def json_served_directly(answer: Callable[[], Any], *, allow: str) -> HttpResponse:
+    """`answer()`'s JSON rendered as DRF renders a Response, or its known failure as `api_exception_handler`
+    answers it, for a view serving a request without DRF's machinery (the webhook acks, the chat POST). Every
+    answer carries `Allow`, as DRF's do; an unexpected exception propagates (the 500)."""
+    try:
+        body = answer()
+    except Exception as exc:
+        response = api_error_response(exc)
+        if response is None:
+            raise
+        response["Allow"] = allow
+        return response
+    return HttpResponse(JSONRenderer().render(body), content_type="application/json", headers={"Allow": allow})
+
+
 def _error_reply(exc: Exception) -> tuple[dict[str, Any], int, dict[str, str]] | None:
     """The error body, status and headers of a known failure; None for any other exception."""
     if isinstance(exc, ApplicationError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -15,13 +15,12 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from netia import ratelimits
-from netia.errors import ApplicationError, AuthenticationFailed, api_error_response
+from netia.errors import ApplicationError, AuthenticationFailed, json_served_directly
 from netia.metrics import WEBHOOK_EVENTS
 from netia.openapi import error_responses
 from netia.serializers import StrictSerializer
@@ -53,16 +52,7 @@ class WebhookAckApi(APIView):
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if request.method != "POST":
             return super().dispatch(request, *args, **kwargs)
-        allow = ", ".join(self.allowed_methods)  # as DRF answers
-        try:
-            answer = self.receive(request)
-        except Exception as exc:
-            response = api_error_response(exc)
-            if response is None:
-                raise
-            response["Allow"] = allow
-            return response
-        return HttpResponse(JSONRenderer().render(answer), content_type="application/json", headers={"Allow": allow})
+        return json_served_directly(lambda: self.receive(request), allow=", ".join(self.allowed_methods))
 
 
 def _header(request: HttpRequest, name: str) -> str:

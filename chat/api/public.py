@@ -10,7 +10,7 @@ from typing import IO, Any, cast
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import EmailValidator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
@@ -24,7 +24,7 @@ from rest_framework.views import APIView
 from chat.chat_api import chat_api_turn, chat_api_turn_cache_keys, conversation_token_issue
 from chat.engine import answer_cache_key_guess
 from netia import ratelimits
-from netia.errors import PermissionDenied, ValidationFailed, api_error_response
+from netia.errors import PermissionDenied, ValidationFailed, json_served_directly
 from netia.openapi import error_responses
 from netia.serializers import StrictSerializer
 from netia.versioned_cache import Prefetched
@@ -105,16 +105,7 @@ class ChatMessageCreateApi(APIView):
         template response, answering byte for byte what DRF would; other requests go through DRF."""
         if not (_served_directly(request) and _configured_as_served_directly(self)):
             return super().dispatch(request, *args, **kwargs)
-        allow = ", ".join(self.allowed_methods)  # as DRF answers, errors included
-        try:
-            answer = _answer(*_admit_directly(request))
-        except Exception as exc:
-            response = api_error_response(exc)
-            if response is None:
-                raise
-            response["Allow"] = allow
-            return response
-        return HttpResponse(JSONRenderer().render(answer), content_type="application/json", headers={"Allow": allow})
+        return json_served_directly(lambda: _answer(*_admit_directly(request)), allow=", ".join(self.allowed_methods))
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         _limit_per_ip_and_token(request._request)
@@ -379,19 +370,26 @@ def _visitor(value: Any) -> dict[str, str]:
     wrong = {f.name: [_NOT_A_STRING] for f in _VISITOR if f.name in value and not isinstance(value[f.name], str | None)}
     if wrong:
         raise _FieldInvalid(wrong)
-    errors, out = {}, {}
-    for field in _VISITOR:
-        if field.name not in value:
+    out, errors = _texts(value, _VISITOR)
+    if errors:
+        raise _FieldInvalid(errors)
+    return out
+
+
+def _texts(data: dict[str, Any], fields: tuple[_StringField, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each of `fields` checked in `data` (missing, then `_text`): the values and the errors, by field name."""
+    errors: dict[str, Any] = {}
+    out: dict[str, Any] = {}
+    for field in fields:
+        if field.name not in data:
             if field.required:
                 errors[field.name] = ["This field is required."]
             continue
         try:
-            out[field.name] = _text(value[field.name], field)
+            out[field.name] = _text(data[field.name], field)
         except _FieldInvalid as invalid:
             errors[field.name] = invalid.errors
-    if errors:
-        raise _FieldInvalid(errors)
-    return out
+    return out, errors
 
 
 def chat_input_validate(data: Any) -> ChatInput:
@@ -408,17 +406,7 @@ def chat_input_validate(data: Any) -> ChatInput:
         wrong["visitor"] = ["Expected an object."]
     if wrong:
         raise ValidationFailed(extra={"fields": wrong})
-    errors: dict[str, Any] = {}
-    out: dict[str, Any] = {}
-    for field in _TOP:
-        if field.name not in data:
-            if field.required:
-                errors[field.name] = ["This field is required."]
-            continue
-        try:
-            out[field.name] = _text(data[field.name], field)
-        except _FieldInvalid as invalid:
-            errors[field.name] = invalid.errors
+    out, errors = _texts(data, _TOP)
     visitor: dict[str, str] = {}
     if "visitor" in data:
         try:
