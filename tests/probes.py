@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import connections
 
 
@@ -19,3 +21,19 @@ class TransactionProbe:
 
     def __call__(self, label: str) -> None:
         self.seen.append((label, len(self.connection.atomic_blocks) - self.baseline))
+
+
+def redis_commands_recorded(monkeypatch: Any) -> list[str]:
+    """The name of every command redis-py sends from now on (the test's `monkeypatch` undoes the recording):
+    round trips counted at the client library, our code untouched."""
+    import redis
+
+    commands: list[str] = []
+    execute = redis.Redis.execute_command
+
+    def recorded(self: Any, *args: Any, **options: Any) -> Any:
+        commands.append(str(args[0]))
+        return execute(self, *args, **options)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", recorded)
+    return commands

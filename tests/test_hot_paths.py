@@ -22,6 +22,7 @@ from chat.services import knowledge_article_create
 from netia.tenancy import tenant_connection, use_public_schema
 from tenants.models import Tenant
 from tests.fakes.papercups_server import FakePapercups
+from tests.probes import redis_commands_recorded
 
 SHIPPING = "We ship to Canada in 3 to 5 business days for 12 dollars."
 
@@ -213,21 +214,12 @@ def test_the_search_path_is_set_again_after_a_rollback_undid_it(tenant):
 
 
 def test_a_chat_turn_of_a_new_session_makes_2_redis_round_trips(client, tenant, monkeypatch):
-    import redis
-
     if not hasattr(cache, "client"):
         pytest.skip("the cache is not Redis (REDIS_URL unset)")
     with tenant_context(tenant):
         knowledge_article_create(tenant=tenant, title="Shipping", content=SHIPPING)
     assert _chat(client, tenant, "warm-up", "Hello, do you ship to Canada?").status_code == 200
-    commands: list[str] = []
-    execute = redis.Redis.execute_command
-
-    def counted(self: Any, *args: Any, **options: Any) -> Any:
-        commands.append(str(args[0]))
-        return execute(self, *args, **options)
-
-    monkeypatch.setattr(redis.Redis, "execute_command", counted)
+    commands = redis_commands_recorded(monkeypatch)
 
     response = _chat(client, tenant, "visitor-3", "How long does shipping to Canada take?")
 
@@ -239,22 +231,13 @@ def test_a_chat_turn_of_a_new_session_makes_2_redis_round_trips(client, tenant, 
 
 
 def test_a_repeated_first_question_is_answered_from_the_cache_in_one_redis_round_trip(client, tenant, monkeypatch):
-    import redis
-
     if not hasattr(cache, "client"):
         pytest.skip("the cache is not Redis (REDIS_URL unset)")
     with tenant_context(tenant):
         knowledge_article_create(tenant=tenant, title="Shipping", content=SHIPPING)
     question = "How long does shipping to Canada take?"
     assert _chat(client, tenant, "visitor-4", question).json()["reply"] == SHIPPING
-    commands: list[str] = []
-    execute = redis.Redis.execute_command
-
-    def counted(self: Any, *args: Any, **options: Any) -> Any:
-        commands.append(str(args[0]))
-        return execute(self, *args, **options)
-
-    monkeypatch.setattr(redis.Redis, "execute_command", counted)
+    commands = redis_commands_recorded(monkeypatch)
 
     response = _chat(client, tenant, "visitor-5", question)
 

@@ -27,6 +27,7 @@ from chat.chat_api import chat_api_turn_cache_keys
 from chat.models import Message
 from chat.services import knowledge_article_create
 from tenants.authentication import ChatTokenAuthentication
+from tests.probes import redis_commands_recorded
 
 URL = "/api/v1/chat"
 SHIPPING = "We ship to Canada in 3 to 5 business days for 12 dollars."
@@ -87,20 +88,6 @@ def test_a_view_configured_otherwise_answers_as_drf_does(client, tenant, monkeyp
         assert response["Content-Type"] == "text/html; charset=utf-8"
 
 
-def _redis_commands(monkeypatch) -> list[str]:
-    import redis
-
-    commands: list[str] = []
-    execute = redis.Redis.execute_command
-
-    def counted(self: Any, *args: Any, **options: Any) -> Any:
-        commands.append(str(args[0]))
-        return execute(self, *args, **options)
-
-    monkeypatch.setattr(redis.Redis, "execute_command", counted)
-    return commands
-
-
 @pytest.mark.parametrize("content_type", ["application/json; charset=UTF-8", "Application/JSON;Charset=utf-8"])
 def test_a_json_content_type_in_other_case_is_served_directly(client, tenant, monkeypatch, content_type):
     if not hasattr(cache, "client"):
@@ -109,7 +96,7 @@ def test_a_json_content_type_in_other_case_is_served_directly(client, tenant, mo
         knowledge_article_create(tenant=tenant, title="Shipping", content=SHIPPING)
     question = "How long does shipping to Canada take?"
     assert post(client, tenant.chat_token, {"message": question, "session_id": "v1"}).json()["reply"] == SHIPPING
-    commands = _redis_commands(monkeypatch)
+    commands = redis_commands_recorded(monkeypatch)
 
     response = client.post(
         URL,
