@@ -9,6 +9,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, time
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
@@ -138,8 +139,14 @@ def _sources(passages: list[RetrievedPassage]) -> list[dict[str, object]]:
     return list(seen.values())
 
 
+@lru_cache(maxsize=256)
+def _question_digest(question: str) -> str:
+    """The answer cache key's question part: a first turn needs it twice (`answer_cache_key_guess`, `_cache_key`)."""
+    return hashlib.sha256(normalize(question).encode()).hexdigest()
+
+
 def _cache_key(config: BotConfiguration, question: str) -> str:
-    digest = hashlib.sha256(normalize(question).encode()).hexdigest()
+    digest = _question_digest(question)
     # Offline and LLM answers differ: switching the LLM on or off must not serve the other kind from cache.
     # So must turning embeddings on or off (they choose passages and quoted sentences).
     mode = f"{'llm' if llm.llm_configured() else 'offline'}:{embeddings.model()}"
@@ -160,7 +167,7 @@ def answer_cache_key_guess(*, schema: str, question: str) -> str | None:
     versions and mode), for a caller to read with its own round trip and pass as `prefetched`; None when this
     process has not answered there yet. The turn uses the read only if the key turns out to be the one."""
     prefix = _KEY_PREFIXES.get(schema)
-    return None if prefix is None else prefix + hashlib.sha256(normalize(question).encode()).hexdigest()
+    return None if prefix is None else prefix + _question_digest(question)
 
 
 def with_citation(*, text: str, sources: list[dict[str, object]], language: str) -> str:
@@ -189,10 +196,13 @@ def answer_sentences(*, passage: RetrievedPassage, terms: list[Term], question: 
     asks where and the lead holds an address, else one holding terms the first lacks. A passage matched on
     its title only, with nothing asked for in it, is quoted from its start.
     """
-    sentences = sentences_split(passage.content)
+    analysis = _passage_analysis if len(passage.content) <= _MEMO_CHARS else _passage_analysis.__wrapped__
+    sentences, sentence_lexemes, title_lexemes = analysis(passage.content, passage.title, passage.language)
     if not sentences:
         return passage.content
-    chosen = _sentences_by_words(sentences, passage=passage, terms=terms, question=question)
+    chosen = _sentences_by_words(
+        sentences, sentence_lexemes, title_lexemes, position=passage.position, terms=terms, question=question
+    )
     similarities = passage.sentence_similarities
     if similarities is not None and len(similarities) == len(sentences):
         closest = max(range(len(sentences)), key=lambda i: (similarities[i], -i))
@@ -201,14 +211,35 @@ def answer_sentences(*, passage: RetrievedPassage, terms: list[Term], question: 
     return " ".join(sentences[i] for i in sorted(chosen))
 
 
+# Passages up to this long (retrieval's are about 700 characters) have their analysis kept, 512 at most.
+_MEMO_CHARS = 4000
+
+
+@lru_cache(maxsize=512)
+def _passage_analysis(
+    content: str, title: str, language: str
+) -> tuple[tuple[str, ...], tuple[frozenset[str], ...], frozenset[str]]:
+    """A passage's sentences, the lexemes of each and those of its title: the same few passages answer most
+    questions, so this process analyses each (text, language) once."""
+    sentences = tuple(sentences_split(content))
+    return (
+        sentences,
+        tuple(frozenset(lexeme for lexeme, _ in lexemes(sentence, language)) for sentence in sentences),
+        frozenset(lexeme for lexeme, _ in lexemes(title, language)),
+    )
+
+
 def _sentences_by_words(
-    sentences: list[str], *, passage: RetrievedPassage, terms: list[Term], question: str
+    sentences: tuple[str, ...],
+    sentence_lexemes: tuple[frozenset[str], ...],
+    title: frozenset[str],
+    *,
+    position: int,
+    terms: list[Term],
+    question: str,
 ) -> list[int]:
     """The indexes of the sentences `answer_sentences` quotes by the question's words, the best first."""
-    matched = []
-    for sentence in sentences:
-        found = {lexeme for lexeme, _ in lexemes(sentence, passage.language)}
-        matched.append({i for i, term in enumerate(terms) if term.lexemes & found})
+    matched = [{i for i, term in enumerate(terms) if term.lexemes & found} for found in sentence_lexemes]
 
     def weight(indexes: set[int]) -> float:
         return sum(terms[i].weight for i in indexes)
@@ -221,12 +252,11 @@ def _sentences_by_words(
     if not matched[best] and not has_figure[best]:
         return [0, 1][: len(sentences)]
     chosen = [best]
-    title = {lexeme for lexeme, _ in lexemes(passage.title, passage.language)}
     missing = set(range(len(terms))) - matched[best]
     extra = max(range(len(sentences)), key=lambda i: (weight(matched[i] & missing), -i))
     names_title = any(term.lexemes & title for term in terms)
     # "Where is the studio?": the article's lead states the address; the best sentence may be a detail.
-    if best != 0 and passage.position == 0 and (names_title or (location and has_figure[0])):
+    if best != 0 and position == 0 and (names_title or (location and has_figure[0])):
         chosen.append(0)
     elif extra != best and matched[extra] & missing:
         chosen.append(extra)

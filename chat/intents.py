@@ -53,22 +53,28 @@ def normalize(text: str) -> str:
 
 
 @lru_cache(maxsize=256)
-def _needles(phrases: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    """(phrase, " normalised phrase ") for each phrase with words, first spelling of each only."""
+def _needles(phrases: tuple[str, ...]) -> tuple[tuple[tuple[str, str], ...], Mapping[str, tuple[int, ...]]]:
+    """(phrase, " normalised phrase ") for each phrase with words, first spelling of each only; and the indexes
+    of those needles by their first word (a needle occurs only where its first word is one of the text's)."""
     needles: list[tuple[str, str]] = []
+    by_first: dict[str, list[int]] = {}
     seen: set[str] = set()
     for phrase in phrases:
         needle = normalize(phrase)
         if needle and needle not in seen:
             seen.add(needle)
+            by_first.setdefault(needle.split(" ", 1)[0], []).append(len(needles))
             needles.append((phrase, f" {needle} "))
-    return tuple(needles)
+    return tuple(needles), MappingProxyType({word: tuple(indexes) for word, indexes in by_first.items()})
 
 
 def contains_phrase(text: str, phrases: Iterable[str]) -> list[str]:
     """Return the phrases (as given, in given order, without duplicates) occurring in text as whole words."""
-    haystack = f" {normalize(text)} "
-    return [phrase for phrase, needle in _needles(tuple(phrases)) if needle in haystack]
+    normalized = normalize(text)
+    needles, by_first = _needles(tuple(phrases))
+    haystack = f" {normalized} "
+    found = {i for word in normalized.split(" ") for i in by_first.get(word, ()) if needles[i][1] in haystack}
+    return [needles[i][0] for i in sorted(found)]
 
 
 @dataclass(frozen=True, slots=True)

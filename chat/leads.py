@@ -155,7 +155,8 @@ def extract_phone(text: str, default_region: str = "US") -> str | None:
     that are not valid for their region; numbers quoted as an order, invoice or ticket reference are skipped.
     """
     region = default_region.upper()
-    if sum(map(str.isdigit, text)) < _fewest_phone_digits(region):
+    plus = any(sign in text for sign in _PLUS_SIGNS)
+    if sum(map(str.isdigit, text)) < _fewest_phone_digits(region, plus=plus):
         return None  # most chat messages: libphonenumber's matcher (costly) could find nothing valid
     for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):
         before = text[max(0, match.start - _REFERENCE_WINDOW) : match.start]
@@ -165,11 +166,17 @@ def extract_phone(text: str, default_region: str = "US") -> str | None:
     return None
 
 
-@lru_cache(maxsize=32)
-def _fewest_phone_digits(region: str) -> int:
+# What libphonenumber reads as the plus of a number written internationally.
+_PLUS_SIGNS = "+\uff0b"
+
+
+@lru_cache(maxsize=64)
+def _fewest_phone_digits(region: str, *, plus: bool) -> int:
     """The fewest digits a valid number (libphonenumber's metadata) has when read from text in `region`: written
-    internationally, a country code and that country's shortest number; nationally, the shortest number of
-    the region's country code."""
+    internationally, a country code and that country's shortest number, after a plus or else after the
+    region's international prefix (at least one digit: "00", "011"...); nationally, the shortest number of
+    the region's country code. A six-digit order number is no phone number in text without a plus (in the
+    US)."""
     shortest: dict[int, int] = {}
     for code, regions in COUNTRY_CODE_TO_REGION_CODE.items():
         for name in regions:
@@ -179,6 +186,10 @@ def _fewest_phone_digits(region: str) -> int:
             if lengths:
                 shortest[code] = min(shortest.get(code, min(lengths)), min(lengths))
     international = min(len(str(code)) + length for code, length in shortest.items())
+    metadata = PhoneMetadata.metadata_for_region(region)
+    # A national prefix transform rule may add digits (Jersey's "045021" is +44 1534 045021): no sharper bound.
+    if not plus and metadata is not None and metadata.national_prefix_transform_rule is None:
+        international += 1
     return min(international, shortest.get(phonenumbers.country_code_for_region(region), international))
 
 

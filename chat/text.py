@@ -12,6 +12,7 @@ import re
 import threading
 import unicodedata
 from collections.abc import Iterable
+from functools import lru_cache
 
 import Stemmer
 
@@ -60,19 +61,38 @@ def zipf(word: str, languages: Iterable[str]) -> float:
     return max((zipf_frequency(word, language, wordlist="small") for language in languages), default=0.0)
 
 
+# Each stop word's languages: one look-up per word instead of one per word and language.
+_STOPWORD_LANGUAGES: dict[str, tuple[str, ...]] = {}
+for _language, _words in STOPWORDS.items():
+    for _word in _words:
+        _STOPWORD_LANGUAGES[_word] = (*_STOPWORD_LANGUAGES.get(_word, ()), _language)
+
+# Texts up to this long (a visitor's message) have their guessed language memoised: a turn guesses its
+# question's twice (retrieval's terms, the reply's language). Articles, longer and guessed once, are not kept.
+_MEMO_CHARS = 2000
+
+
 def language_guess(text: str, prefer: str = "") -> str | None:
     """The language of `text` among those with stop-word lists; None when unclear.
 
     Stop-word hits decide; without any, how common the words are in each language ("¿Venden patinetes?").
     On a tie `prefer` (e.g. the bot's language) wins if it is among the leaders.
     """
+    return _language_guess_memo(text, prefer) if len(text) <= _MEMO_CHARS else _language_guess(text, prefer)
+
+
+@lru_cache(maxsize=256)
+def _language_guess_memo(text: str, prefer: str) -> str | None:
+    return _language_guess(text, prefer)
+
+
+def _language_guess(text: str, prefer: str) -> str | None:
     hits: dict[str, float] = {}
-    words = surface_words(text)
-    for word, _ in words:
-        for language, stopwords in STOPWORDS.items():
-            if word in stopwords:
-                hits[language] = hits.get(language, 0) + 1
+    for word in tokenize(text):
+        for language in _STOPWORD_LANGUAGES.get(word, ()):
+            hits[language] = hits.get(language, 0) + 1
     if not hits:
+        words = surface_words(text)
         for language in STOPWORDS:
             score = sum(zipf(written, [language]) for _, written in words)
             if score > 0:

@@ -270,6 +270,19 @@ def test_contains_phrase() -> None:
     assert contains_phrase("anything", ["", "  "]) == []
 
 
+def test_contains_phrase_reports_in_the_phrases_order_whatever_the_text_s_order() -> None:
+    phrases = ["how much", "where", "how", "much is it", "How  much"]
+
+    assert contains_phrase("Where is it and how much is it, how much?", phrases) == [
+        "how much",
+        "where",
+        "how",
+        "much is it",
+    ]
+    assert contains_phrase("Muchos? No: how", phrases) == ["how"]
+    assert contains_phrase("", phrases) == []
+
+
 def test_labelled_set_is_large_and_balanced() -> None:
     counts = Counter(intent for intent, _ in load_labelled())
 

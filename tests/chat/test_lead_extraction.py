@@ -209,13 +209,21 @@ def test_redaction_removes_emails_phones_and_the_known_details():
     )
 
 
-@pytest.mark.parametrize("region", ["US", "GB", "AT", "NU", "ES", "ZZ"])
+@pytest.mark.parametrize("region", ["US", "GB", "AT", "NU", "ES", "ZZ", "JE", "SM"])
 @pytest.mark.parametrize(
     "text",
     [
         "Order (1017)?",
         "+43 1234",
         "+43 12345",
+        "When are you open (100001)?",
+        "+43 123456",
+        "011 44 20 7946 0958",
+        "00 43 1 234567",
+        # Jersey reads a local six-digit number as +44 1534 …, San Marino adds 0549.
+        "tel: 045021",
+        "at 096304.",
+        "call 806 161",
         "+683 4002",
         "+290 5123",
         "ring 4002",
@@ -237,3 +245,15 @@ def test_texts_with_too_few_digits_skip_the_matcher_and_miss_nothing(text: str, 
     ]
 
     assert extract_phone(text, default_region=region) == (found[0] if found else None)
+
+
+def test_six_digits_without_a_plus_skip_the_matcher_where_no_number_is_that_short(monkeypatch) -> None:
+    # A number read nationally has the region's shortest length (ten digits in the US); read internationally
+    # without a plus, an international prefix (a digit at least) comes before the country code.
+    def matcher(*args: object, **kwargs: object) -> None:
+        raise AssertionError("libphonenumber's matcher was consulted")
+
+    monkeypatch.setattr(phonenumbers, "PhoneNumberMatcher", matcher)
+
+    assert extract_phone("When are you open on Saturday (100001)?", default_region="US") is None
+    assert extract_contact("order 123456 has not arrived", default_region="ES") == ContactInfo()
