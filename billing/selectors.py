@@ -27,6 +27,8 @@ class BotAccess:
     reason: str = ""
     # The billing state the decision read (when it got that far): the turn's other billing reads reuse it.
     state: BillingState | None = field(default=None, compare=False, repr=False)
+    # The period's AI replies the decision read (a limited plan's), for metering's email thresholds.
+    used: int | None = field(default=None, compare=False, repr=False)
 
 
 class AccessReason:
@@ -205,8 +207,8 @@ def bot_access_get(*, tenant: Tenant, now: datetime | None = None, prefetched: P
         return BotAccess(allowed=True, state=state)
     usage = usage_summary_get(tenant=tenant, account=account, plan=state.plan, now=now)
     if usage.ai_replies_limit is not None and usage.ai_replies >= usage.ai_replies_limit:
-        return BotAccess(allowed=False, reason=AccessReason.PLAN_LIMIT_REACHED, state=state)
-    return BotAccess(allowed=True, state=state)
+        return BotAccess(allowed=False, reason=AccessReason.PLAN_LIMIT_REACHED, state=state, used=usage.ai_replies)
+    return BotAccess(allowed=True, state=state, used=usage.ai_replies)
 
 
 def tenants_with_stripe_customer() -> QuerySet[Tenant]:

@@ -23,7 +23,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from billing.selectors import BillingState, BotAccess, bot_access_get, llm_models_allowed
-from billing.services import usage_ai_reply_record
+from billing.services import usage_ai_reply_record, usage_count, usage_counted
 from chat import engine
 from chat.intents import IntentResult
 from chat.leads import extract_contact
@@ -36,7 +36,7 @@ from chat.services import (
     lead_upsert,
     lead_upsert_writes,
 )
-from netia.db import insert_unless_conflict_with_children
+from netia.db import insert_unless_conflict_with_children, unsaved
 from netia.metrics import CHAT_REPLIES
 from netia.versioned_cache import Prefetched
 from tenants.models import Tenant
@@ -78,6 +78,7 @@ class _Plan:
     intent: IntentResult
     bot_since: datetime | None
     billing: BillingState | None = None
+    used: int | None = None  # the period's AI replies the bot-access decision read
 
 
 def _summary_note(*, conversation: Conversation, reason: str, question: str) -> str:
@@ -190,6 +191,7 @@ def _turn_open(
                 intent=intent,
                 bot_since=conversation.bot_since,
                 billing=access.state,
+                used=access.used,
             )
         _record(
             tenant=tenant,
@@ -230,6 +232,7 @@ def _turn_close(*, tenant: Tenant, plan: _Plan, answer: engine.Answer, deliver: 
             deliver=deliver,
             answered_at=now,
             billing=plan.billing,
+            used=plan.used,
         )
     if not recorded:
         logger.info("turn_answered_meanwhile", conversation=result.conversation.pk)
@@ -249,12 +252,13 @@ def _record(
     deliver: bool,
     answered_at: datetime | None = None,
     billing: BillingState | None = None,
+    used: int | None = None,
 ) -> bool:
     """Store the bot's answer, mark the turn answered, meter it (caller holds the conversation's row lock).
 
     `answered_at`: step 3's time, already written as the conversation's last message time; the turn's
     messages must all be still unanswered, else the reply is withdrawn and nothing else is written (False).
-    `billing`: the billing state the turn's bot-access decision read (metering reuses it).
+    `billing`, `used`: the billing state and usage the turn's bot-access decision read (metering reuses them).
     """
     conversation = result.conversation
     result.reply = _reply_message(
@@ -276,7 +280,7 @@ def _record(
             )
         _hand_off(conversation=conversation, deliver=deliver, reason=answer.handoff_reason)
     if answer.source in engine.METERED_SOURCES:
-        usage_ai_reply_record(tenant=tenant, state=billing)
+        usage_ai_reply_record(tenant=tenant, state=billing, used=used)
     _answered(result=result, answer=answer)
     return True
 
@@ -302,7 +306,8 @@ def _reply_message(
         # The chat API returns `sources` as data; a channel's visitor sees the titles in the text.
         language = engine.reply_language(config=config, text=question)
         text = engine.with_citation(text=text, sources=answer.sources, language=language)
-    return Message(
+    return unsaved(
+        Message,
         conversation=conversation,
         channel=conversation.channel,
         delivery_status=Message.Delivery.PENDING if deliver else Message.Delivery.NOT_APPLICABLE,
@@ -347,8 +352,8 @@ def first_turn_local(
 def first_turn_record(
     *, tenant: Tenant, config: BotConfiguration, conversation: Conversation, turn: LocalTurn, access: BotAccess
 ) -> tuple[Message, TurnResult] | None:
-    """Store the new (unsaved) `conversation`, its visitor's first message and the bot's local answer in one
-    statement (in one transaction with the usage and the lead when they are written too): the visitor's
+    """Store the new (unsaved) `conversation`, its visitor's first message, the bot's local answer and (metered)
+    the usage in one statement (in one transaction with the lead when it is written too): the visitor's
     message and its answer; None, writing nothing, when the conversation's session_id is taken.
 
     Nobody else can see the conversation before this commits, so nothing is locked or read back: its only
@@ -366,25 +371,31 @@ def first_turn_record(
         config=config, conversation=conversation, deliver=False, answer=answer, intent=intent, question=question
     )
     # The visitor's message names its answer (the foreign key is checked at the statement's end).
-    visitor = Message(
+    visitor = unsaved(
+        Message,
         conversation=conversation,
         channel=conversation.channel,
         role=Message.Role.VISITOR,
         content=question,
         answered_by=reply,
     )
-    # One statement writes the conversation and both messages (none when its session is taken): a
-    # transaction only when the lead or the usage is written too.
-    needs_transaction = metered or lead_upsert_writes(contact=contact, intent=intent.intent)
+    # One statement writes the conversation, both messages and (metered) the usage with its email when a
+    # threshold is crossed, all only when the session is not taken: a transaction only when the lead is
+    # written too.
+    usage = usage_count(tenant=tenant, state=access.state, source=" FROM ids", used=access.used) if metered else None
+    needs_transaction = lead_upsert_writes(contact=contact, intent=intent.intent)
     with transaction.atomic(savepoint=False) if needs_transaction else nullcontext():
-        if not insert_unless_conflict_with_children(conversation, [visitor, reply]):
+        counted = insert_unless_conflict_with_children(
+            conversation, [visitor, reply], then=usage.statements if usage else ()
+        )
+        if counted is None:
             return None
         result = TurnResult(conversation=conversation, visitor_messages=[visitor], reply=reply, intent=intent.intent)
         result.lead, result.lead_captured = lead_upsert(
             conversation=conversation, contact=contact, intent=intent.intent
         )
-        if metered:
-            usage_ai_reply_record(tenant=tenant, state=access.state)
+        if usage:
+            usage_counted(usage, results=counted)
     if answer.handoff_reason:
         handoff_counted(conversation=conversation, reason=answer.handoff_reason)
     _answered(result=result, answer=answer)

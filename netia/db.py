@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import datetime
+import enum
+import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
-from django.db import connection, models
-from django.db.models.fields import Field
+from django.db import connection, models, router
+from django.db.models.base import ModelState
+from django.db.models.fields import Field, return_None  # type: ignore[attr-defined]
+from django.db.models.signals import post_init, pre_init
 from django.db.models.sql.subqueries import InsertQuery
+from psycopg.types.json import Jsonb
+from psycopg.types.numeric import Int2, Int4, Int8
+
+_INTEGERS = (int, Int2, Int4, Int8)
 
 # How `_values` prepares a field's value without the ORM's calls, when the value is of the kind named (else the
 # ORM's own `pre_save` + `get_db_prep_save` prepare it, as for every field of a class not listed):
@@ -133,24 +142,45 @@ def _values(objs: list[models.Model], fields: tuple[Field, ...]) -> list[list[An
     return rows
 
 
+# A choice's value written out only when it is this plain (never a quote or a backslash to escape).
+_PLAIN = re.compile(r"[\w .:/-]*", re.ASCII)
+_EMPTY_JSON: dict[type, str] = {list: "'[]'::jsonb", dict: "'{}'::jsonb"}
+
+
 def _literal(value: Any) -> str:
-    """The SQL client-side binding sends for `value` when it is NULL, a boolean or the empty string, else ""."""
+    """The SQL client-side binding sends for `value`, when it is a constant of our code or needs no quoting (NULL,
+    a boolean, '', a non-negative integer, a choice's value, an empty JSON list or object, a UUID, an aware
+    datetime); else ""."""
     if value is None:
         return "NULL"
     if value is True:
         return "true"
     if value is False:
         return "false"
-    return "''" if type(value) is str and not value else ""
+    kind = type(value)
+    if kind is str:
+        return "" if value else "''"
+    if kind in _INTEGERS:
+        return str(int(value)) if value >= 0 else ""
+    if kind is uuid.UUID:
+        return f"'{value.hex}'::uuid"
+    if kind is datetime.datetime:
+        return f"'{value}'::timestamptz" if value.utcoffset() is not None else ""
+    if kind is Jsonb:
+        obj = value.obj
+        return _EMPTY_JSON.get(type(obj), "") if not obj else ""
+    if isinstance(value, enum.Enum) and isinstance(value, str) and _PLAIN.fullmatch(value):
+        return f"'{str.__str__(value)}'"
+    return ""
 
 
 def _statement(head: str, rows: list[list[Any]], tail: str) -> tuple[str, list[Any]]:
-    """The INSERT with its VALUES rows: NULL, true, false and '' written out, every other value a parameter.
+    """The INSERT with its VALUES rows: the values `_literal` writes out as such, every other one a parameter.
 
-    Client-side binding sends those values as exactly these literals anyway, so the server gets the same
-    statement; fewer parameters keep the query under psycopg's cache of parsed queries
-    (MAX_CACHED_STATEMENT_PARAMS, 50), which a two-message INSERT's 52 parameters exceeded, re-parsing its
-    text on every turn, and there are fewer values to adapt.
+    Client-side binding sends those values as exactly these literals anyway (tests/test_db.py compares them
+    with psycopg's), so the server gets the same statement; psycopg has far fewer values to adapt and quote
+    (a chat turn's first write had 29 parameters, now its texts), and the query stays under psycopg's
+    MAX_CACHED_STATEMENT_PARAMS (50), past which it re-parses a query's text on every execution.
     """
     params = []
     placeholders = []
@@ -164,6 +194,76 @@ def _statement(head: str, rows: list[list[Any]], tail: str) -> tuple[str, list[A
             row_sql.append(literal)
         placeholders.append("(" + ", ".join(row_sql) + ")")
     return head + ", ".join(placeholders) + tail, params
+
+
+M = TypeVar("M", bound=models.Model)
+
+
+@dataclass(frozen=True)
+class _Construction:
+    """How `unsaved` builds a model's object: its fields' constant defaults, the makers of the others' (called
+    per object, as the ORM does), its attnames and its foreign keys by name."""
+
+    constants: dict[str, Any]
+    makers: tuple[tuple[str, Callable[[], Any]], ...]
+    attnames: frozenset[str]
+    foreign_keys: dict[str, Any]
+
+
+@lru_cache(maxsize=64)
+def _construction(model: type[models.Model]) -> _Construction:
+    constants: dict[str, Any] = {}
+    makers = []
+    for field in model._meta.concrete_fields:
+        if getattr(field, "generated", False):
+            continue
+        make = field._get_default  # type: ignore[attr-defined] # what Model.__init__'s get_default() calls
+        if make is return_None or make is str or (field.has_default() and not callable(field.default)):
+            constants[field.attname] = make()  # the ORM hands out this same value (or object) every time
+        else:
+            makers.append((field.attname, make))
+    foreign_keys = {f.name: f for f in model._meta.concrete_fields if type(f) is models.ForeignKey}
+    return _Construction(constants, tuple(makers), frozenset(constants) | {a for a, _ in makers}, foreign_keys)
+
+
+def unsaved(model: type[M], /, **values: Any) -> M:
+    """`model(**values)`: an unsaved object with the same attributes and cached related objects, built without
+    Model.__init__'s per-field work. `values` by attname, or a foreign key's related object (or None) by its
+    field's name; nothing else (no properties). A model with an __init__ of its own, or pre_init or post_init
+    receivers, is built by its __init__. tests/test_db.py holds it to `model(**values)`.
+    """
+    if model.__init__ is not models.Model.__init__ or pre_init.has_listeners(model) or post_init.has_listeners(model):
+        return model(**values)
+    plan = _construction(model)
+    data = plan.constants.copy()
+    for attname, make in plan.makers:
+        if attname not in values:
+            data[attname] = make()
+    related = []
+    for name, value in values.items():
+        if name in plan.attnames:
+            data[name] = value
+            continue
+        field = plan.foreign_keys.get(name)
+        if field is None:
+            raise TypeError(f"{model.__name__}() got an unexpected keyword argument {name!r}")
+        if value is not None and not isinstance(value, field.remote_field.model._meta.concrete_model):
+            raise ValueError(f"{model.__name__}.{name} must be a {field.remote_field.model.__name__} instance")
+        data[field.attname] = None if value is None else getattr(value, field.target_field.attname)
+        related.append((field, value))
+    instance = model.__new__(model)
+    instance._state = ModelState()
+    instance.__dict__.update(data)
+    for field, value in related:
+        if value is not None:  # as the relation's descriptor does on assignment
+            if instance._state.db is None:
+                instance._state.db = router.db_for_write(model, instance=value)
+            if value._state.db is None:
+                value._state.db = router.db_for_write(type(value), instance=instance)
+            if not router.allow_relation(value, instance):
+                raise ValueError(f"the database router prevents relating {value!r} to a {model.__name__}")
+        field.set_cached_value(instance, value)
+    return instance
 
 
 def _saved(instance: models.Model) -> None:
@@ -190,21 +290,36 @@ def insert_unless_conflict(instance: models.Model) -> bool:
     return True
 
 
-def insert_unless_conflict_with_children(parent: models.Model, children: list[models.Model]) -> bool:
+def _name_literal(name: str) -> str:
+    """A table or column name of our models as an SQL string literal (they never hold a quote)."""
+    if "'" in name or "\\" in name:
+        raise ValueError(f"unexpected name {name!r}")
+    return f"'{name}'"
+
+
+def insert_unless_conflict_with_children(
+    parent: models.Model,
+    children: list[models.Model],
+    *,
+    then: Sequence[tuple[str, str, Sequence[Any]]] = (),
+) -> list[Any] | None:
     """`insert_unless_conflict(parent)`, with its new `children` (objects of one model) in the same statement
-    only when it was inserted: whether it was.
+    only when it was inserted: None when it was not, else what each of `then` returned.
 
     The children's primary keys come from their sequence in the same statement, ascending in list order; a
     child's foreign key to `parent` or to another child of the list (assigned as objects, unsaved) is filled
     in there too. One round trip: the caller needs no transaction for the three of them. Sends no signals.
+    `then`: more writes of the same statement, (name, SQL, parameters) each, that run once per row of
+    `FROM ids` (the parent's row when it was inserted, none else) and return one column of at most one row
+    (a later one may read an earlier one's by its name); the value each returned, or None, is returned.
     """
     model = type(children[0])
     head, tail, parent_fields = _insert_sql(type(parent), with_pk=False, ignore_conflicts=True)
     sql, params = _statement(head, _values([parent], parent_fields), tail)
     count = len(children)
-    sequence = "nextval(pg_get_serial_sequence(%s, %s))"
+    meta = model._meta
+    sequence = f"nextval(pg_get_serial_sequence({_name_literal(meta.db_table)}, {_name_literal(str(meta.pk.column))}))"
     sql += ", " + ", ".join(f"{sequence} AS n{i}" for i in range(count))
-    params += [model._meta.db_table, str(model._meta.pk.column)] * count
     # The children's ids in ascending order (nextval's order within a row is not promised).
     taken = ", ".join(f"n{i}" for i in range(count))
     ctes = [
@@ -213,7 +328,7 @@ def insert_unless_conflict_with_children(parent: models.Model, children: list[mo
     ]
     expressions = {id(parent): "ids.id", **{id(child): f"ids.c[{i + 1}]" for i, child in enumerate(children)}}
     child_head, _, fields = _insert_sql(model, with_pk=True, ignore_conflicts=False)
-    pk = model._meta.pk
+    pk = meta.pk
     links: list[tuple[Any, str]] = [(f, f.attname) for f in fields if f.is_relation and f.many_to_one]
     for i, (child, row) in enumerate(zip(children, _values(children, fields), strict=True)):
         linked = {attname: expressions.get(id(f.get_cached_value(child, None))) for f, attname in links}
@@ -227,14 +342,18 @@ def insert_unless_conflict_with_children(parent: models.Model, children: list[mo
             columns.append(expression)
         insert = child_head.removesuffix(" VALUES ")
         ctes.append(f"child{i} AS ({insert} SELECT {', '.join(columns)} FROM ids)")  # noqa: S608
+    for name, statement, statement_params in then:
+        ctes.append(f"{name} AS ({statement})")
+        params.extend(statement_params)
+    results = "".join(f", (SELECT * FROM {name})" for name, _, _ in then)  # noqa: S608 - the caller's names
     with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH {', '.join(ctes)} SELECT id, c FROM ids",  # noqa: S608
+            f"WITH {', '.join(ctes)} SELECT id, c{results} FROM ids",  # noqa: S608
             params,
         )
         row = cursor.fetchone()
     if row is None:
-        return False
+        return None
     parent.pk = row[0]
     _saved(parent)
     for child, child_id in zip(children, row[1], strict=True):
@@ -246,4 +365,4 @@ def insert_unless_conflict_with_children(parent: models.Model, children: list[mo
             if target is parent or any(target is other for other in children):
                 setattr(child, attname, target.pk)
                 f.set_cached_value(child, target)  # the id's setter forgot the object; it is the same row
-    return True
+    return list(row[2:])

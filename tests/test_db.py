@@ -17,6 +17,7 @@ from django.db.models.sql.subqueries import InsertQuery
 from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
 from psycopg.types.json import Jsonb
+from psycopg.types.numeric import Int4, Int8
 
 from chat.models import Conversation, Message
 from netia import db
@@ -167,7 +168,7 @@ def test_a_conversation_and_its_two_messages_are_one_statement_within_psycopgs_c
         visitor, reply = _chat_turn(conversation)
         statements: list[tuple[str, list[Any]]] = []
         with _executed(statements):
-            assert insert_unless_conflict_with_children(conversation, [visitor, reply])
+            assert insert_unless_conflict_with_children(conversation, [visitor, reply]) == []
         with connection.cursor() as cursor:
             # The foreign keys are deferred to the commit, which this test's transaction never reaches.
             cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
@@ -181,10 +182,12 @@ def test_a_conversation_and_its_two_messages_are_one_statement_within_psycopgs_c
         orm_visitor.save()
 
         writes = [(sql, params) for sql, params in statements if not sql.startswith("SET")]
-        # 20 + 2 x 26 columns: the ids and links come from the statement; NULL, true, false and '' are written
-        # out as client-side binding writes them; the other values are parameters: the conversation's 8, the
-        # sequence's name twice per message id, the visitor message's 10 and the answer's 11.
-        assert [(sql.split(None, 1)[0], len(params)) for sql, params in writes] == [("WITH", 8 + 4 + 10 + 11)]
+        # 20 + 2 x 26 columns: the ids and links come from the statement; the values that need no quoting
+        # (NULL, booleans, '', numbers, choices, empty JSON, UUIDs, times) are written out as client-side
+        # binding writes them, and so is the messages' sequence; the other values are parameters: the
+        # conversation's session and visitor name, the visitor's text, the answer's text, intent, keywords
+        # and sources.
+        assert [(sql.split(None, 1)[0], len(params)) for sql, params in writes] == [("WITH", 2 + 1 + 4)]
         assert len(writes[0][1]) <= PSYCOPG_CACHED_PARAMS
         assert (visitor.conversation_id, reply.conversation_id, visitor.answered_by_id) == (
             conversation.pk,
@@ -227,7 +230,7 @@ def test_a_conversation_whose_session_is_taken_inserts_nothing_and_takes_no_ids(
         visitor, reply = _chat_turn(second)
         before = _last_message_id()
 
-        assert not insert_unless_conflict_with_children(second, [visitor, reply])
+        assert insert_unless_conflict_with_children(second, [visitor, reply]) is None
 
         assert _last_message_id() == before
         assert (second.pk, visitor.pk, reply.pk, second._state.adding, visitor._state.adding) == (
@@ -243,14 +246,137 @@ def test_a_conversation_whose_session_is_taken_inserts_nothing_and_takes_no_ids(
         assert not Message.objects.filter(conversation__session_id="taken").exists()
 
 
+def test_the_writes_that_follow_run_in_the_same_statement_only_when_the_parent_was_inserted(tenant: Any) -> None:
+    with tenant_context(tenant), connection.cursor() as cursor:
+        cursor.execute("CREATE TEMPORARY TABLE then_log (parent bigint, note text)")
+        logged = "INSERT INTO then_log SELECT id, %s FROM ids RETURNING note"
+        first = Conversation(channel=Conversation.Channel.API, session_id="then")
+        statements: list[tuple[str, list[Any]]] = []
+        with _executed(statements):
+            written = insert_unless_conflict_with_children(
+                first, list(_chat_turn(first)), then=[("logged", logged, ["first"]), ("again", "SELECT 7", [])]
+            )
+        second = Conversation(channel=Conversation.Channel.API, session_id="then")
+        lost = insert_unless_conflict_with_children(
+            second, list(_chat_turn(second)), then=[("logged", logged, ["second"])]
+        )
+        cursor.execute("SELECT parent, note FROM then_log")
+        log = cursor.fetchall()
+
+    assert (written, lost) == (["first", 7], None)
+    assert [sql.split(None, 1)[0] for sql, _ in statements if not sql.startswith("SET")] == ["WITH"]
+    assert log == [(first.pk, "first")]  # the lost session's write never ran
+
+
+def _built(obj: Model) -> tuple[dict[str, Any], tuple[Any, ...]]:
+    """An object's attributes and state, callable defaults (a new UUID, the time now) as their type only."""
+    made = {f.attname for f in obj._meta.concrete_fields if f.has_default() and callable(f.default)}
+    attributes = {k: type(v) if k in made else v for k, v in vars(obj).items() if k != "_state"}
+    return attributes, (obj._state.adding, obj._state.db, obj._state.fields_cache)
+
+
+@pytest.mark.parametrize("model", [m for m in apps.get_models() if not m._meta.proxy], ids=lambda m: m._meta.label)
+def test_an_unsaved_object_is_built_as_the_orm_builds_it(model: type[Model]) -> None:
+    assert _built(db.unsaved(model)) == _built(model())
+
+
+def test_an_unsaved_object_takes_values_by_attname_and_related_objects_by_name() -> None:
+    conversation = Conversation(channel=Conversation.Channel.API, session_id="s")
+    reply = Message(conversation=conversation, channel="api", role=Message.Role.BOT, content="Hello")
+    given = {
+        "conversation": conversation,
+        "channel": conversation.channel,
+        "role": Message.Role.VISITOR,
+        "content": "Hi",
+        "answered_by": reply,
+        "intent_keywords": ["hi"],
+        "prompt_tokens": 3,
+        "public_id": uuid.UUID("6f1f0a52-3a3e-4a39-9c62-2f0f9d7c2a10"),
+    }
+
+    ours, theirs = db.unsaved(Message, **given), Message(**given)
+
+    assert _built(ours) == _built(theirs)
+    assert ours.conversation is conversation
+    assert ours.answered_by is reply
+    assert (conversation._state.db, reply._state.db) == ("default", "default")  # as the assignment left them
+    assert _built(db.unsaved(Message, conversation_id=7, answered_by=None)) == _built(
+        Message(conversation_id=7, answered_by=None)
+    )
+    with pytest.raises(TypeError, match="unexpected keyword argument 'nope'"):
+        db.unsaved(Message, nope=1)
+    with pytest.raises(ValueError, match="must be a Conversation instance"):
+        db.unsaved(Message, conversation=reply)
+
+
 @pytest.mark.django_db
-@pytest.mark.parametrize("value", [None, True, False, ""], ids=repr)
+@pytest.mark.parametrize("value", SAMPLES, ids=repr)
 def test_a_written_out_value_is_the_literal_client_side_binding_sends_for_it(value: Any) -> None:
+    # Every model field's prepared value (as _values prepares it), written out whenever _literal writes it.
+    written = []
+    with warnings.catch_warnings(), connection.cursor() as cursor:
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for model, field in _concrete_fields():
+            obj = model()
+            setattr(obj, field.attname, value)
+            try:
+                prepared = db._values([obj], (field,))[0][0]
+            except Exception:  # noqa: S112 - a value the field refuses is never written
+                continue
+            literal = db._literal(prepared)
+            if literal:
+                # psycopg's client-side binding, as Django uses it.
+                written.append((f"{model._meta.label}.{field.name}", literal, cursor.cursor.mogrify("%s", [prepared])))
+    assert [(name, ours) for name, ours, psycopgs in written if ours != psycopgs] == []
+    assert written  # the kinds below were met
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        False,
+        "",
+        0,
+        7,
+        2**40,
+        Int4(0),
+        Int8(5),
+        Conversation.Status.BOT,
+        Message.Role.VISITOR,
+        Jsonb([]),
+        Jsonb({}),
+        uuid.UUID("6f1f0a52-3a3e-4a39-9c62-2f0f9d7c2a10"),
+        datetime.datetime(2026, 5, 1, 12, 30, tzinfo=datetime.UTC),
+        datetime.datetime(2026, 5, 1, 12, 30, 0, 5, tzinfo=datetime.timezone(datetime.timedelta(hours=-3))),
+    ],
+    ids=repr,
+)
+def test_a_value_that_needs_no_quoting_is_written_out_as_psycopg_binds_it(value: Any) -> None:
     with connection.cursor() as cursor:
-        sent = cursor.cursor.mogrify("%s", [value])  # psycopg's client-side binding, as Django uses it
-    assert db._literal(value) == {None: "NULL", True: "true", False: "false", "": "''"}[value] == sent
+        sent = cursor.cursor.mogrify("%s", [value])
+    assert db._literal(value) == sent
 
 
-@pytest.mark.parametrize("value", ["x", " ", 0, 1, 0.0, [], {}, Jsonb({}), Conversation.Status.BOT], ids=repr)
+@pytest.mark.parametrize(
+    "value",
+    [
+        "x",
+        " ",
+        "it's",
+        -1,
+        Int4(-1),
+        0.0,
+        Decimal("1.25"),
+        [],
+        {},
+        Jsonb({"a": 1}),
+        Jsonb([1]),
+        datetime.date(2026, 5, 1),
+    ],
+    ids=repr,
+)
 def test_any_other_value_stays_a_parameter(value: Any) -> None:
     assert db._literal(value) == ""

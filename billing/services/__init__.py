@@ -28,7 +28,7 @@ from billing.services.subscriptions import (
     portal_session_create,
     stripe_customer_ensure,
 )
-from billing.services.usage import current_period, usage_ai_reply_record
+from billing.services.usage import current_period, usage_ai_reply_record, usage_count, usage_counted
 
 __all__ = [
     "RedirectSession",
@@ -47,5 +47,7 @@ __all__ = [
     "trial_extend",
     "trial_reminders_queue",
     "usage_ai_reply_record",
+    "usage_count",
+    "usage_counted",
     "webhook_endpoint_create",
 ]

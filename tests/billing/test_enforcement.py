@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
-from billing.models import BillingAccount, UsagePeriod
+from billing.models import BillingAccount, BillingNotification, UsagePeriod
 from billing.selectors import BotAccess, bot_access_get, usage_summary_get
 from billing.services import current_period, trial_extend
 from chat.models import Conversation, Message
@@ -144,6 +144,38 @@ def test_ai_replies_are_counted_up_to_the_limit_then_402(client, acme):
     assert (answered, greeting) == ([200, 200], 402)
     assert refused.json()["error"]["details"] == {"reason": "plan_limit_reached"}
     assert usage_summary_get(tenant=acme).ai_replies == 200
+
+
+def test_first_turns_count_in_their_own_statement_and_email_the_owner_once_after_it(
+    client, acme, mailoutbox, django_capture_on_commit_callbacks
+):
+    plan = PlanFactory.create(code="small", ai_replies_per_month=5)
+    BillingAccount.objects.filter(tenant=acme).update(plan=plan)
+    _use(acme, 2)
+    questions = [
+        "Do you ship to Canada?",
+        "How many business days does shipping to Canada take?",
+        "Can you ship my order to Canada?",
+        "Is shipping to Canada tracked?",
+    ]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        statuses = [_chat(client, acme, message=q, session=f"s{i}").status_code for i, q in enumerate(questions)]
+
+    start, end = current_period(tenant=acme)
+    assert statuses == [200, 200, 200, 402]
+    assert usage_summary_get(tenant=acme).ai_replies == 5
+    assert [m.subject for m in mailoutbox] == [
+        "You have used 80% of your Netia AI replies",
+        "You have used all your Netia AI replies",
+    ]
+    assert sorted(BillingNotification.objects.filter(tenant=acme).values_list("kind", "key", "context")) == [
+        (kind, f"{start.isoformat()}/5", {**context, "plan": "Small", "limit": 5, "period_end": end.isoformat()})
+        for kind, context in [
+            ("usage_limit", {"used": 5, "percent": 100}),
+            ("usage_warning", {"used": 4, "percent": 80}),
+        ]
+    ]
 
 
 def test_greetings_and_handoffs_are_not_metered(client, acme):

@@ -144,6 +144,52 @@ def test_owner_is_emailed_once_at_80_and_once_at_100_percent(tenant, mailoutbox,
     assert BillingNotification.objects.filter(sent_at__isnull=True).count() == 0
 
 
+def test_a_count_that_other_replies_brought_to_a_threshold_meanwhile_still_emails_once(
+    tenant, mailoutbox, django_capture_on_commit_callbacks
+):
+    _plan(tenant, 5)
+    for _ in range(3):
+        usage_ai_reply_record(tenant=tenant)
+    statements: list[str] = []
+
+    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    # Each caller read 0 replies before the 3 above were counted: one more cannot reach 80% (4 of 5), so the
+    # counting statement leaves the email out, and the email is recorded by a statement of its own.
+    with django_capture_on_commit_callbacks(execute=True), connection.execute_wrapper(record):
+        counts = [usage_ai_reply_record(tenant=tenant, used=0) for _ in range(3)]
+
+    assert counts == [4, 5, 6]
+    writes = [sql for sql in statements if sql.startswith("WITH")]  # the billing state's reads aside
+    assert ["billing_billingnotification" in sql for sql in writes] == [False, True, False, True, False, True]
+    assert [m.subject for m in mailoutbox] == [
+        "You have used 80% of your Netia AI replies",
+        "You have used all your Netia AI replies",
+    ]
+
+
+def test_a_count_known_to_reach_a_threshold_records_the_email_in_the_counting_statement(tenant):
+    _plan(tenant, 5)
+    for _ in range(3):
+        usage_ai_reply_record(tenant=tenant, used=0)
+    statements: list[str] = []
+
+    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        count = usage_ai_reply_record(tenant=tenant, used=3)
+
+    writes = [sql for sql in statements if sql.startswith("WITH")]
+    assert count == 4
+    assert len(writes) == 1
+    assert "billing_billingnotification" in writes[0]
+    assert list(BillingNotification.objects.filter(tenant=tenant).values_list("kind", flat=True)) == ["usage_warning"]
+
+
 def test_a_new_limit_in_the_period_warns_again_once(tenant, mailoutbox, django_capture_on_commit_callbacks):
     _plan(tenant, 5)
     with django_capture_on_commit_callbacks(execute=True):
