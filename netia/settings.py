@@ -183,6 +183,9 @@ _database.update(
     CONN_HEALTH_CHECKS=True,
 )
 DATABASES = {"default": _database}
+# The knowledge retrieval's statement is prepared server-side once per connection and schema (netia/prepared.py):
+# off for a pooler that keeps no prepared statements between a client's statements (docs/scaling.md).
+DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
 # django-prometheus' backend (statements and connections counted), its per-statement counting made cheaper.
 ORIGINAL_BACKEND = "netia.db_metrics"
 # `SET search_path` once per schema switch, not before every statement; made safe after rollbacks and on reused

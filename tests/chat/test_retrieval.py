@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
 
 from chat.engine import NO_MATCH_REPLIES
+from chat.lexical import Term
 from chat.models import Conversation, Message
 from chat.prompts import HANDOFF_MARKER
 from chat.replies import conversation_reply
-from chat.retrieval import knowledge_search
+from chat.retrieval import TIER_SHARES, _coverings, knowledge_search
 from chat.services import (
     bot_configuration_update,
     conversation_get_or_create,
@@ -306,22 +307,104 @@ def test_the_passage_index_keeps_no_pending_list(tenant):
         assert cursor.fetchone()[0] == ["fastupdate=off"]
 
 
-def test_a_search_statement_keeps_within_psycopgs_cached_parameters_and_its_text_depends_on_the_term_count(tenant):
-    # psycopg parses a statement's text once and caches it only up to 50 parameters (psycopg/_queries.py):
-    # the tiers share the terms' values, so a six-term question with all four tiers sends 4 x 6 + 4 + 2.
-    add(tenant, "Vegan cakes", "Our vegan chocolate cake is baked on Saturdays and delivered on Sundays.")
-    sent: list[tuple[str, dict]] = []
+def _search_statements(tenant, *questions):
+    """The candidates statements (text, parameters) the searches for `questions` send, and their results."""
+    sent: list[tuple[str, list]] = []
 
     def record(execute, sql, params, many, context):
-        sent.append((sql, params))
+        if sql.startswith("WITH tier0"):
+            sent.append((sql, params))
         return execute(sql, params, many, context)
 
     with tenant_context(tenant):
-        knowledge_search(query="vegan chocolate cake", language="en", limit=4)
+        # A one-word search first: this process then knows the knowledge base's state (searches once).
+        knowledge_search(query="cake", language="en", limit=4)
         with connection.execute_wrapper(record):
-            knowledge_search(query="vegan chocolate cake baked saturday delivered", language="en", limit=4)
-            knowledge_search(query="chocolate vegan cake sunday baked delivery", language="en", limit=4)
+            results = [knowledge_search(query=q, language="en", limit=4) for q in questions]
+    return sent, results
 
+
+def _prepared(sql):
+    """(generic, custom) plans of this session's prepared statement with text `sql`; None if not prepared."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = %s", [sql])
+        found = cursor.fetchall()
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+def test_a_search_statements_text_depends_only_on_the_schema_and_the_term_and_tier_counts(tenant):
+    add(tenant, "Vegan cakes", "Our vegan chocolate cake is baked on Saturdays and delivered on Sundays.")
+    sent, _ = _search_statements(
+        tenant,
+        "vegan chocolate cake baked saturday delivered",
+        "chocolate vegan cake sunday baked delivery",
+    )
+
+    # Four values per term (6) and one tsquery per tier (4), after the wanted count and the limit.
     assert [len(params) for _, params in sent] == [30, 30]
     assert sent[0][0] == sent[1][0]
     assert sent[0][1] != sent[1][1]
+    # Its tables are named with the schema: run under another tenant's search_path it is another statement.
+    assert f'"{tenant.schema_name}".chat_knowledgepassage p' in sent[0][0]
+
+
+def test_a_search_statement_is_prepared_once_and_reused_by_later_searches(tenant):
+    add(tenant, "Vegan cakes", "Our vegan chocolate cake is baked on Saturdays and delivered on Sundays.")
+    sent, _ = _search_statements(tenant, "vegan chocolate cake baked saturday delivered")
+    assert _prepared(sent[0][0]) == (0, 1)  # planned for its values on its first execution (in a transaction)
+
+    _search_statements(
+        tenant, "chocolate vegan cake sunday baked delivery", "baked vegan cake chocolate delivery sunday"
+    )
+
+    plans = _prepared(sent[0][0])
+    assert plans is not None
+    assert sum(plans) == 3  # one prepared statement, executed three times
+
+
+def test_with_prepared_statements_off_the_same_search_executes_unprepared(tenant, settings):
+    add(tenant, "Vegan cakes", "Our vegan chocolate cake is baked on Saturdays and delivered on Sundays.")
+    add(tenant, "Chocolate", "Chocolate bars of our shop, and a chocolate cake on Sundays.")
+    question = "vegan chocolate cake on sunday"
+    prepared_sent, prepared = _search_statements(tenant, question)
+    executions = sum(_prepared(prepared_sent[0][0]))
+    settings.DATABASE_PREPARED_STATEMENTS = False
+
+    unprepared_sent, unprepared = _search_statements(tenant, question)
+
+    assert unprepared_sent == prepared_sent
+    assert sum(_prepared(unprepared_sent[0][0])) == executions  # the prepared one did not run
+    assert unprepared[0].passages == prepared[0].passages
+    assert [p.title for p in prepared[0].passages] == ["Vegan cakes", "Chocolate"]
+
+
+def test_a_failed_statement_rolled_back_to_its_savepoint_leaves_the_search_statement_prepared(tenant):
+    add(tenant, "Vegan cakes", "Our vegan chocolate cake is baked on Saturdays and delivered on Sundays.")
+    question = "vegan chocolate cake on sunday"
+    sent, before = _search_statements(tenant, question)
+    executions = sum(_prepared(sent[0][0]))
+    with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT 1 / 0")
+
+    _, after = _search_statements(tenant, question)
+
+    assert after[0].passages == before[0].passages
+    assert sum(_prepared(sent[0][0])) == executions + 1
+
+
+@pytest.mark.parametrize(
+    ("weights", "two_thirds", "one_third"),
+    [
+        # Minimal sets only, by size then in the terms' order.
+        ([1.0, 1.0, 1.0], "(a & b) | (a & c) | (b & c)", "(a) | (b) | (c)"),
+        # A heavy term reaches two thirds with any other one, a third alone; the light ones need each other.
+        ([3.0, 1.0, 1.0], "(a & b) | (a & c)", "(a) | (b & c)"),
+        ([1.0, 2.0], "(b)", "(a) | (b)"),
+    ],
+)
+def test_the_middle_tiers_match_the_minimal_sets_of_terms_reaching_their_share(weights, two_thirds, one_third):
+    terms = [Term(word=w, lexemes=frozenset({w}), weight=x) for w, x in zip("abc", weights, strict=False)]
+
+    assert _coverings(terms, [t.word for t in terms], TIER_SHARES) == [two_thirds, one_third]
+    assert _coverings(terms[:1], ["a"], TIER_SHARES) == ["", ""]
