@@ -16,6 +16,7 @@ from django.views import csrf
 from django.views.decorators.csrf import csrf_exempt
 from django_ratelimit.exceptions import Ratelimited
 from rest_framework import exceptions as drf_exceptions
+from rest_framework.compat import LONG_SEPARATORS, SHORT_SEPARATORS
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
@@ -153,7 +154,23 @@ def api_error_response(exc: Exception) -> HttpResponse | None:
     if reply is None:
         return None
     body, status, headers = reply
-    return HttpResponse(JSONRenderer().render(body), status=status, headers=headers, content_type="application/json")
+    return HttpResponse(json_rendered(body), status=status, headers=headers, content_type="application/json")
+
+
+# DRF's JSONRenderer's encoder as it configures one for a response without `indent` (its class attributes are read
+# once, at import, as DRF reads them), made once.
+_JSON_ENCODER = JSONRenderer.encoder_class(
+    ensure_ascii=JSONRenderer.ensure_ascii,
+    allow_nan=not JSONRenderer.strict,
+    separators=SHORT_SEPARATORS if JSONRenderer.compact else LONG_SEPARATORS,
+)
+
+
+def json_rendered(body: Any) -> bytes:
+    """`JSONRenderer().render(body)`: the bytes DRF renders a Response's data as (no media type parameters)."""
+    if body is None:
+        return b""
+    return _JSON_ENCODER.encode(body).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
 
 
 def json_served_directly(answer: Callable[[], Any], *, allow: str) -> HttpResponse:
@@ -168,7 +185,7 @@ def json_served_directly(answer: Callable[[], Any], *, allow: str) -> HttpRespon
             raise
         response["Allow"] = allow
         return response
-    return HttpResponse(JSONRenderer().render(body), content_type="application/json", headers={"Allow": allow})
+    return HttpResponse(json_rendered(body), content_type="application/json", headers={"Allow": allow})
 
 
 def _error_reply(exc: Exception) -> tuple[dict[str, Any], int, dict[str, str]] | None:

@@ -7,9 +7,11 @@ import threading
 import uuid
 from collections.abc import Callable
 from timeit import default_timer
-from typing import Any
+from typing import Any, cast
 
 import structlog
+from asgiref.sync import iscoroutinefunction
+from corsheaders import middleware as cors
 from csp.constants import HEADER as CSP_HEADER
 from csp.middleware import CSPMiddleware
 from django.conf import settings
@@ -17,6 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.dispatch import Signal
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
+from django.utils.cache import patch_vary_headers
 from django_prometheus import middleware as prometheus
 from django_structlog import signals
 from django_structlog.app_settings import app_settings
@@ -137,6 +140,18 @@ class RequestLogMiddleware(RequestMiddleware):
     INFO, below the `django_structlog` logger's WARNING), unless a receiver listens to those signals.
     """
 
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        super().__init__(get_response)
+        self._async = iscoroutinefunction(self)  # django-structlog asks on every request
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self._async:
+            return self.__acall__(request)
+        self.prepare(request)
+        response = cast(HttpResponse, self.get_response(request))
+        self.handle_response(request, response)
+        return response
+
     def prepare(self, request: HttpRequest) -> None:
         if (
             app_settings.TRUST_UPSTREAM_REQUEST_ID
@@ -146,9 +161,13 @@ class RequestLogMiddleware(RequestMiddleware):
         ):
             super().prepare(request)
             return
-        structlog.contextvars.bind_contextvars(request_id=str(uuid.uuid4()))
-        self.bind_user_id(request)
-        self.bind_ip(request)
+        if hasattr(request, "user"):
+            structlog.contextvars.bind_contextvars(request_id=str(uuid.uuid4()))
+            self.bind_user_id(request)
+            self.bind_ip(request)
+            return
+        # A machine path (see bind_user_id): its three variables bound at once.
+        structlog.contextvars.bind_contextvars(request_id=str(uuid.uuid4()), user_id=None, ip=client_ip_get(request))
 
     def handle_response(self, request: HttpRequest, response: HttpResponse) -> None:
         if (
@@ -184,6 +203,22 @@ def _written(level: int, signal: Signal) -> bool:
     return bool(signal.receivers) or _request_logger.isEnabledFor(level)
 
 
+class CorsMiddleware(cors.CorsMiddleware):
+    """django-cors-headers' middleware, which builds `request.headers` (every META entry) to read the Origin of every
+    response it may apply to. A request without one gets what it would give it (`Vary: origin` where CORS applies)
+    without that; a request with one goes through django-cors-headers unchanged."""
+
+    def add_response_headers(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        if request.META.get("HTTP_ORIGIN"):
+            return super().add_response_headers(request, response)
+        enabled = getattr(request, "_cors_enabled", None)
+        if enabled is None:
+            enabled = self.is_enabled(request)
+        if enabled:
+            patch_vary_headers(response, ("origin",))
+        return response
+
+
 class ContentSecurityPolicyMiddleware(CSPMiddleware):
     """django-csp's middleware, with one fixed policy for JSON responses (the API's, webhooks' and errors').
 
@@ -203,8 +238,59 @@ class ContentSecurityPolicyMiddleware(CSPMiddleware):
         return response
 
 
-class PrometheusBeforeMiddleware(prometheus.PrometheusBeforeMiddleware):
-    """django-prometheus' first middleware (the latency including every middleware), unchanged but for the name."""
+# django-prometheus' metrics that only repeat what another one counts, not recorded: the requests and responses
+# "before middlewares" (each is django_http_requests_latency_including_middlewares_seconds_count), the requests by
+# transport (django_http_requests_total_by_view_transport_method_total has the transport) and the responses by
+# charset (always utf-8). Nothing in Netia reads them; each cost a multiprocess file write per request.
+UNRECORDED_METRICS = frozenset(
+    [
+        "django_http_requests_before_middlewares_total",
+        "django_http_responses_before_middlewares_total",
+        "django_http_requests_total_by_transport",
+        "django_http_responses_total_by_charset",
+    ]
+)
+
+
+class _Unrecorded:
+    """Stands for a metric in UNRECORDED_METRICS: nothing is registered, counted or exported."""
+
+    def labels(self, *args: Any, **kwargs: Any) -> _Unrecorded:
+        return self
+
+    def inc(self, amount: float = 1) -> None:
+        pass
+
+    def observe(self, amount: float) -> None:
+        pass
+
+
+class PrometheusMetrics(prometheus.Metrics):
+    """django-prometheus' metrics, but for UNRECORDED_METRICS."""
+
+    _instance = None  # its own instance, not django-prometheus' class's
+
+    def register_metric(
+        self, metric_cls: type, name: str, documentation: str, labelnames: Any = (), **kwargs: Any
+    ) -> Any:
+        if name in UNRECORDED_METRICS:
+            return _Unrecorded()
+        return super().register_metric(metric_cls, name, documentation, labelnames=labelnames, **kwargs)
+
+
+class PrometheusBeforeMiddleware:
+    """django-prometheus' first middleware: the latency including every middleware (its requests and responses
+    "before middlewares" counted that latency's count again: UNRECORDED_METRICS)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.latency = PrometheusMetrics.get_instance().requests_latency_before
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = request.prometheus_before_middleware_event = default_timer()  # type: ignore[attr-defined]
+        response = self.get_response(request)
+        self.latency.observe(default_timer() - started)
+        return response
 
 
 class PrometheusAfterMiddleware(prometheus.PrometheusAfterMiddleware):
@@ -212,8 +298,10 @@ class PrometheusAfterMiddleware(prometheus.PrometheusAfterMiddleware):
 
     prometheus_client's `labels()` validates and stringifies the labels, sorts their names and takes a lock on
     every call: about ten calls per request. The children are kept per metric and label values instead (a
-    bounded set: methods, statuses, view names, charsets, template names), as prometheus_client keeps them.
+    bounded set: methods, statuses, view names, template names), as prometheus_client keeps them.
     """
+
+    metrics_cls = PrometheusMetrics
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -221,14 +309,35 @@ class PrometheusAfterMiddleware(prometheus.PrometheusAfterMiddleware):
 
     def process_request(self, request: HttpRequest) -> None:
         """django-prometheus' own, reading the two headers it needs from META: building `request.headers` for
-        them cost more than the four metrics they feed."""
-        method = self._method(request)
-        self.label_metric(self.metrics.requests_by_method, request, method=method).inc()
-        self.label_metric(self.metrics.requests_by_transport, request, transport=self._transport(request)).inc()
+        them cost more than the metrics they feed. (Its requests by transport: UNRECORDED_METRICS.)"""
+        self.label_metric(self.metrics.requests_by_method, request, method=self._method(request)).inc()
         if request.META.get("HTTP_X_REQUESTED_WITH") == "XMLHttpRequest":
             self.metrics.requests_ajax.inc()
         self.metrics.requests_body_bytes.observe(int(request.META.get("CONTENT_LENGTH") or 0))
         request.prometheus_after_middleware_event = default_timer()  # type: ignore[attr-defined]
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        """django-prometheus' own, the view's name found once (its responses by charset: UNRECORDED_METRICS)."""
+        method = self._method(request)
+        name = self._get_view_name(request)
+        status = str(response.status_code)
+        self.label_metric(self.metrics.responses_by_status, request, response, status=status).inc()
+        self.label_metric(
+            self.metrics.responses_by_status_view_method, request, response, status=status, view=name, method=method
+        ).inc()
+        if getattr(response, "streaming", False):
+            self.metrics.responses_streaming.inc()
+        content = getattr(response, "content", None)  # a property: joined on every read
+        if content is not None:
+            self.metrics.responses_body_bytes.observe(len(content))
+        started = getattr(request, "prometheus_after_middleware_event", None)
+        if started is not None:
+            self.label_metric(
+                self.metrics.requests_latency_by_view_method, request, response, view=name, method=request.method
+            ).observe(default_timer() - started)
+        else:
+            self.metrics.requests_unknown_latency.inc()
+        return response
 
     def label_metric(self, metric: Any, request: HttpRequest, response: Any = None, **labels: Any) -> Any:
         if not labels:

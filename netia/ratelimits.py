@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from django.core.cache import DEFAULT_CACHE_ALIAS, caches
 from django.http import HttpRequest
 from django_ratelimit import ALL
 from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key, _split_rate, get_usage
+from django_redis.exceptions import CompressorError
 from redis.exceptions import RedisError
 
 from netia.errors import RateLimited
@@ -137,22 +139,22 @@ def enforce_all(
         keys.append(cache.make_key(_make_cache_key(group, window, rate, value, ALL)))
         args += [period + EXPIRATION_FUDGE, limit]
         windows.append((limit, window))
-    decode = cache.client.decode  # type: ignore[attr-defined]  # django-redis' client
+    client = cache.client  # type: ignore[attr-defined]  # django-redis'
     names = list(read)
     if guarded:
         assert guard is not None  # noqa: S101 - for mypy
         keys.append(cache.make_key(guard.key))
         names += guard.read
-        encoded = cache.client.encode(guard.value)  # type: ignore[attr-defined]
+        encoded = client.encode(guard.value)
         args += [len(counters), len(guarded), encoded, len(guard.read)]
     else:
         args += [len(counters), 0, "", 0]
     global _script
     try:
-        client = get_client(write=True)
+        connection = get_client(write=True)
         if _script is None:
-            _script = client.register_script(_COUNT_SCRIPT)
-        over, _, *rest = _script(keys=keys + [cache.make_key(name) for name in names], args=args, client=client)
+            _script = connection.register_script(_COUNT_SCRIPT)
+        over, _, *rest = _script(keys=keys + [cache.make_key(name) for name in names], args=args, client=connection)
     except (RedisError, OSError):  # the cache is down: as django-ratelimit does
         logger.warning("rate_limit_cache_unavailable", exc_info=True)
         if getattr(settings, "RATELIMIT_FAIL_OPEN", False):
@@ -172,4 +174,15 @@ def enforce_all(
         guard.counted = bool(rest[0])
     values = rest[1] if len(rest) > 1 else []
     names = names if guard is not None and guard.counted else list(read)
-    return {name: decode(value) for name, value in zip(names, values, strict=True) if value is not None}
+    return {name: _decoded(client, value) for name, value in zip(names, values, strict=True) if value is not None}
+
+
+def _decoded(client: Any, value: bytes) -> Any:
+    """django-redis' `client.decode(value)`, without its first step for a pickle: `int(value)`, whose ValueError
+    quotes the whole value (a cached row: a kilobyte formatted and dropped). A pickle starts with its PROTO
+    opcode, a byte that no text `int()` accepts, so for it that step always fails."""
+    if value[:1] != b"\x80":
+        return client.decode(value)
+    with suppress(CompressorError):  # small values are stored uncompressed, as in `decode`
+        value = client._compressor.decompress(value)
+    return client._serializer.loads(value)

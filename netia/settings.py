@@ -119,7 +119,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's, the API docs'): from the app directories in debug, collected in production.
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "corsheaders.middleware.CorsMiddleware",
+    # django-cors-headers', without building request.headers for a request that has no Origin.
+    "netia.middleware.CorsMiddleware",
     # django-csp's, with a fixed policy for JSON responses.
     "netia.middleware.ContentSecurityPolicyMiddleware",
     "netia.middleware.BodySizeLimitMiddleware",
@@ -220,6 +221,11 @@ DJANGO_REDIS_CLOSE_CONNECTION = False  # django-redis' default (read per request
 DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 RATELIMIT_FAIL_OPEN = True
 RATELIMIT_USE_CACHE = "default"
+# django-ratelimit's defaults, set: it reads them for every limit counted, and a missing setting costs a raised
+# and caught AttributeError each time.
+RATELIMIT_ENABLE = True
+RATELIMIT_CACHE_PREFIX = "rl:"
+RATELIMIT_HASH_ALGORITHM = hashlib.sha256
 RATELIMIT_VIEW = "netia.errors.ratelimited_view"
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"

@@ -13,7 +13,7 @@ from netia.errors import AuthenticationFailed, PermissionDenied
 from netia.tenancy import tenant_connection
 from netia.versioned_cache import Prefetched
 from tenants.models import ApiKey, Tenant
-from tenants.selectors import tenant_get_by_chat_token
+from tenants.selectors import TenantGuess, tenant_get_by_chat_token
 from tenants.services import api_key_authenticate
 
 
@@ -38,12 +38,15 @@ class ChatTokenAuthentication(BaseAuthentication):
         return "Bearer"
 
 
-def chat_token_authenticate(request: Request | HttpRequest, *, prefetched: Prefetched | None = None) -> Tenant:
+def chat_token_authenticate(
+    request: Request | HttpRequest, *, prefetched: Prefetched | None = None, guess: TenantGuess | None = None
+) -> Tenant:
     """The tenant whose chat token the request bears, its schema entered; AuthenticationFailed otherwise.
 
-    `prefetched`: the tenant cache's version read in this request (`tenants.selectors.tenant_lookup_cache_keys`).
+    `prefetched`: the tenant cache's version read in this request (`tenants.selectors.tenant_lookup_cache_keys`);
+    `guess`: `tenants.selectors.tenant_chat_token_guess`'s for the token, taken when still current.
     """
-    tenant = tenant_get_by_chat_token(token=_bearer(request), prefetched=prefetched)
+    tenant = tenant_get_by_chat_token(token=_bearer(request), prefetched=prefetched, guess=guess)
     if tenant is None:
         raise AuthenticationFailed("Unknown chat token.")
     tenant_connection().set_tenant(tenant)

@@ -9,6 +9,7 @@ every lookup (`cached_instance`).
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -35,10 +36,20 @@ def tenant_lookup_cache_keys() -> list[str]:
     return version_keys([TENANTS_CACHE])
 
 
-def tenant_get_by_chat_token(*, token: str, prefetched: Prefetched | None = None) -> Tenant | None:
-    """The tenant a public chat token belongs to (its current `public_token`; a rotated one no longer works)."""
+def tenant_get_by_chat_token(
+    *, token: str, prefetched: Prefetched | None = None, guess: TenantGuess | None = None
+) -> Tenant | None:
+    """The tenant a public chat token belongs to (its current `public_token`; a rotated one no longer works).
+
+    `guess`: `tenant_chat_token_guess` for this token, made in this request; its tenant is the answer, as it is,
+    when `prefetched` holds the version it is current for (the lookup would build the same tenant again).
+    """
     if not token:
         return None
+    if guess is not None and prefetched is not None and guess.token == token:
+        version_key, version = guess.version_key, guess.version
+        if version_key in prefetched.keys and prefetched.found.get(version_key) == version:
+            return guess.tenant
     return tenant_get_cached(key=f"chat:{token}", condition=Q(public_token=token), prefetched=prefetched)
 
 
@@ -116,11 +127,22 @@ def tenant_demo_slug(*, tenant: Tenant) -> str:
     return tenant.schema_name.removeprefix("t_").replace("_", "-")
 
 
-def tenant_chat_token_guess(*, token: str) -> tuple[str, str, Tenant] | None:
-    """The tenant this process last found for a chat token, unchecked: (the tenant cache's version key, the
-    version it is current for, the tenant). While the shared version still is that one, it is the tenant
-    `tenant_get_by_chat_token` returns; a caller may act on the guess only under that condition."""
-    return local_instance(Tenant, TENANTS_CACHE, f"chat:{token}") if token else None
+class TenantGuess(NamedTuple):
+    """The tenant this process last found for a chat token, with the tenant cache's version key and the version
+    it is current for."""
+
+    token: str
+    version_key: str
+    version: str
+    tenant: Tenant
+
+
+def tenant_chat_token_guess(*, token: str) -> TenantGuess | None:
+    """The tenant this process last found for a chat token, unchecked. While the shared version still is the
+    guess's, it is the tenant `tenant_get_by_chat_token` returns; a caller may act on the guess only under that
+    condition."""
+    local = local_instance(Tenant, TENANTS_CACHE, f"chat:{token}") if token else None
+    return TenantGuess(token, *local) if local is not None else None
 
 
 def tenant_get_by_demo_slug(*, slug: str) -> Tenant | None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import datetime
+import uuid
+
 import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from django_tenants.utils import tenant_context
+from rest_framework.renderers import JSONRenderer
 
 from chat.models import BotConfiguration, KnowledgeArticle, Message
 from chat.selectors import bot_configuration_get
+from netia.errors import json_rendered
 from netia.serializers import StrictTypesMixin
 from tenants.audit import SYSTEM
 from tenants.services import api_key_create
@@ -155,3 +160,21 @@ def test_every_request_body_serializer_is_strict():
             cls = serializer if isinstance(serializer, type) else type(serializer)
             assert issubclass(cls, StrictTypesMixin), f"{method} {path} reads its body with {cls!r}"
     assert len(checked) >= 9
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        None,
+        {"reply": "Ça coûte 12 € \u2028 ligne \u2029 fin", "sources": [{"id": 1, "title": "Q&A <b>"}], "ok": True},
+        [1, 2.5, None, "\x00"],
+        {"when": datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC), "id": uuid.UUID(int=1)},
+    ],
+)
+def test_json_served_directly_is_rendered_as_drf_renders_it(body):
+    assert json_rendered(body) == JSONRenderer().render(body)
+
+
+def test_json_served_directly_refuses_what_drf_refuses():
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        json_rendered({"score": float("nan")})

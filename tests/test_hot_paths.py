@@ -12,8 +12,10 @@ import json
 from typing import Any
 
 import pytest
+from django.conf import LazySettings
 from django.core.cache import cache
 from django.db import connection, transaction
+from django.db.models.signals import post_init
 from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
 
@@ -246,3 +248,40 @@ def test_a_repeated_first_question_is_answered_from_the_cache_in_one_redis_round
     assert commands == ["EVALSHA"]
     with tenant_context(tenant):
         assert Message.objects.get(conversation__session_id="visitor-5", role="bot").from_cache is True
+
+
+def test_a_chat_turn_builds_its_tenant_once_when_the_worker_knows_the_token(client, tenant):
+    assert _chat(client, tenant, "warm-up", "Hello").status_code == 200
+    built: list[int] = []
+
+    def record(sender: type[Tenant], instance: Tenant, **kwargs: Any) -> None:
+        built.append(instance.pk)
+
+    post_init.connect(record, sender=Tenant)
+    try:
+        response = _chat(client, tenant, "visitor-6", "Hello again")
+    finally:
+        post_init.disconnect(record, sender=Tenant)
+
+    # The guess the rate limits' round trip confirmed is the tenant authenticated: not built again.
+    assert (response.status_code, built) == (200, [tenant.pk])
+
+
+def test_a_chat_turn_reads_no_setting_that_is_not_set(client, tenant, monkeypatch):
+    assert _chat(client, tenant, "warm-up", "Hello").status_code == 200
+    missing: list[str] = []
+    lookup = LazySettings.__getattr__
+
+    def recording(self: LazySettings, name: str) -> Any:
+        try:
+            return lookup(self, name)
+        except AttributeError:
+            missing.append(name)
+            raise
+
+    monkeypatch.setattr(LazySettings, "__getattr__", recording)
+
+    response = _chat(client, tenant, "visitor-7", "Hello again")
+
+    # A setting read with a default but not set raises (and drops) an AttributeError on every read.
+    assert (response.status_code, missing) == (200, [])

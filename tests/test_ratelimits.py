@@ -127,3 +127,15 @@ def test_a_guards_reads_are_read_only_when_its_limits_are_counted():
     assert (matched.counted, stale.counted) == (True, False)
     assert with_guard == {"r:always": 1, "r:turn": 2}
     assert without == {"r:always": 1}
+
+
+@pytest.mark.parametrize(
+    "value", [7, -3, "version-a1b2", ("v1", {"field": "x" * 2000}), {"nested": [1, 2.5, None]}, b"raw"]
+)
+def test_values_read_with_the_limits_are_decoded_as_django_redis_decodes_them(value):
+    if not hasattr(cache, "client"):
+        pytest.skip("the cache is not Redis (REDIS_URL unset)")
+    cache.set("decoded", value)
+    stored = cache.client.get_client().get(cache.make_key("decoded"))
+
+    assert ratelimits._decoded(cache.client, stored) == cache.client.decode(stored) == value

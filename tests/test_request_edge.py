@@ -20,6 +20,7 @@ from prometheus_client import REGISTRY
 
 from chat.models import KnowledgeArticle
 from dashboard.portal import SESSION_TENANT_KEY
+from netia.middleware import UNRECORDED_METRICS
 from tenants.models import Tenant, User
 from tests.fakes.papercups_server import Account, FakePapercups
 from tests.webhooks import conftest as channels
@@ -200,6 +201,22 @@ def test_machine_requests_are_counted_with_their_view_status_and_statements(requ
         "statements": len(statements),
         "timed_statements": len(statements),
     }
+
+
+@pytest.mark.parametrize("endpoint", ["ack", "chat"])
+def test_metrics_that_repeat_another_ones_count_are_not_exported(request, client, tenant, endpoint):
+    send = request.getfixturevalue(endpoint)
+
+    response = send(client)
+
+    exported = {sample.name for metric in REGISTRY.collect() for sample in metric.samples}
+    assert response.status_code == 200
+    assert exported & UNRECORDED_METRICS == set()
+    # What they repeated.
+    assert {
+        "django_http_requests_latency_including_middlewares_seconds_count",
+        "django_http_requests_total_by_view_transport_method_total",
+    } <= exported
 
 
 def test_a_failed_statement_is_counted_as_an_error(db):

@@ -119,3 +119,19 @@ def test_other_apis_send_no_cors_headers(client, tenant, path):
 
     assert actual.status_code == 200
     assert not [h for h in (*preflight.headers, *actual.headers) if h.lower().startswith("access-control-")]
+
+
+@pytest.mark.parametrize(("path", "vary"), [(CHAT, "origin"), ("/papercups/webhook", None)])
+def test_a_request_without_an_origin_gets_vary_where_cors_applies_without_its_headers_being_read(
+    client, tenant, path, vary
+):
+    response = client.post(
+        path, {"message": "hi"}, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {tenant.chat_token}"
+    )
+
+    assert (response.get("Vary"), [h for h in response.headers if h.lower().startswith("access-control-")]) == (
+        vary,
+        [],
+    )
+    # django-cors-headers would have built `request.headers` (every META entry) to find no Origin in it.
+    assert "headers" not in response.wsgi_request.__dict__

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import redis.utils
 from django.conf import settings
 
 
@@ -34,3 +35,8 @@ def test_every_setting_sees_the_env_file_data_dir_included(tmp_path):
     )
 
     assert (result.returncode, result.stdout.split()) == (0, [str(data_dir), "21"]), result.stderr
+
+
+def test_redis_py_uses_hiredis():
+    # redis-py takes hiredis (its reply parser and command packer in C) only from a version it supports.
+    assert redis.utils.HIREDIS_AVAILABLE

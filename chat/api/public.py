@@ -214,15 +214,17 @@ def _admit_directly(request: HttpRequest) -> tuple[Tenant, ChatInput, Prefetched
     header = request.META.get("HTTP_AUTHORIZATION", "")
     guess = tenant_chat_token_guess(token=header[7:].strip()) if header.startswith("Bearer ") else None
     guard, turn_keys = None, []
-    if guess is not None and _origin_allowed(request, guess[2]):
-        version_key, version, guessed = guess
+    if guess is not None and _origin_allowed(request, guess.tenant):
+        guessed = guess.tenant
         turn_keys = chat_api_turn_cache_keys(tenant=guessed)
         if data is not None and not data.conversation_token:
             answer_key = answer_cache_key_guess(schema=guessed.schema_name, question=data.message)
             turn_keys += [answer_key] if answer_key else []
-        guard = ratelimits.Guard(key=version_key, value=version, limits=[_tenant_cap(guessed)], read=turn_keys)
+        guard = ratelimits.Guard(
+            key=guess.version_key, value=guess.version, limits=[_tenant_cap(guessed)], read=turn_keys
+        )
     found = _limit_per_ip_and_token(request, read=tenant_keys, guard=guard)
-    tenant = chat_token_authenticate(request, prefetched=Prefetched(tenant_keys, found))
+    tenant = chat_token_authenticate(request, prefetched=Prefetched(tenant_keys, found), guess=guess)
     # What DRF's authentication leaves on the request.
     request.user, request.auth = None, tenant  # type: ignore[assignment,attr-defined]
     if guard is not None and guard.failed_open:

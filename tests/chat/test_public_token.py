@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.core import signing
 from django_tenants.utils import tenant_context
 
 from billing.models import Plan, UsagePeriod
 from chat.models import BotConfiguration, Conversation, Message
+from chat.selectors import conversation_token_salt
 from chat.services import knowledge_article_create
 from tenants.audit import SYSTEM
 from tenants.models import Tenant
@@ -227,3 +230,22 @@ def test_an_expired_conversation_token_is_refused(client, tenant, settings):
     response = chat(client, tenant.chat_token, {"conversation_token": first["conversation_token"], "message": "x"})
 
     assert response.status_code == 400
+
+
+def test_the_conversation_token_is_the_one_djangos_signing_makes(client, tenant, settings):
+    salt = conversation_token_salt(tenant=tenant)
+    assert chat(client, tenant.chat_token, {"message": "Hello"}).status_code == 200
+    settings.SECRET_KEY = "another-secret-key-for-this-test-0123456789-abcdefghijklmnopqrstuvwxyz"
+    started = int(time.time())
+
+    answer = chat(client, tenant.chat_token, {"message": "Hello"}).json()
+
+    ended = int(time.time())
+    token, public_id = answer["conversation_token"], answer["conversation_id"]
+    value, timestamp, _ = token.split(":")
+    # The JSON of the id, the time it was issued, and the signature Django's signer makes of both with the
+    # SECRET_KEY in force (not the one the first token was signed with).
+    assert value == signing.dumps(public_id, salt=salt).split(":")[0]
+    assert started <= signing.b62_decode(timestamp) <= ended
+    assert token == signing.Signer(salt=salt).sign(f"{value}:{timestamp}")
+    assert signing.loads(token, salt=salt) == public_id
