@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import itertools
 import re
 import uuid
 from collections.abc import Callable, Sequence
@@ -11,13 +12,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.db import connection, models, router
 from django.db.models.base import ModelState
 from django.db.models.fields import Field, return_None  # type: ignore[attr-defined]
 from django.db.models.signals import post_init, pre_init
 from django.db.models.sql.subqueries import InsertQuery
+from django_tenants.utils import get_public_schema_name
 from psycopg.types.json import Jsonb
 from psycopg.types.numeric import Int2, Int4, Int8
+
+from netia.prepared import prepared_rows
 
 _INTEGERS = (int, Int2, Int4, Int8)
 
@@ -89,17 +94,24 @@ def _plan(fields: tuple[Field, ...]) -> tuple[_FieldPlan, ...]:
 
 
 @lru_cache(maxsize=64)
+def _columns(model: type[models.Model], *, with_pk: bool) -> tuple[str, tuple[Field, ...]]:
+    """The columns an INSERT of `model` lists, and their fields."""
+    meta = model._meta
+    fields = tuple(f for f in meta.local_concrete_fields if with_pk or f is not meta.auto_field)
+    if any(hasattr(f, "get_placeholder") for f in fields):
+        raise TypeError(f"{model.__name__} has a field with its own placeholder: use the ORM")
+    # Names from the model's metadata, values as parameters.
+    return ", ".join(connection.ops.quote_name(str(f.column)) for f in fields), fields
+
+
+@lru_cache(maxsize=64)
 def _insert_sql(
     model: type[models.Model], *, with_pk: bool, ignore_conflicts: bool
 ) -> tuple[str, str, tuple[Field, ...]]:
     """The INSERT of `model`'s VALUES rows up to the rows, what follows them, and the fields a row lists."""
     meta = model._meta
-    fields = tuple(f for f in meta.local_concrete_fields if with_pk or f is not meta.auto_field)
-    if any(hasattr(f, "get_placeholder") for f in fields):
-        raise TypeError(f"{model.__name__} has a field with its own placeholder: use the ORM")
+    columns, fields = _columns(model, with_pk=with_pk)
     quote = connection.ops.quote_name
-    # Names from the model's metadata, values as parameters.
-    columns = ", ".join(quote(str(f.column)) for f in fields)
     head = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES "  # noqa: S608
     tail = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
     if not with_pk:
@@ -297,6 +309,55 @@ def _name_literal(name: str) -> str:
     return f"'{name}'"
 
 
+@lru_cache(maxsize=256)
+def _tenant_app(model: type[models.Model]) -> bool:
+    return model._meta.app_config.name in settings.TENANT_APPS
+
+
+def _table(model: type[models.Model]) -> str:
+    """The model's table named with its schema: the connection's tenant's for a tenant app's model, else public."""
+    quote = connection.ops.quote_name
+    schema = connection.schema_name if _tenant_app(model) else get_public_schema_name()  # type: ignore[attr-defined]
+    return f"{quote(schema)}.{quote(model._meta.db_table)}"
+
+
+def _constant(value: Any) -> str:
+    """`_literal(value)` for a value that stays the same from one statement to the next of the same shape (NULL,
+    a boolean, '', an empty JSON list or object, a choice's value); else "" (a parameter: UUIDs, times, numbers
+    and texts change from one row to the next)."""
+    kind = type(value)
+    if kind is uuid.UUID or kind is datetime.datetime or kind in _INTEGERS:
+        return ""
+    return _literal(value)
+
+
+_POSITIONAL = re.compile(r"%s")
+
+
+def _numbered(sql: str, params: list[Any], values: Sequence[Any]) -> str:
+    """`sql` with its %s placeholders numbered ($n) after `params`, to which `values` are added."""
+    if sql.count("%") != sql.count("%s"):
+        raise ValueError("a statement of `then` may hold no % but its %s placeholders")
+    count = itertools.count()
+    numbered = _POSITIONAL.sub(lambda _: f"${len(params) + 1 + next(count)}", sql)
+    if next(count) != len(values):
+        raise ValueError("a statement of `then` has not one %s per parameter")
+    params.extend(values)
+    return numbered
+
+
+def _placeholders(row: list[Any], params: list[Any]) -> list[str]:
+    """Each value of `row` as a constant (`_constant`) or a numbered parameter added to `params`."""
+    written = []
+    for value in row:
+        constant = _constant(value)
+        if not constant:
+            params.append(value)
+            constant = f"${len(params)}"
+        written.append(constant)
+    return written
+
+
 def insert_unless_conflict_with_children(
     parent: models.Model,
     children: list[models.Model],
@@ -309,51 +370,57 @@ def insert_unless_conflict_with_children(
     The children's primary keys come from their sequence in the same statement, ascending in list order; a
     child's foreign key to `parent` or to another child of the list (assigned as objects, unsaved) is filled
     in there too. One round trip: the caller needs no transaction for the three of them. Sends no signals.
-    `then`: more writes of the same statement, (name, SQL, parameters) each, that run once per row of
-    `FROM ids` (the parent's row when it was inserted, none else) and return one column of at most one row
-    (a later one may read an earlier one's by its name); the value each returned, or None, is returned.
+    `then`: more writes of the same statement, (name, SQL with %s placeholders, parameters) each, that run once
+    per row of `FROM ids` (the parent's row when it was inserted, none else) and return one column of at most
+    one row (a later one may read an earlier one's by its name); the value each returned, or None, is returned.
+
+    The statement is prepared (netia.prepared): its text is the same for every write of the same shape in a
+    schema (tables named with their schema; only constants written out, every value that changes from one row
+    to the next a parameter), so PostgreSQL parses and plans it once per connection, not on every turn.
     """
     model = type(children[0])
-    head, tail, parent_fields = _insert_sql(type(parent), with_pk=False, ignore_conflicts=True)
-    sql, params = _statement(head, _values([parent], parent_fields), tail)
-    count = len(children)
+    params: list[Any] = []
+    parent_columns, parent_fields = _columns(type(parent), with_pk=False)
+    parent_values = _placeholders(_values([parent], parent_fields)[0], params)
     meta = model._meta
-    sequence = f"nextval(pg_get_serial_sequence({_name_literal(meta.db_table)}, {_name_literal(str(meta.pk.column))}))"
-    sql += ", " + ", ".join(f"{sequence} AS n{i}" for i in range(count))
+    table = _table(model)
+    sequence = f"nextval(pg_get_serial_sequence({_name_literal(table)}, {_name_literal(str(meta.pk.column))}))"
+    count = len(children)
+    quote = connection.ops.quote_name
+    parent_insert = (
+        f"INSERT INTO {_table(type(parent))} ({parent_columns}) VALUES ({', '.join(parent_values)}) "  # noqa: S608
+        f"ON CONFLICT DO NOTHING RETURNING {quote(str(type(parent)._meta.pk.column))}, "
+        + ", ".join(f"{sequence} AS n{i}" for i in range(count))
+    )
     # The children's ids in ascending order (nextval's order within a row is not promised).
     taken = ", ".join(f"n{i}" for i in range(count))
     ctes = [
-        f"parent AS ({sql})",
+        f"parent AS ({parent_insert})",
         f"ids AS (SELECT id, ARRAY(SELECT unnest(ARRAY[{taken}]) ORDER BY 1) AS c FROM parent)",  # noqa: S608
     ]
     expressions = {id(parent): "ids.id", **{id(child): f"ids.c[{i + 1}]" for i, child in enumerate(children)}}
-    child_head, _, fields = _insert_sql(model, with_pk=True, ignore_conflicts=False)
+    child_columns, fields = _columns(model, with_pk=True)
     pk = meta.pk
     links: list[tuple[Any, str]] = [(f, f.attname) for f in fields if f.is_relation and f.many_to_one]
-    for i, (child, row) in enumerate(zip(children, _values(children, fields), strict=True)):
+    for i, (child, values) in enumerate(zip(children, _values(children, fields), strict=True)):
         linked = {attname: expressions.get(id(f.get_cached_value(child, None))) for f, attname in links}
         columns = []
-        for field, value in zip(fields, row, strict=True):
+        for field, value in zip(fields, values, strict=True):
             expression = expressions[id(child)] if field is pk else linked.get(field.attname)
             if expression is None:
-                expression = _literal(value) or "%s"
-                if expression == "%s":
+                expression = _constant(value)
+                if not expression:
                     params.append(value)
+                    expression = f"${len(params)}"
             columns.append(expression)
-        insert = child_head.removesuffix(" VALUES ")
-        ctes.append(f"child{i} AS ({insert} SELECT {', '.join(columns)} FROM ids)")  # noqa: S608
+        ctes.append(f"child{i} AS (INSERT INTO {table} ({child_columns}) SELECT {', '.join(columns)} FROM ids)")  # noqa: S608
     for name, statement, statement_params in then:
-        ctes.append(f"{name} AS ({statement})")
-        params.extend(statement_params)
+        ctes.append(f"{name} AS ({_numbered(statement, params, statement_params)})")
     results = "".join(f", (SELECT * FROM {name})" for name, _, _ in then)  # noqa: S608 - the caller's names
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH {', '.join(ctes)} SELECT id, c{results} FROM ids",  # noqa: S608
-            params,
-        )
-        row = cursor.fetchone()
-    if row is None:
+    rows = prepared_rows(f"WITH {', '.join(ctes)} SELECT id, c{results} FROM ids", params)  # noqa: S608
+    if not rows:
         return None
+    (row,) = rows
     parent.pk = row[0]
     _saved(parent)
     for child, child_id in zip(children, row[1], strict=True):

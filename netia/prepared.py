@@ -34,6 +34,7 @@ from psycopg import Connection, RawCursor
 from psycopg.pq import TransactionStatus
 from psycopg.sql import Literal
 
+from netia.db_backend.base import path_riding_cursor
 from netia.db_metrics.base import counting_cursor
 
 # psycopg prepares a statement only while its connection's threshold is not None (Django sets None); this
@@ -47,7 +48,7 @@ class _PreparingCursor(RawCursor[Any]):
     def execute(
         self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None
     ) -> Any:
-        if not settings.DATABASE_PREPARED_STATEMENTS:
+        if prepare is False or not settings.DATABASE_PREPARED_STATEMENTS:
             return super().execute(query, params, prepare=False, binary=binary)
         conn = self.connection
         if conn.prepare_threshold is not None:
@@ -61,8 +62,9 @@ class _PreparingCursor(RawCursor[Any]):
 
 @cache
 def _cursor_class(alias: str, vendor: str) -> type[_PreparingCursor]:
-    # Counted in django-prometheus' statement metrics like every other statement (netia.db_metrics).
-    cursor_class: type[_PreparingCursor] = counting_cursor(_PreparingCursor, alias, vendor)
+    # Counted in django-prometheus' statement metrics like every other statement (netia.db_metrics), after the
+    # session's pending search_path (netia.db_backend), sent first on its own when there is one.
+    cursor_class: type[_PreparingCursor] = path_riding_cursor(counting_cursor(_PreparingCursor, alias, vendor))
     return cursor_class
 
 
@@ -106,9 +108,10 @@ def prepared_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     """The rows of `sql` (placeholders $1, $2 … for `params`), executed as a prepared statement.
 
     Executed through Django's cursor wrapper (its execute wrappers, query log and error translation see it
-    as any statement) on the current connection, after the current tenant's `search_path` is in force.
+    as any statement) on the current connection, under the current tenant's `search_path` (a pending `SET` is
+    sent first, on its own: netia.db_backend).
     """
-    with connection.cursor() as cursor:  # connects, and sets the tenant's search_path when it is not yet set
+    with connection.cursor() as cursor:  # connects, and has the tenant's search_path set if it is not yet
         session = cursor.cursor.connection
         if settings.DATABASE_PREPARED_STATEMENTS:
             _plan_generically(cursor, session)

@@ -23,9 +23,6 @@ from chat.models import Conversation, Message
 from netia import db
 from netia.db import insert_unless_conflict, insert_unless_conflict_with_children
 
-# psycopg parses a query's text once and caches it only up to this many parameters (psycopg/_queries.py).
-PSYCOPG_CACHED_PARAMS = 50
-
 # Every kind of value a model attribute may hold before an INSERT, the odd ones included.
 SAMPLES: list[Any] = [
     None,
@@ -160,15 +157,17 @@ def _chat_turn(conversation: Conversation) -> tuple[Message, Message]:
     return visitor, reply
 
 
-def test_a_conversation_and_its_two_messages_are_one_statement_within_psycopgs_cached_parameters(
+def test_a_conversation_and_its_two_messages_are_one_prepared_statement_the_same_for_the_next_such_turn(
     tenant: Any,
 ) -> None:
     with tenant_context(tenant):
         conversation = Conversation(channel=Conversation.Channel.API, session_id="db-test", visitor_name="Ana")
         visitor, reply = _chat_turn(conversation)
+        next_one = Conversation(channel=Conversation.Channel.API, session_id="db-test-next", visitor_name="Bo")
         statements: list[tuple[str, list[Any]]] = []
         with _executed(statements):
             assert insert_unless_conflict_with_children(conversation, [visitor, reply]) == []
+            assert insert_unless_conflict_with_children(next_one, list(_chat_turn(next_one))) == []
         with connection.cursor() as cursor:
             # The foreign keys are deferred to the commit, which this test's transaction never reaches.
             cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
@@ -181,14 +180,19 @@ def test_a_conversation_and_its_two_messages_are_one_statement_within_psycopgs_c
         orm_visitor.answered_by = orm_reply
         orm_visitor.save()
 
-        writes = [(sql, params) for sql, params in statements if not sql.startswith("SET")]
-        # 20 + 2 x 26 columns: the ids and links come from the statement; the values that need no quoting
-        # (NULL, booleans, '', numbers, choices, empty JSON, UUIDs, times) are written out as client-side
-        # binding writes them, and so is the messages' sequence; the other values are parameters: the
-        # conversation's session and visitor name, the visitor's text, the answer's text, intent, keywords
-        # and sources.
-        assert [(sql.split(None, 1)[0], len(params)) for sql, params in writes] == [("WITH", 2 + 1 + 4)]
-        assert len(writes[0][1]) <= PSYCOPG_CACHED_PARAMS
+        # 20 + 2 x 26 columns: the ids and links come from the statement; the constants (NULL, booleans, '',
+        # choices, empty JSON) are written out, and so is the messages' sequence; what changes from one turn to
+        # the next is a parameter: the conversation's UUID, session, visitor name and two times, each message's
+        # UUID, text, delivery attempts and time, the answer's intent, keywords and sources.
+        (first, first_params), (second, _) = statements
+        assert first.startswith("WITH ")
+        assert len(first_params) == 5 + 4 + 7
+        assert first == second  # one prepared statement for both
+        assert f'INSERT INTO "{tenant.schema_name}"."chat_conversation" ' in first
+        assert f'INSERT INTO "{tenant.schema_name}"."chat_message" ' in first
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement = %s", [first])
+            assert cursor.fetchone()[0] == 1
         assert (visitor.conversation_id, reply.conversation_id, visitor.answered_by_id) == (
             conversation.pk,
             conversation.pk,
