@@ -314,11 +314,11 @@ def _tenant_app(model: type[models.Model]) -> bool:
     return model._meta.app_config.name in settings.TENANT_APPS
 
 
-def _table(model: type[models.Model]) -> str:
-    """The model's table named with its schema: the connection's tenant's for a tenant app's model, else public."""
+def _table(model: type[models.Model], schema: str) -> str:
+    """The model's table named with its schema: `schema` (the connection's) for a tenant app's model, else
+    public."""
     quote = connection.ops.quote_name
-    schema = connection.schema_name if _tenant_app(model) else get_public_schema_name()  # type: ignore[attr-defined]
-    return f"{quote(schema)}.{quote(model._meta.db_table)}"
+    return f"{quote(schema if _tenant_app(model) else get_public_schema_name())}.{quote(model._meta.db_table)}"
 
 
 def _constant(value: Any) -> str:
@@ -383,12 +383,13 @@ def insert_unless_conflict_with_children(
     parent_columns, parent_fields = _columns(type(parent), with_pk=False)
     parent_values = _placeholders(_values([parent], parent_fields)[0], params)
     meta = model._meta
-    table = _table(model)
+    schema = connection.schema_name  # type: ignore[attr-defined]
+    table = _table(model, schema)
     sequence = f"nextval(pg_get_serial_sequence({_name_literal(table)}, {_name_literal(str(meta.pk.column))}))"
     count = len(children)
     quote = connection.ops.quote_name
     parent_insert = (
-        f"INSERT INTO {_table(type(parent))} ({parent_columns}) VALUES ({', '.join(parent_values)}) "  # noqa: S608
+        f"INSERT INTO {_table(type(parent), schema)} ({parent_columns}) VALUES ({', '.join(parent_values)}) "  # noqa: S608
         f"ON CONFLICT DO NOTHING RETURNING {quote(str(type(parent)._meta.pk.column))}, "
         + ", ".join(f"{sequence} AS n{i}" for i in range(count))
     )

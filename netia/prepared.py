@@ -28,7 +28,7 @@ from typing import Any
 from weakref import WeakSet
 
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from psycopg import Connection, RawCursor
 from psycopg.pq import TransactionStatus
@@ -111,12 +111,13 @@ def prepared_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     as any statement) on the current connection, under the current tenant's `search_path` (a pending `SET` is
     sent first, on its own: netia.db_backend).
     """
-    with connection.cursor() as cursor:  # connects, and has the tenant's search_path set if it is not yet
+    db = connections[DEFAULT_DB_ALIAS]  # `connection`, looked up once
+    with db.cursor() as cursor:  # connects, and has the tenant's search_path set if it is not yet
         session = cursor.cursor.connection
         if settings.DATABASE_PREPARED_STATEMENTS:
             _plan_generically(cursor, session)
-        raw = _cursor_class(connection.alias, connection.vendor)(session)
+        raw = _cursor_class(db.alias, db.vendor)(session)
         with raw:
-            wrapped = _LoggedCursor(raw, connection) if connection.queries_logged else CursorWrapper(raw, connection)
+            wrapped = _LoggedCursor(raw, db) if db.queries_logged else CursorWrapper(raw, db)
             wrapped.execute(sql, params)
             return wrapped.fetchall()
