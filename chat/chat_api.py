@@ -25,7 +25,7 @@ from chat.selectors import (
     conversation_token_salt,
 )
 from chat.services import message_record_visitor
-from netia.db import insert_unless_conflict
+from netia.db import insert_unless_conflict, unsaved
 from netia.errors import Conflict, PaymentRequired, ValidationFailed
 from netia.fields import max_length
 from netia.versioned_cache import Prefetched, prefetch_keys
@@ -108,7 +108,8 @@ def chat_api_turn(
             raise ConversationTokenInvalid(extra={"field": "conversation_token"})
         conversation = found
     else:
-        conversation = Conversation(
+        conversation = unsaved(
+            Conversation,
             channel=Conversation.Channel.API,
             session_id=session_id or f"srv_{uuid.uuid4().hex}",
             visitor_name=visitor_name[: max_length(Conversation, "visitor_name")],

@@ -88,9 +88,20 @@ def _field_plan(field: Field) -> _FieldPlan:
     return field, str(field.attname), not reads_attribute, kind, convert
 
 
-@lru_cache(maxsize=64)
+# Plans by the identity of their fields' tuple (`_columns` hands out the same one every time): an lru_cache
+# would hash every field of the tuple (Field.__hash__, in Python) on every call.
+_PLANS: dict[int, tuple[tuple[Field, ...], tuple[_FieldPlan, ...]]] = {}
+
+
 def _plan(fields: tuple[Field, ...]) -> tuple[_FieldPlan, ...]:
-    return tuple(_field_plan(f) for f in fields)
+    found = _PLANS.get(id(fields))
+    if found is not None and found[0] is fields:
+        return found[1]
+    if len(_PLANS) >= 256:
+        _PLANS.clear()
+    plan = tuple(_field_plan(f) for f in fields)
+    _PLANS[id(fields)] = (fields, plan)  # the tuple is kept: its id is not reused while it is here
+    return plan
 
 
 @lru_cache(maxsize=64)
