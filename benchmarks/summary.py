@@ -59,10 +59,16 @@ def rows() -> list[str]:
             return int(figures["statements"]) - int(figures.get("transaction_control", 0))
 
         def described(ack: dict[str, Any], chat: dict[str, Any]) -> str:
+            riding = ""
+            if "search_path_riding" in ack:
+                riding = (
+                    f", of them in the next statement's query: {ack['search_path_riding']} / "
+                    f"{chat['search_path_riding']}"
+                )
             return (
                 f"{sql(ack)} / {sql(chat)} (+ {ack.get('transaction_control', 0)} / "
                 f"{chat.get('transaction_control', 0)} BEGIN/COMMIT/SAVEPOINT/RELEASE; `SET search_path`: "
-                f"{ack['search_path_sets']} / {chat['search_path_sets']})"
+                f"{ack['search_path_sets']} / {chat['search_path_sets']}{riding})"
             )
 
         out.append(
