@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from django.db import connections
 from django.test.testcases import LiveServerThread
 from django.test.utils import modify_settings
 from playwright.sync_api import Browser, Page, Request, Response, ViewportSize, sync_playwright
@@ -79,6 +80,10 @@ def browser(chromium_path: str) -> Iterator[Browser]:
             chromium = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
             yield chromium
             chromium.close()
+            # While the loop counts as running, asgiref keys Django's connections by the loop's context, not
+            # the thread: the ones opened in that span are closed in it (else their sessions outlive the
+            # suite and the test database cannot be dropped: "being accessed by other users").
+            connections.close_all()
 
 
 @pytest.fixture(scope="package")
