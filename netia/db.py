@@ -357,16 +357,13 @@ def _numbered(sql: str, params: list[Any], values: Sequence[Any]) -> str:
     return numbered
 
 
-def _placeholders(row: list[Any], params: list[Any]) -> list[str]:
-    """Each value of `row` as a constant (`_constant`) or a numbered parameter added to `params`."""
-    written = []
-    for value in row:
-        constant = _constant(value)
-        if not constant:
-            params.append(value)
-            constant = f"${len(params)}"
-        written.append(constant)
-    return written
+def _placeholder(value: Any, params: list[Any]) -> str:
+    """`value` as a constant (`_constant`), or as a numbered parameter added to `params`."""
+    constant = _constant(value)
+    if constant:
+        return constant
+    params.append(value)
+    return f"${len(params)}"
 
 
 def insert_unless_conflict_with_children(
@@ -392,7 +389,7 @@ def insert_unless_conflict_with_children(
     model = type(children[0])
     params: list[Any] = []
     parent_columns, parent_fields = _columns(type(parent), with_pk=False)
-    parent_values = _placeholders(_values([parent], parent_fields)[0], params)
+    parent_values = [_placeholder(value, params) for value in _values([parent], parent_fields)[0]]
     meta = model._meta
     schema = connection.schema_name  # type: ignore[attr-defined]
     table = _table(model, schema)
@@ -419,12 +416,7 @@ def insert_unless_conflict_with_children(
         columns = []
         for field, value in zip(fields, values, strict=True):
             expression = expressions[id(child)] if field is pk else linked.get(field.attname)
-            if expression is None:
-                expression = _constant(value)
-                if not expression:
-                    params.append(value)
-                    expression = f"${len(params)}"
-            columns.append(expression)
+            columns.append(_placeholder(value, params) if expression is None else expression)
         ctes.append(f"child{i} AS (INSERT INTO {table} ({child_columns}) SELECT {', '.join(columns)} FROM ids)")  # noqa: S608
     for name, statement, statement_params in then:
         ctes.append(f"{name} AS ({_numbered(statement, params, statement_params)})")
