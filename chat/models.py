@@ -204,7 +204,8 @@ class Message(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    # Indexed by (conversation, created_at) below, which also serves every lookup by conversation alone.
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False)
     role = models.CharField(max_length=8, choices=Role.choices)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.REPLY)
     content = models.TextField()
@@ -212,7 +213,10 @@ class Message(models.Model):
     channel = models.CharField(max_length=16, choices=Conversation.Channel.choices)
     external_id = models.CharField(max_length=64, blank=True, help_text="The channel's message id.")
     # A visitor message points to the bot message that answered it (bursts share one answer).
-    answered_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="answers_to")
+    # Indexed only where set (message_answered_by_idx): a bot message, half of every turn's rows, never is.
+    answered_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="answers_to", db_index=False
+    )
     intent = models.CharField(max_length=32, blank=True)
     intent_keywords = models.JSONField(default=list, blank=True)
     sources = models.JSONField(default=list, blank=True)
@@ -244,6 +248,9 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=["conversation", "created_at"]),
             models.Index(fields=["delivery_status"], condition=~Q(delivery_status=""), name="message_delivery_idx"),
+            models.Index(
+                fields=["answered_by"], condition=Q(answered_by__isnull=False), name="message_answered_by_idx"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -220,6 +220,24 @@ def test_a_conversation_and_its_two_messages_are_one_prepared_statement_the_same
         assert (visitor._state.adding, reply._state.adding, conversation._state.adding) == (False, False, False)
 
 
+def test_a_turn_s_two_messages_touch_only_the_indexes_their_lookups_use(tenant: Any) -> None:
+    """chat_message is the table every turn writes twice: no index repeats another's leading column (lookups
+    by conversation use (conversation_id, created_at)), and answered_by is indexed only where it is set (a bot
+    message never is): four index entries per message, three for a bot's."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = 'chat_message'",
+            [tenant.schema_name],
+        )
+        indexes = {name: definition.split(" USING ", 1)[1] for name, definition in cursor.fetchall()}
+
+    leading = [definition.split("(", 1)[1].split(")")[0].split(",")[0] for definition in indexes.values()]
+    assert sorted(leading) == sorted(set(leading))  # no two indexes start with the same column
+    assert indexes["message_answered_by_idx"] == "btree (answered_by_id) WHERE (answered_by_id IS NOT NULL)"
+    assert not any(d.startswith("btree (conversation_id)") for d in indexes.values())
+    assert any(d.startswith("btree (conversation_id, created_at)") for d in indexes.values())
+
+
 def _last_message_id() -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT last_value FROM pg_sequences WHERE sequencename = 'chat_message_id_seq'")
