@@ -244,6 +244,34 @@ def _last_message_id() -> int:
         return cursor.fetchone()[0] or 0
 
 
+def test_without_prepared_statements_the_same_write_is_sent_unnamed(tenant: Any, settings: Any) -> None:
+    """DATABASE_PREPARED_STATEMENTS=false (a pooler that keeps none): the same statement, bound server-side,
+    never prepared."""
+    settings.DATABASE_PREPARED_STATEMENTS = False
+    with tenant_context(tenant):
+        conversation = Conversation(channel=Conversation.Channel.API, session_id="unnamed", visitor_name="Cy")
+        visitor, reply = _chat_turn(conversation)
+        reply.private = True  # a shape no other test writes: its statement is new to this session
+        statements: list[tuple[str, list[Any]]] = []
+
+        with _executed(statements):
+            assert insert_unless_conflict_with_children(conversation, [visitor, reply]) == []
+
+        assert list(Message.objects.filter(conversation=conversation).values_list("pk", "answered_by_id")) == [
+            (visitor.pk, reply.pk),
+            (reply.pk, None),
+        ]
+        ((sql, _),) = statements
+        assert sql not in _prepared()
+
+
+def _prepared() -> list[str]:
+    """The statements this session has prepared (their text)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements ORDER BY 1")
+        return [row[0] for row in cursor.fetchall()]
+
+
 def test_a_conversation_whose_session_is_taken_inserts_nothing_and_takes_no_ids(tenant: Any) -> None:
     with tenant_context(tenant):
         first = Conversation(channel=Conversation.Channel.API, session_id="taken")
