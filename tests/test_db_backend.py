@@ -10,6 +10,7 @@ from django.db import DataError, connection, connections
 from django.test.utils import CaptureQueriesContext
 from django_prometheus.db import execute_total
 
+from chat.models import Conversation
 from netia.tenancy import tenant_connection, use_public_schema
 from tenants.models import Tenant
 
@@ -128,3 +129,17 @@ def test_a_statement_that_fails_leaves_the_search_path_for_the_next_one() -> Non
         use_public_schema()
         with connection.cursor() as cursor:
             cursor.execute('DROP SCHEMA IF EXISTS "netia_path_test"')
+
+
+def test_a_named_cursor_after_a_tenant_switch_reads_the_tenant_s_tables(tenant: Tenant) -> None:
+    """QuerySet.iterator() reads through a server-side (named) cursor, which cannot carry the SET: it is sent
+    first, on its own."""
+    _left_in_public()
+    tenant_connection().set_tenant(tenant)
+    Conversation.objects.create(channel=Conversation.Channel.API, session_id="named-cursor")
+
+    _left_in_public()
+    tenant_connection().set_tenant(tenant)
+    sessions = [c.session_id for c in Conversation.objects.filter(session_id="named-cursor").iterator(chunk_size=10)]
+
+    assert sessions == ["named-cursor"]
