@@ -23,7 +23,7 @@ from chat.models import WEEKDAYS, BotConfiguration, Message
 from chat.prompts import HANDOFF_MARKER, chat_messages
 from chat.retrieval import RetrievedPassage, knowledge_search
 from chat.stopwords import LOCATION_QUESTIONS, NUMBER_QUESTIONS, PRICE_QUESTIONS
-from chat.text import base_language, language_detect, lexemes, sentences_split
+from chat.text import base_language, language_detect, lexemes, sentences_split, short_text_memo
 from netia.tenancy import current_schema
 from netia.versioned_cache import Prefetched
 
@@ -196,8 +196,7 @@ def answer_sentences(*, passage: RetrievedPassage, terms: list[Term], question: 
     asks where and the lead holds an address, else one holding terms the first lacks. A passage matched on
     its title only, with nothing asked for in it, is quoted from its start.
     """
-    analysis = _passage_analysis if len(passage.content) <= _MEMO_CHARS else _passage_analysis.__wrapped__
-    sentences, sentence_lexemes, title_lexemes = analysis(passage.content, passage.title, passage.language)
+    sentences, sentence_lexemes, title_lexemes = _passage_analysis(passage.content, passage.title, passage.language)
     if not sentences:
         return passage.content
     chosen = _sentences_by_words(
@@ -211,11 +210,8 @@ def answer_sentences(*, passage: RetrievedPassage, terms: list[Term], question: 
     return " ".join(sentences[i] for i in sorted(chosen))
 
 
-# Passages up to this long (retrieval's are about 700 characters) have their analysis kept, 512 at most.
-_MEMO_CHARS = 4000
-
-
-@lru_cache(maxsize=512)
+# Passages up to 4,000 characters (retrieval's are about 700) have their analysis kept, 512 at most.
+@short_text_memo(max_chars=4000, maxsize=512)
 def _passage_analysis(
     content: str, title: str, language: str
 ) -> tuple[tuple[str, ...], tuple[frozenset[str], ...], frozenset[str]]:

@@ -171,12 +171,16 @@ def article_index(*, article: KnowledgeArticle, language: str) -> int:
     return article.passages.count()
 
 
-# The knowledge base's version and its newest passage id: together they name its current content (the id
-# guards against a version number reused after a rolled-back transaction; ids never are).
-_STATE_SQL = (
-    "SELECT (SELECT knowledge_version FROM chat_botconfiguration WHERE id = 1) AS version,"
-    " (SELECT max(id) FROM chat_knowledgepassage) AS newest"
-)
+def _state_sql(config: str = "chat_botconfiguration", passage: str = "chat_knowledgepassage") -> str:
+    """The knowledge base's version and its newest passage id: together they name its current content (the id
+    guards against a version number reused after a rolled-back transaction; ids never are). The tables as
+    named (with their schema, or found on the search_path)."""
+    return (
+        f"SELECT (SELECT knowledge_version FROM {config} WHERE id = 1) AS version,"  # noqa: S608
+        f" (SELECT max(id) FROM {passage}) AS newest"
+    )
+
+
 # The state each schema's knowledge base was last seen in, by this process: searches assume it still holds
 # (choosing the vocabulary by it) and read the actual state in the same statement as the candidates.
 _last_state: dict[str, tuple[int, int]] = {}
@@ -184,7 +188,7 @@ _last_state: dict[str, tuple[int, int]] = {}
 
 def _knowledge_state() -> tuple[int, int]:
     with connection.cursor() as cursor:
-        cursor.execute(_STATE_SQL)
+        cursor.execute(_state_sql())
         version, newest = cursor.fetchone()
     return version or 0, newest or 0
 
@@ -255,12 +259,8 @@ def _candidates_sql(schema: str, terms: int, tiers: int) -> str:
             f" WHERE p.search_vector @@ ${3 + 4 * terms + i}::tsquery{gate} ORDER BY score DESC, p.id LIMIT $2::int)"
         )
     union = " UNION ALL ".join(f"SELECT id, score, {i} AS tier FROM tier{i}" for i in range(tiers))  # noqa: S608
-    state = (
-        f"SELECT (SELECT knowledge_version FROM {config} WHERE id = 1) AS version,"  # noqa: S608
-        f" (SELECT max(id) FROM {passage}) AS newest"
-    )
     return (
-        f"WITH {', '.join(ctes)}, state AS ({state})"  # noqa: S608
+        f"WITH {', '.join(ctes)}, state AS ({_state_sql(config, passage)})"  # noqa: S608
         f" SELECT s.version, s.newest, x.* FROM state s LEFT JOIN (SELECT {_COLUMNS} FROM ({union}) c"
         f" JOIN {passage} p ON p.id = c.id JOIN {article} a ON a.id = p.article_id"
         " ORDER BY c.tier, c.score DESC, p.id LIMIT $2::int) x ON true"

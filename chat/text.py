@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-from collections.abc import Iterable
-from functools import lru_cache
+from collections.abc import Callable, Iterable
+from functools import lru_cache, wraps
+from typing import Any, Generic, TypeVar
 
 import Stemmer
 
@@ -67,9 +68,27 @@ for _language, _words in STOPWORDS.items():
     for _word in _words:
         _STOPWORD_LANGUAGES[_word] = (*_STOPWORD_LANGUAGES.get(_word, ()), _language)
 
-# Texts up to this long (a visitor's message) have their guessed language memoised: a turn guesses its
-# question's twice (retrieval's terms, the reply's language). Articles, longer and guessed once, are not kept.
-_MEMO_CHARS = 2000
+R = TypeVar("R")
+
+
+class ShortTextMemo(Generic[R]):
+    """`func(text, *args)` kept per process (an lru_cache of `maxsize`) for texts of at most `max_chars`;
+    longer texts (whole articles, seen once) are computed every time and never kept. `cache_info` and
+    `cache_clear` are the lru_cache's."""
+
+    def __init__(self, func: Callable[..., R], *, max_chars: int, maxsize: int) -> None:
+        self.func, self.max_chars = func, max_chars
+        self.cached = lru_cache(maxsize=maxsize)(func)
+        self.cache_info, self.cache_clear = self.cached.cache_info, self.cached.cache_clear
+        wraps(func)(self)
+
+    def __call__(self, text: str, *args: Any) -> R:
+        return self.cached(text, *args) if len(text) <= self.max_chars else self.func(text, *args)
+
+
+def short_text_memo(*, max_chars: int, maxsize: int) -> Callable[[Callable[..., R]], ShortTextMemo[R]]:
+    """Decorate a function of a text (and hashable arguments, positional) with `ShortTextMemo`."""
+    return lambda func: ShortTextMemo(func, max_chars=max_chars, maxsize=maxsize)
 
 
 def language_guess(text: str, prefer: str = "") -> str | None:
@@ -78,14 +97,12 @@ def language_guess(text: str, prefer: str = "") -> str | None:
     Stop-word hits decide; without any, how common the words are in each language ("¿Venden patinetes?").
     On a tie `prefer` (e.g. the bot's language) wins if it is among the leaders.
     """
-    return _language_guess_memo(text, prefer) if len(text) <= _MEMO_CHARS else _language_guess(text, prefer)
-
-
-@lru_cache(maxsize=256)
-def _language_guess_memo(text: str, prefer: str) -> str | None:
     return _language_guess(text, prefer)
 
 
+# A visitor's message has its guessed language kept: a turn guesses its question's twice (retrieval's terms,
+# the reply's language). Articles, longer and guessed once, are not kept.
+@short_text_memo(max_chars=2000, maxsize=256)
 def _language_guess(text: str, prefer: str) -> str | None:
     hits: dict[str, float] = {}
     for word in tokenize(text):

@@ -8,21 +8,21 @@ from chat.retrieval import RetrievedPassage
 
 
 def test_a_question_s_language_is_guessed_once_for_retrieval_and_the_reply() -> None:
-    text._language_guess_memo.cache_clear()
+    text._language_guess.cache_clear()
     question = "¿Cuánto cuesta el envío a Canarias?"
 
     assert text.language_detect(question, "en") == "es"
     assert text.language_detect(question, "en") == "es"
     assert text.language_guess(question, "en") == "es"
-    assert (text._language_guess_memo.cache_info().hits, text._language_guess_memo.cache_info().misses) == (2, 1)
+    assert (text._language_guess.cache_info().hits, text._language_guess.cache_info().misses) == (2, 1)
 
 
 def test_an_article_s_language_is_guessed_without_keeping_its_text() -> None:
-    text._language_guess_memo.cache_clear()
+    text._language_guess.cache_clear()
     article = "Wir liefern nach Österreich und in die Schweiz. " * 60
 
     assert text.language_detect(article, "en") == "de"
-    assert text._language_guess_memo.cache_info().currsize == 0
+    assert text._language_guess.cache_info().currsize == 0
 
 
 def test_the_language_guess_without_stop_words_still_weighs_how_common_the_words_are() -> None:
